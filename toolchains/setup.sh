@@ -17,7 +17,7 @@ packages=(
   libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   catch2
   # tests and demo: a real broker, a real Kafka client, the format tools
-  mosquitto mosquitto-clients kcat zstd lmdb-utils curl procps
+  mosquitto mosquitto-clients kcat zstd lmdb-utils curl jq procps
 )
 
 if [[ ${1:-} == --arm64 ]]; then

@@ -1,0 +1,327 @@
+// The key table and the TOML reader (toml++). Every accepted key is one row of kKeys: its type,
+// its default (read back from a default Config, so the docs cannot drift) and its description.
+#include "gateway/config.h"
+
+#include <charconv>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+
+#include <toml++/toml.h>
+
+namespace gw::gateway {
+namespace {
+
+using Setter = std::function<std::optional<std::string>(Config&, const toml::node&)>;
+using Shower = std::function<std::string(Config)>;
+
+struct Key {
+  std::string key;
+  std::string type;
+  std::string description;
+  Setter set;
+  Shower show;
+};
+
+std::optional<std::uint64_t> parse_bytes(std::string_view text) {
+  std::uint64_t value = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || ptr == text.data()) return std::nullopt;
+  std::string_view unit(ptr, text.data() + text.size() - ptr);
+  while (!unit.empty() && unit.front() == ' ') unit.remove_prefix(1);
+  static const std::map<std::string_view, std::uint64_t> units = {
+      {"", 1},          {"B", 1},           {"KiB", 1ull << 10}, {"MiB", 1ull << 20}, {"GiB", 1ull << 30},
+      {"KB", 1000},     {"MB", 1000000},    {"GB", 1000000000}};
+  auto it = units.find(unit);
+  if (it == units.end()) return std::nullopt;
+  return value * it->second;
+}
+
+std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
+  std::int64_t value = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || ptr == text.data() || value < 0) return std::nullopt;
+  std::string_view unit(ptr, text.data() + text.size() - ptr);
+  static const std::map<std::string_view, std::int64_t> units = {
+      {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
+  auto it = units.find(unit);
+  if (it == units.end()) return std::nullopt;
+  return std::chrono::milliseconds(value * it->second);
+}
+
+std::string show_bytes(std::uint64_t v) {
+  if (v != 0 && v % (1ull << 30) == 0) return std::to_string(v >> 30) + "GiB";
+  if (v != 0 && v % (1ull << 20) == 0) return std::to_string(v >> 20) + "MiB";
+  if (v != 0 && v % (1ull << 10) == 0) return std::to_string(v >> 10) + "KiB";
+  return std::to_string(v);
+}
+
+std::string show_duration(std::chrono::milliseconds d) {
+  auto ms = d.count();
+  if (ms != 0 && ms % 3600000 == 0) return std::to_string(ms / 3600000) + "h";
+  if (ms != 0 && ms % 60000 == 0) return std::to_string(ms / 60000) + "m";
+  if (ms != 0 && ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
+}
+
+// Binders: `get` is a lambda returning a reference to the field inside a Config.
+template <class Get>
+Key string_key(std::string key, Get get, std::string description, bool allow_empty = false) {
+  return {key, "string", std::move(description),
+          [get, allow_empty](Config& c, const toml::node& n) -> std::optional<std::string> {
+            auto v = n.value<std::string>();
+            if (!n.is_string() || !v) return "expected a string";
+            if (!allow_empty && v->empty()) return "must not be empty";
+            get(c) = *v;
+            return std::nullopt;
+          },
+          [get](Config c) { return "\"" + std::string(get(c)) + "\""; }};
+}
+
+template <class Get>
+Key int_key(std::string key, Get get, std::int64_t min, std::int64_t max, std::string description) {
+  return {key, "integer " + std::to_string(min) + ".." + std::to_string(max), std::move(description),
+          [get, min, max](Config& c, const toml::node& n) -> std::optional<std::string> {
+            auto v = n.value<std::int64_t>();
+            if (!n.is_integer() || !v) return "expected an integer";
+            if (*v < min || *v > max) return "must be between " + std::to_string(min) + " and " + std::to_string(max);
+            get(c) = static_cast<std::remove_reference_t<decltype(get(c))>>(*v);
+            return std::nullopt;
+          },
+          [get](Config c) { return std::to_string(get(c)); }};
+}
+
+template <class Get>
+Key bytes_key(std::string key, Get get, std::uint64_t min, std::string description) {
+  return {key, "bytes", std::move(description),
+          [get, min](Config& c, const toml::node& n) -> std::optional<std::string> {
+            std::optional<std::uint64_t> v;
+            if (n.is_integer() && *n.value<std::int64_t>() >= 0) v = static_cast<std::uint64_t>(*n.value<std::int64_t>());
+            if (n.is_string()) v = parse_bytes(*n.value<std::string>());
+            if (!v) return "expected bytes: an integer or a string such as \"64MiB\" (B, KiB, MiB, GiB, KB, MB, GB)";
+            if (*v < min) return "must be at least " + show_bytes(min);
+            get(c) = static_cast<std::remove_reference_t<decltype(get(c))>>(*v);
+            return std::nullopt;
+          },
+          [get](Config c) { return "\"" + show_bytes(get(c)) + "\""; }};
+}
+
+template <class Get>
+Key duration_key(std::string key, Get get, std::chrono::milliseconds min, std::string description) {
+  return {key, "duration", std::move(description),
+          [get, min](Config& c, const toml::node& n) -> std::optional<std::string> {
+            std::optional<std::chrono::milliseconds> v;
+            if (n.is_string()) v = parse_duration(*n.value<std::string>());
+            if (!v) return "expected a duration string such as \"500ms\", \"10s\", \"5m\", \"1h\"";
+            if (*v < min) return "must be at least " + show_duration(min);
+            get(c) = std::chrono::duration_cast<std::remove_reference_t<decltype(get(c))>>(*v);
+            return std::nullopt;
+          },
+          [get](Config c) { return "\"" + show_duration(std::chrono::duration_cast<std::chrono::milliseconds>(get(c))) + "\""; }};
+}
+
+template <class Get, class E>
+Key enum_key(std::string key, Get get, std::vector<std::pair<std::string, E>> names, std::string description) {
+  std::string type;
+  for (const auto& [name, value] : names) type += (type.empty() ? "" : "|") + name;
+  return {key, type, std::move(description),
+          [get, names, type](Config& c, const toml::node& n) -> std::optional<std::string> {
+            if (auto v = n.value<std::string>(); n.is_string() && v) {
+              for (const auto& [name, value] : names) {
+                if (*v == name) {
+                  get(c) = value;
+                  return std::nullopt;
+                }
+              }
+            }
+            return "expected one of " + type;
+          },
+          [get, names](Config c) {
+            for (const auto& [name, value] : names) {
+              if (get(c) == value) return "\"" + name + "\"";
+            }
+            return std::string("?");
+          }};
+}
+
+template <class Get>
+Key string_list_key(std::string key, Get get, std::string description) {
+  return {key, "array of strings", std::move(description),
+          [get](Config& c, const toml::node& n) -> std::optional<std::string> {
+            const toml::array* a = n.as_array();
+            if (a == nullptr || a->empty()) return "expected a non-empty array of strings";
+            std::vector<std::string> out;
+            for (const toml::node& e : *a) {
+              auto v = e.value<std::string>();
+              if (!e.is_string() || !v || v->empty()) return "expected a non-empty array of non-empty strings";
+              out.push_back(*v);
+            }
+            get(c) = std::move(out);
+            return std::nullopt;
+          },
+          [get](Config c) {
+            std::string out = "[";
+            for (const auto& s : get(c)) out += (out.size() > 1 ? ", \"" : "\"") + s + "\"";
+            return out + "]";
+          }};
+}
+
+const std::vector<Key>& keys() {
+  using std::chrono::milliseconds;
+  static const std::vector<Key> table = {
+      string_key("gateway_id", [](Config& c) -> auto& { return c.gateway_id; },
+                 "This gateway's id: the Kafka message key and header, and the dedup scope of its sequence numbers. "
+                 "Unique per gateway; never change it for a given buffer."),
+      enum_key("log_level", [](Config& c) -> auto& { return c.log_level; },
+               std::vector<std::pair<std::string, std::string>>{{"trace", "trace"}, {"debug", "debug"}, {"info", "info"},
+                                                                {"warn", "warn"}, {"error", "error"}},
+               "Logging threshold (stderr)."),
+
+      string_key("mqtt.url", [](Config& c) -> auto& { return c.mqtt.url; },
+                 "Broker URL: tcp://HOST:PORT or ssl://HOST:PORT."),
+      string_list_key("mqtt.topics", [](Config& c) -> auto& { return c.mqtt.topics; },
+                      "Topic filters subscribed at QoS 1."),
+      string_key("mqtt.client_id", [](Config& c) -> auto& { return c.mqtt.client_id; },
+                 "MQTT client id. Fixed, because the broker keeps the persistent session (and queues messages "
+                 "while the gateway is down) under this id."),
+      enum_key("mqtt.version", [](Config& c) -> auto& { return c.mqtt.mqtt_version; },
+               std::vector<std::pair<std::string, int>>{{"3.1.1", 4}, {"5", 5}}, "MQTT protocol version."),
+      duration_key("mqtt.keep_alive", [](Config& c) -> auto& { return c.mqtt.keep_alive; }, milliseconds(1000),
+                   "MQTT keep-alive interval."),
+      string_key("mqtt.username", [](Config& c) -> auto& { return c.mqtt.username; }, "User name (empty: none).", true),
+      string_key("mqtt.password", [](Config& c) -> auto& { return c.mqtt.password; }, "Password (empty: none).", true),
+      string_key("mqtt.ca_file", [](Config& c) -> auto& { return c.mqtt.ca_file; },
+                 "PEM file of the CA that signed the broker's certificate (ssl:// URLs).", true),
+      string_key("mqtt.cert_file", [](Config& c) -> auto& { return c.mqtt.cert_file; },
+                 "PEM client certificate for TLS client authentication (empty: none).", true),
+      string_key("mqtt.key_file", [](Config& c) -> auto& { return c.mqtt.key_file; },
+                 "PEM private key of cert_file (empty: none).", true),
+
+      string_key("buffer.path", [](Config& c) -> auto& { return c.buffer.path; },
+                 "Directory of the LMDB ring buffer (created if missing)."),
+      bytes_key("buffer.max_bytes", [](Config& c) -> auto& { return c.buffer.max_bytes; }, 1ull << 20,
+                "Upper bound of the buffer's size on disk."),
+      enum_key("buffer.durability", [](Config& c) -> auto& { return c.buffer.durability; },
+               std::vector<std::pair<std::string, buffer::Durability>>{{"fsync", buffer::Durability::fsync},
+                                                                       {"os", buffer::Durability::os}},
+               "fsync: an acknowledged event survives power loss (every commit is synced). os: it survives a crash "
+               "of the gateway process; a power loss can take what arrived since the last background sync."),
+      duration_key("buffer.sync_interval", [](Config& c) -> auto& { return c.buffer.sync_interval; }, milliseconds(10),
+                   "With durability = \"os\": how often the buffer is synced to disk."),
+
+      duration_key("windowing.size", [](Config& c) -> auto& { return c.windowing.size; }, milliseconds(1),
+                   "Tumbling window length (event time)."),
+
+      string_key("uplink.kafka.brokers", [](Config& c) -> auto& { return c.kafka.brokers; },
+                 "Kafka bootstrap servers HOST:PORT[,...], or \"embedded\" to start librdkafka's mock cluster "
+                 "inside the gateway (demo only: it keeps data in memory); its address is logged and shown in /status."),
+      string_key("uplink.kafka.topic", [](Config& c) -> auto& { return c.kafka.topic; }, "Topic of the raw batches."),
+      int_key("uplink.kafka.zstd_level", [](Config& c) -> auto& { return c.kafka.zstd_level; }, 1, 19,
+              "zstd compression level of each batch."),
+      int_key("uplink.kafka.batch_max_records", [](Config& c) -> auto& { return c.kafka.batch_max_records; }, 1,
+              1000000, "Most records in one batch."),
+      bytes_key("uplink.kafka.batch_max_bytes", [](Config& c) -> auto& { return c.kafka.batch_max_bytes; }, 1024,
+                "Most payload bytes read into one batch (before compression)."),
+      duration_key("uplink.kafka.linger", [](Config& c) -> auto& { return c.kafka.linger; }, milliseconds(0),
+                   "How long a batch may wait to fill before it is sent."),
+
+      string_key("http.listen", [](Config& c) -> auto& { return c.http.listen; },
+                 "HOST:PORT of the HTTP status server (port 0: a free port, logged)."),
+      int_key("http.max_connections", [](Config& c) -> auto& { return c.http.max_connections; }, 1, 10000,
+              "Concurrent HTTP connections; more are closed at once."),
+      duration_key("http.request_timeout", [](Config& c) -> auto& { return c.http.request_timeout; },
+                   milliseconds(100), "Time allowed to read a request or write a response."),
+  };
+  return table;
+}
+
+ConfigError error_at(const std::string& file, const toml::source_region& where, std::string key, std::string message) {
+  return ConfigError{file, static_cast<int>(where.begin.line), static_cast<int>(where.begin.column), std::move(key),
+                     std::move(message)};
+}
+
+// Walks the parsed table; every value must be a known key, every table a prefix of one.
+std::optional<ConfigError> check_known(const toml::table& table, const std::string& prefix, const std::string& file,
+                                       const std::set<std::string>& known, const std::set<std::string>& tables) {
+  for (const auto& [k, node] : table) {
+    std::string path = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+    if (const toml::table* sub = node.as_table(); sub != nullptr && !known.contains(path)) {
+      if (!tables.contains(path)) return error_at(file, node.source(), path, "unknown table");
+      if (auto e = check_known(*sub, path, file, known, tables)) return e;
+    } else if (!known.contains(path)) {
+      return error_at(file, node.source(), path, "unknown key");
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string ConfigError::to_string() const {
+  std::ostringstream out;
+  out << file;
+  if (line > 0) out << ":" << line << ":" << column;
+  out << ": ";
+  if (!key.empty()) out << "key '" << key << "': ";
+  out << message;
+  return out.str();
+}
+
+std::expected<Config, ConfigError> parse_config(std::string_view text, const std::string& file) {
+  toml::table root;
+  try {
+    root = toml::parse(text, file);
+  } catch (const toml::parse_error& e) {
+    return std::unexpected(error_at(file, e.source(), "", std::string(e.description())));
+  }
+  std::set<std::string> known, tables;
+  for (const Key& k : keys()) {
+    known.insert(k.key);
+    for (auto dot = k.key.find('.'); dot != std::string::npos; dot = k.key.find('.', dot + 1)) {
+      tables.insert(k.key.substr(0, dot));
+    }
+  }
+  if (auto e = check_known(root, "", file, known, tables)) return std::unexpected(*e);
+
+  Config config;
+  for (const Key& k : keys()) {
+    const toml::node* node = root.at_path(k.key).node();
+    if (node == nullptr) continue;
+    if (auto message = k.set(config, *node)) return std::unexpected(error_at(file, node->source(), k.key, *message));
+  }
+  // Keys without a usable default.
+  for (const char* required : {"buffer.path", "uplink.kafka.brokers"}) {
+    if (root.at_path(required).node() == nullptr) {
+      return std::unexpected(ConfigError{file, 0, 0, required, "is required"});
+    }
+  }
+  return config;
+}
+
+std::expected<Config, ConfigError> load_config(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::unexpected(ConfigError{path, 0, 0, "", "cannot read the file"});
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_config(text.str(), path);
+}
+
+std::vector<KeyInfo> config_keys() {
+  std::vector<KeyInfo> out;
+  for (const Key& k : keys()) out.push_back({k.key, k.type, k.show(Config{}), k.description});
+  return out;
+}
+
+std::string config_reference_markdown() {
+  std::string out = "| key | type | default | description |\n|---|---|---|---|\n";
+  for (const KeyInfo& k : config_keys()) {
+    std::string def = k.default_value == "\"\"" ? "(none)" : "`" + k.default_value + "`";
+    out += "| `" + k.key + "` | " + k.type + " | " + def + " | " + k.description + " |\n";
+  }
+  return out;
+}
+
+}  // namespace gw::gateway

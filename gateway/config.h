@@ -1,0 +1,57 @@
+// The gateway's configuration: one TOML file, read through one declarative key table
+// (gateway/config.cc) that also produces --help-config and the README's config reference.
+// Unknown or malformed keys stop start-up with the file, line and key.
+//
+// Thread-safety: plain values and pure functions.
+#pragma once
+
+#include <expected>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "buffer/ring.h"
+#include "gateway/http_server.h"
+#include "ingest/mqtt_source.h"
+#include "uplink/kafka_sink.h"
+#include "windowing/stage.h"
+
+namespace gw::gateway {
+
+struct Config {
+  std::string gateway_id = "edge-1";
+  std::string log_level = "info";
+  ingest::MqttOptions mqtt;
+  buffer::Options buffer;
+  windowing::Options windowing;
+  uplink::KafkaOptions kafka;
+  HttpOptions http;
+};
+
+struct ConfigError {
+  std::string file;
+  int line = 0;    // 1-based; 0 when the error is not tied to a line
+  int column = 0;
+  std::string key; // dotted key, e.g. "buffer.max_bytes"; empty for syntax errors
+  std::string message;
+  // "FILE:LINE:COLUMN: key 'KEY': MESSAGE"
+  std::string to_string() const;
+};
+
+// Reads and validates a config file.
+[[nodiscard]] std::expected<Config, ConfigError> load_config(const std::string& path);
+// Same for text already in memory; `file` is used in error messages only.
+[[nodiscard]] std::expected<Config, ConfigError> parse_config(std::string_view text, const std::string& file);
+
+struct KeyInfo {
+  std::string key;          // dotted, e.g. "uplink.kafka.brokers"
+  std::string type;         // "string", "integer", "bytes", "duration", one of "a|b", ...
+  std::string default_value;
+  std::string description;
+};
+// Every key the config file accepts, in file order.
+std::vector<KeyInfo> config_keys();
+// The key table as a Markdown table (README's config reference, `edge-gateway --help-config`).
+std::string config_reference_markdown();
+
+}  // namespace gw::gateway

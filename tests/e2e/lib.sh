@@ -1,0 +1,92 @@
+# Shell helpers shared by the end-to-end tests and the demo: free loopback ports, starting the
+# real processes (mosquitto, kafka-mock, edge-gateway) and stopping every one of them on exit.
+# Source it; it defines functions only. Every wait is bounded.
+
+GW_PIDS=()
+
+gw_log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+gw_die() { gw_log "FAIL: $*"; exit 1; }
+
+# A TCP port on 127.0.0.1 that nothing listens on now (bind-tested with bash's /dev/tcp: a
+# refused connection means free). Ports are drawn from 20000-59999 to stay clear of ephemeral ones.
+gw_free_port() {
+  local port i
+  for ((i = 0; i < 200; i++)); do
+    port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "$port"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# gw_wait_port PORT SECONDS: until something accepts on 127.0.0.1:PORT.
+gw_wait_port() {
+  local port=$1 deadline=$((SECONDS + $2))
+  while ((SECONDS < deadline)); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+
+gw_track() { GW_PIDS+=("$1"); }
+
+# Stops every tracked process: SIGTERM, then SIGKILL after 5 s.
+gw_stop_all() {
+  local pid i
+  for pid in "${GW_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for ((i = 0; i < 50; i++)); do
+    local alive=0
+    for pid in "${GW_PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    ((alive)) || break
+    sleep 0.1
+  done
+  for pid in "${GW_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  GW_PIDS=()
+}
+
+# gw_start_mosquitto DIR PORT CONF_TEMPLATE: a private mosquitto on 127.0.0.1:PORT with its data in DIR.
+gw_start_mosquitto() {
+  local dir=$1 port=$2 template=$3
+  mkdir -p "$dir/data"
+  { cat "$template"; echo "listener $port 127.0.0.1"; echo "persistence_location $dir/data/"; } >"$dir/mosquitto.conf"
+  # Started as root, mosquitto drops to the user `mosquitto`, which must own its data directory.
+  if [[ $(id -u) -eq 0 ]] && id mosquitto >/dev/null 2>&1; then chown -R mosquitto: "$dir/data"; fi
+  /usr/sbin/mosquitto -c "$dir/mosquitto.conf" >"$dir/mosquitto.log" 2>&1 &
+  gw_track $!
+  gw_wait_port "$port" 10 || gw_die "mosquitto did not listen on $port (see $dir/mosquitto.log)"
+}
+
+# gw_start_kafka_mock BIN DIR TOPIC: prints the bootstrap address; the process stays tracked.
+# Its stdin is a fifo kept open in fd 7, so `echo down >&7` etc. drive it.
+gw_start_kafka_mock() {
+  local bin=$1 dir=$2 topic=$3 i
+  mkfifo "$dir/kafka-mock.in"
+  "$bin" --topic "$topic:1" <"$dir/kafka-mock.in" >"$dir/kafka-mock.out" 2>"$dir/kafka-mock.log" &
+  gw_track $!
+  exec 7>"$dir/kafka-mock.in"
+  for ((i = 0; i < 100; i++)); do
+    if grep -q '^bootstrap=' "$dir/kafka-mock.out" 2>/dev/null; then
+      sed -n 's/^bootstrap=//p' "$dir/kafka-mock.out" | head -n1
+      return 0
+    fi
+    sleep 0.1
+  done
+  gw_die "kafka-mock printed no bootstrap line (see $dir/kafka-mock.log)"
+}
+
+# gw_http URL: GET with a short timeout; prints the body.
+gw_http() { curl -fsS --max-time 5 "$1"; }
+
+# gw_wait_http URL SECONDS: until URL answers 2xx.
+gw_wait_http() {
+  local url=$1 deadline=$((SECONDS + $2))
+  while ((SECONDS < deadline)); do
+    gw_http "$url" >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  return 1
+}
