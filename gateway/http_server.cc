@@ -9,6 +9,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/version.hpp>
 #include <charconv>
+#include <optional>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -47,7 +48,7 @@ std::string percent_decode(std::string_view in) {
 HttpRequest to_request(const http::request<http::string_body>& req) {
   HttpRequest out;
   out.method = std::string(req.method_string());
-  std::string_view target = req.target();
+  std::string_view target(req.target().data(), req.target().size());
   auto qpos = target.find('?');
   out.path = percent_decode(target.substr(0, qpos));
   if (qpos != std::string_view::npos) {
@@ -64,7 +65,9 @@ HttpRequest to_request(const http::request<http::string_body>& req) {
       query.remove_prefix(amp + 1);
     }
   }
-  if (auto it = req.find(http::field::authorization); it != req.end()) out.authorization = std::string(it->value());
+  if (auto it = req.find(http::field::authorization); it != req.end()) {
+    out.authorization.assign(it->value().data(), it->value().size());
+  }
   return out;
 }
 
@@ -106,7 +109,7 @@ class Session : public std::enable_shared_from_this<Session> {
     try {
       out = shared_->handler(to_request(req));
     } catch (const std::exception& e) {
-      spdlog::error("http: handler failed on {}: {}", std::string(req.target()), e.what());
+      spdlog::error("http: handler failed on {}: {}", std::string(req.target().data(), req.target().size()), e.what());
       out = HttpResponse{500, "application/json", R"({"error":"internal error"})"};
     }
     auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(out.status), req.version());

@@ -1,0 +1,232 @@
+// Wiring of the stages and the status snapshot. The snapshot is rebuilt by a publisher thread every
+// 500 ms from each stage's stats() and swapped in under a mutex; HTTP handlers read the pointer,
+// never the stages' internals (aggregate queries take the windowing store's own short lock).
+#include "gateway/app.h"
+
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "uplink/kafka_mock.h"
+
+namespace gw::gateway {
+namespace {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+json aggregate_json(const windowing::Aggregate& a) {
+  return {{"device", a.device.value},      {"metric", a.metric},  {"window_start_ms", a.window_start.ms},
+          {"window_end_ms", a.window_end.ms}, {"count", a.count}, {"min", a.min},
+          {"max", a.max},                  {"mean", a.mean()},   {"sum", a.sum}};
+}
+
+HttpResponse json_response(int status, const json& body) { return {status, "application/json", body.dump() + "\n"}; }
+HttpResponse bad_parameter(const std::string& name, const std::string& why) {
+  return json_response(400, {{"error", "bad parameter '" + name + "': " + why}});
+}
+
+// Reads an optional integer query parameter; an error names the parameter.
+std::optional<HttpResponse> int_param(const HttpRequest& req, const std::string& name, std::int64_t min,
+                                      std::int64_t max, std::optional<std::int64_t>& out) {
+  auto it = req.query.find(name);
+  if (it == req.query.end()) return std::nullopt;
+  std::int64_t v = 0;
+  auto [ptr, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), v);
+  if (ec != std::errc{} || ptr != it->second.data() + it->second.size()) return bad_parameter(name, "not an integer");
+  if (v < min || v > max) return bad_parameter(name, "out of range " + std::to_string(min) + ".." + std::to_string(max));
+  out = v;
+  return std::nullopt;
+}
+
+class GatewayApp final : public App {
+ public:
+  explicit GatewayApp(Config config) : config_(std::move(config)) {}
+  ~GatewayApp() override { stop(); }
+
+  std::expected<void, std::string> run() {
+    auto ring = buffer::Ring::open(config_.buffer);
+    if (!ring) return std::unexpected("buffer: cannot open " + config_.buffer.path + ": " + ring.error().message());
+    ring_ = std::move(*ring);
+    spdlog::info("buffer: {} open, last seq {}", config_.buffer.path, ring_->last_seq().value);
+
+    if (config_.kafka.brokers == "embedded") {
+      auto cluster = uplink::MockCluster::create(1);
+      if (!cluster) return std::unexpected("embedded kafka: " + cluster.error().message());
+      mock_ = std::move(*cluster);
+      if (auto r = mock_->create_topic(config_.kafka.topic, 1); !r) {
+        return std::unexpected("embedded kafka: cannot create topic: " + r.error().message());
+      }
+      config_.kafka.brokers = mock_->bootstrap();
+      spdlog::warn("uplink: embedded Kafka (librdkafka mock cluster, in memory, demo only) at {}", config_.kafka.brokers);
+    }
+
+    windowing_ = std::make_unique<windowing::Stage>(config_.windowing, *ring_);
+    if (auto r = windowing_->start(); !r) return std::unexpected("windowing: " + r.error().message());
+
+    auto kafka = uplink::KafkaUplink::create(config_.kafka, config_.gateway_id, *ring_);
+    if (!kafka) return std::unexpected("uplink.kafka: " + kafka.error().message());
+    kafka_ = std::move(*kafka);
+    if (auto r = kafka_->start(); !r) return std::unexpected("uplink.kafka: " + r.error().message());
+
+    publish_status();
+    publisher_ = std::thread([this] { publish_loop(); });
+    auto http = HttpServer::start(config_.http, [this](const HttpRequest& req) { return handle(req); });
+    if (!http) return std::unexpected("http: cannot listen on " + config_.http.listen + ": " + http.error().message());
+    http_ = std::move(*http);
+    spdlog::info("http: status at http://{}/status", http_->address());
+
+    auto source = ingest::MqttSource::create(config_.mqtt, *ring_);
+    if (!source) return std::unexpected("mqtt: " + source.error().message());
+    source_ = std::move(*source);
+    if (auto r = source_->start(); !r) return std::unexpected("mqtt: " + r.error().message());
+    return {};
+  }
+
+  void stop() override {
+    if (stopped_.exchange(true)) return;
+    if (source_) source_->stop();
+    if (kafka_) kafka_->stop();
+    if (windowing_) windowing_->stop();
+    if (http_) http_->stop();
+    {
+      std::lock_guard lock(publish_mutex_);
+      publishing_ = false;
+    }
+    publish_cv_.notify_all();
+    if (publisher_.joinable()) publisher_.join();
+    mock_.reset();
+  }
+
+  std::string http_address() const override { return http_ ? http_->address() : ""; }
+
+ private:
+  void publish_loop() {
+    std::unique_lock lock(publish_mutex_);
+    while (publishing_) {
+      publish_cv_.wait_for(lock, std::chrono::milliseconds(500));
+      if (!publishing_) break;
+      lock.unlock();
+      publish_status();
+      lock.lock();
+    }
+  }
+
+  void publish_status() {
+    json s;
+    s["gateway_id"] = config_.gateway_id;
+    s["version"] = kVersion;
+    s["uptime_s"] = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - started_).count();
+
+    if (source_) {
+      auto in = source_->stats();
+      s["ingest"] = {{"connected", in.connected},           {"messages_received", in.messages_received},
+                     {"events_stored", in.events_stored},   {"decode_errors", in.decode_errors_total()},
+                     {"store_retries", in.store_retries},   {"reconnects", in.reconnects},
+                     {"last_error", in.last_error}};
+    }
+    auto b = ring_->stats();
+    json cursors = json::array();
+    for (const auto& c : b.cursors) cursors.push_back({{"name", c.name}, {"acked", c.acked.value}, {"lag", c.lag}});
+    s["buffer"] = {{"records", b.records},          {"bytes", b.bytes},
+                   {"max_bytes", config_.buffer.max_bytes},
+                   {"first_seq", b.first.value},    {"last_seq", b.last.value},
+                   {"oldest_age_ms", b.oldest_age_ms}, {"appended_total", b.appended_total},
+                   {"trimmed_total", b.trimmed_total}, {"commits_total", b.commits_total},
+                   {"cursors", cursors}};
+    auto w = windowing_->stats();
+    s["windowing"] = {{"window_size_ms", config_.windowing.size.count()},
+                      {"events", w.events},
+                      {"windows_closed", w.windows_closed},
+                      {"open_windows", w.open_windows},
+                      {"late_events", w.late_events},
+                      {"decode_errors", w.decode_errors},
+                      {"acked_seq", w.acked.value}};
+    auto k = kafka_->stats();
+    s["uplink"]["kafka"] = {{"bootstrap", config_.kafka.brokers},   {"embedded", mock_ != nullptr},
+                            {"topic", config_.kafka.topic},         {"state", k.state},
+                            {"batches_sent", k.batches_sent},       {"batches_acked", k.batches_acked},
+                            {"records_acked", k.records_acked},     {"bytes_sent", k.bytes_sent},
+                            {"bytes_raw", k.bytes_raw},             {"delivery_errors", k.delivery_errors},
+                            {"last_acked_seq", k.last_acked.value}, {"in_flight", k.in_flight}};
+    auto text = std::make_shared<const std::string>(s.dump(2) + "\n");
+    std::lock_guard lock(snapshot_mutex_);
+    snapshot_ = std::move(text);
+  }
+
+  std::shared_ptr<const std::string> snapshot() const {
+    std::lock_guard lock(snapshot_mutex_);
+    return snapshot_;
+  }
+
+  HttpResponse handle(const HttpRequest& req) {
+    if (req.method != "GET" && req.method != "HEAD") return json_response(405, {{"error", "only GET"}});
+    if (req.path == "/healthz") return json_response(200, {{"status", "ok"}});
+    if (req.path == "/status") return {200, "application/json", *snapshot()};
+    if (req.path == "/aggregates") return aggregates(req);
+    if (req.path == "/devices") {
+      json out = json::array();
+      for (const auto& d : windowing_->devices()) out.push_back(d);
+      return json_response(200, out);
+    }
+    return json_response(404, {{"error", "no such path: " + req.path}});
+  }
+
+  HttpResponse aggregates(const HttpRequest& req) {
+    for (const auto& [name, value] : req.query) {
+      if (name != "device" && name != "metric" && name != "from" && name != "to" && name != "limit") {
+        return bad_parameter(name, "unknown parameter (device, metric, from, to, limit)");
+      }
+    }
+    windowing::Query q;
+    if (auto it = req.query.find("device"); it != req.query.end()) q.device = ingest::DeviceId{it->second};
+    if (auto it = req.query.find("metric"); it != req.query.end()) q.metric = it->second;
+    std::optional<std::int64_t> from, to, limit;
+    if (auto bad = int_param(req, "from", 0, INT64_MAX, from)) return *bad;
+    if (auto bad = int_param(req, "to", 0, INT64_MAX, to)) return *bad;
+    if (auto bad = int_param(req, "limit", 1, 10000, limit)) return *bad;
+    if (from) q.from = ingest::EventTime{*from};
+    if (to) q.to = ingest::EventTime{*to};
+    if (limit) q.limit = static_cast<std::size_t>(*limit);
+    json out = json::array();
+    for (const auto& a : windowing_->query(q)) out.push_back(aggregate_json(a));
+    return json_response(200, out);
+  }
+
+  Config config_;
+  Clock::time_point started_ = Clock::now();
+  std::atomic<bool> stopped_{false};
+  std::unique_ptr<buffer::Ring> ring_;
+  std::unique_ptr<uplink::MockCluster> mock_;
+  std::unique_ptr<windowing::Stage> windowing_;
+  std::unique_ptr<uplink::KafkaUplink> kafka_;
+  std::unique_ptr<ingest::MqttSource> source_;
+  std::unique_ptr<HttpServer> http_;
+
+  mutable std::mutex snapshot_mutex_;
+  std::shared_ptr<const std::string> snapshot_;
+  std::mutex publish_mutex_;
+  std::condition_variable publish_cv_;
+  bool publishing_ = true;
+  std::thread publisher_;
+};
+
+}  // namespace
+
+std::expected<std::unique_ptr<App>, std::string> App::start(const Config& config) {
+  auto app = std::make_unique<GatewayApp>(config);
+  if (auto r = app->run(); !r) {
+    app->stop();
+    return std::unexpected(r.error());
+  }
+  return app;
+}
+
+}  // namespace gw::gateway

@@ -1,0 +1,133 @@
+// The config reader: valid files, and every kind of error naming file, line and key.
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <sstream>
+
+#include "gateway/config.h"
+
+using gw::gateway::parse_config;
+
+namespace {
+const std::string kMinimal = R"(
+gateway_id = "g1"
+[buffer]
+path = "/tmp/x"
+[uplink.kafka]
+brokers = "127.0.0.1:9092"
+)";
+}
+
+TEST_CASE("a minimal config takes defaults for everything else") {
+  auto c = parse_config(kMinimal, "t.toml");
+  REQUIRE(c.has_value());
+  CHECK(c->gateway_id == "g1");
+  CHECK(c->buffer.path == "/tmp/x");
+  CHECK(c->buffer.durability == gw::buffer::Durability::fsync);
+  CHECK(c->kafka.brokers == "127.0.0.1:9092");
+  CHECK(c->http.listen == "127.0.0.1:8080");
+  CHECK(c->mqtt.topics == std::vector<std::string>{"devices/+/telemetry"});
+}
+
+TEST_CASE("sizes, durations and enums are parsed") {
+  auto c = parse_config(kMinimal + R"(
+[http]
+listen = "127.0.0.1:0"
+)" + "", "t.toml");
+  REQUIRE(c.has_value());
+  auto d = parse_config(R"(
+[buffer]
+path = "/b"
+max_bytes = "64MiB"
+durability = "os"
+sync_interval = "250ms"
+[windowing]
+size = "1m"
+[uplink.kafka]
+brokers = "embedded"
+linger = "2s"
+batch_max_bytes = 4096
+)", "t.toml");
+  REQUIRE(d.has_value());
+  CHECK(d->buffer.max_bytes == 64ull << 20);
+  CHECK(d->buffer.durability == gw::buffer::Durability::os);
+  CHECK(d->buffer.sync_interval == std::chrono::milliseconds(250));
+  CHECK(d->windowing.size == std::chrono::milliseconds(60000));
+  CHECK(d->kafka.linger == std::chrono::milliseconds(2000));
+  CHECK(d->kafka.batch_max_bytes == 4096);
+}
+
+TEST_CASE("errors name the file, the line and the key") {
+  SECTION("unknown key") {
+    auto c = parse_config(kMinimal + "[mqtt]\nurll = \"tcp://x:1\"\n", "gw.toml");
+    REQUIRE_FALSE(c.has_value());
+    CHECK(c.error().key == "mqtt.urll");
+    CHECK(c.error().line == 8);
+    CHECK(c.error().to_string().find("gw.toml:8:") == 0);
+  }
+  SECTION("unknown table") {
+    auto c = parse_config(kMinimal + "[uplink.pulsarr]\nx = 1\n", "gw.toml");
+    REQUIRE_FALSE(c.has_value());
+    CHECK(c.error().key == "uplink.pulsarr");
+  }
+  SECTION("wrong type") {
+    auto c = parse_config(kMinimal + "[http]\nmax_connections = \"many\"\n", "gw.toml");
+    REQUIRE_FALSE(c.has_value());
+    CHECK(c.error().key == "http.max_connections");
+    CHECK(c.error().line == 8);
+  }
+  SECTION("bad enum value") {
+    auto c = parse_config(R"(
+[buffer]
+path = "/b"
+durability = "sometimes"
+[uplink.kafka]
+brokers = "embedded"
+)", "gw.toml");
+    REQUIRE_FALSE(c.has_value());
+    CHECK(c.error().key == "buffer.durability");
+    CHECK(c.error().line == 4);
+    CHECK(c.error().message.find("fsync|os") != std::string::npos);
+  }
+  SECTION("bad size") {
+    auto c = parse_config(R"(
+[buffer]
+path = "/b"
+max_bytes = "12 parsecs"
+[uplink.kafka]
+brokers = "embedded"
+)", "gw.toml");
+    REQUIRE_FALSE(c.has_value());
+    CHECK(c.error().key == "buffer.max_bytes");
+  }
+  SECTION("missing required key") {
+    auto c = parse_config("[buffer]\npath = \"/b\"\n", "gw.toml");
+    REQUIRE_FALSE(c.has_value());
+    CHECK(c.error().key == "uplink.kafka.brokers");
+  }
+  SECTION("TOML syntax error") {
+    auto c = parse_config("gateway_id = \n", "gw.toml");
+    REQUIRE_FALSE(c.has_value());
+    CHECK(c.error().line == 1);
+  }
+}
+
+TEST_CASE("the example config parses and documents every key of the table") {
+  const std::string path = std::string(GW_SOURCE_DIR) + "/gateway/edge-gateway.example.toml";
+  auto c = gw::gateway::load_config(path);
+  INFO((c ? std::string() : c.error().to_string()));
+  REQUIRE(c.has_value());
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  for (const auto& k : gw::gateway::config_keys()) {
+    auto leaf = k.key.substr(k.key.rfind('.') == std::string::npos ? 0 : k.key.rfind('.') + 1);
+    INFO(k.key);
+    CHECK(text.str().find("\n" + leaf + " = ") != std::string::npos);
+  }
+}
+
+TEST_CASE("the config reference lists every key with its default") {
+  auto md = gw::gateway::config_reference_markdown();
+  CHECK(md.find("| `buffer.durability` | fsync|os | `\"fsync\"` |") != std::string::npos);
+  CHECK(md.find("| `buffer.max_bytes` | bytes | `\"1GiB\"` |") != std::string::npos);
+}
