@@ -86,7 +86,7 @@ class GatewayApp final : public App {
     auto source = ingest::MqttSource::create(config_.mqtt, *ring_);
     if (!source) return std::unexpected("mqtt: " + source.error().message());
     source_ = std::move(*source);
-    if (auto r = source_->start(); !r) return std::unexpected("mqtt: " + r.error().message());
+    source_->start();  // connects in the background; a broker that is down is retried
     return {};
   }
 
@@ -128,8 +128,9 @@ class GatewayApp final : public App {
     if (source_) {
       auto in = source_->stats();
       s["ingest"] = {{"connected", in.connected},           {"messages_received", in.messages_received},
-                     {"events_stored", in.events_stored},   {"decode_errors", in.decode_errors_total()},
+                     {"events_stored", in.events_stored},   {"decode_errors", in.decode_errors_total},
                      {"store_retries", in.store_retries},   {"reconnects", in.reconnects},
+                     {"subscribed", in.subscribed},
                      {"last_error", in.last_error}};
     }
     auto b = ring_->stats();
@@ -148,13 +149,15 @@ class GatewayApp final : public App {
                       {"open_windows", w.open_windows},
                       {"late_events", w.late_events},
                       {"decode_errors", w.decode_errors},
+                      {"results_dropped", w.results_dropped},
                       {"acked_seq", w.acked.value}};
     auto k = kafka_->stats();
     s["uplink"]["kafka"] = {{"bootstrap", config_.kafka.brokers},   {"embedded", mock_ != nullptr},
-                            {"topic", config_.kafka.topic},         {"state", k.state},
+                            {"topic", config_.kafka.topic},         {"state", std::string(uplink::to_string(k.state))},
                             {"batches_sent", k.batches_sent},       {"batches_acked", k.batches_acked},
                             {"records_acked", k.records_acked},     {"bytes_sent", k.bytes_sent},
                             {"bytes_raw", k.bytes_raw},             {"delivery_errors", k.delivery_errors},
+                            {"records_skipped", k.records_skipped},
                             {"last_acked_seq", k.last_acked.value}, {"in_flight", k.in_flight}};
     auto text = std::make_shared<const std::string>(s.dump(2) + "\n");
     std::lock_guard lock(snapshot_mutex_);

@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "gateway/app.h"
@@ -60,6 +61,7 @@ int main(int argc, char** argv) {
     std::cerr << config.error().to_string() << "\n";
     return 1;
   }
+  spdlog::set_default_logger(spdlog::stderr_color_mt("edge-gateway"));  // stdout stays free for data
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   spdlog::set_level(spdlog::level::from_str(config->log_level));
 

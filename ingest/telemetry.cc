@@ -45,8 +45,9 @@ std::vector<std::uint8_t> encode_telemetry(const Event& event) {
 }
 
 std::expected<Event, std::error_code> decode_telemetry(std::span<const std::uint8_t> bytes) {
+  // VerifyTelemetryBuffer checks the file identifier too, within bounds (a short input is safe).
   flatbuffers::Verifier verifier(bytes.data(), bytes.size());
-  if (!fb::TelemetryBufferHasIdentifier(bytes.data()) || !fb::VerifyTelemetryBuffer(verifier)) {
+  if (!fb::VerifyTelemetryBuffer(verifier)) {
     return std::unexpected(make_error_code(errc::malformed));
   }
   const fb::Telemetry* t = fb::GetTelemetry(bytes.data());
