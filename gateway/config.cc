@@ -319,7 +319,9 @@ std::string config_reference_markdown() {
   std::string out = "| key | type | default | description |\n|---|---|---|---|\n";
   for (const KeyInfo& k : config_keys()) {
     std::string def = k.default_value == "\"\"" ? "(none)" : "`" + k.default_value + "`";
-    out += "| `" + k.key + "` | " + k.type + " | " + def + " | " + k.description + " |\n";
+    std::string type;
+    for (char c : k.type) type += c == '|' ? std::string("\\|") : std::string(1, c);  // Markdown cell
+    out += "| `" + k.key + "` | " + type + " | " + def + " | " + k.description + " |\n";
   }
   return out;
 }

@@ -67,7 +67,7 @@ cat <<INFO
   read Kafka:  kcat -b $bootstrap -C -t telemetry -o beginning -e -f 'batch %o: %S bytes, headers %h\n'
   decode it:   $build/uplink/uplink-cat --kafka $bootstrap --topic telemetry | head
   logs:        $run/*.log
-  Ctrl-C stops everything${duration:+ (or it stops by itself after ${duration}s)}.
+  Ctrl-C stops everything$( ((duration > 0)) && echo " (or it stops by itself after ${duration}s)").
 
 INFO
 

@@ -1,0 +1,329 @@
+// Tests of the Kafka sink and reader against an in-process librdkafka mock cluster
+// (uplink/kafka_mock.h) and a real LMDB ring in a temporary directory.
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "buffer/ring.h"
+#include "ingest/event.h"
+#include "tests/support/support.h"
+#include "uplink/batch.h"
+#include "uplink/kafka_mock.h"
+#include "uplink/kafka_reader.h"
+#include "uplink/kafka_sink.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+using gw::buffer::Seq;
+using Clock = std::chrono::steady_clock;
+
+const std::string kGateway = "gw-test";
+
+gw::ingest::Event make_event(std::uint64_t i) {
+  return {gw::ingest::DeviceId{"dev-" + std::to_string(i % 13)},
+          gw::ingest::DeviceSeq{i},
+          gw::ingest::EventTime{1'700'000'000'000 + static_cast<std::int64_t>(i)},
+          {{"temp", 20.0 + static_cast<double>(i % 100) / 4}, {"n", static_cast<double>(i)}}};
+}
+
+// Appends events first..first+count-1 (device seq = i) in chunks; returns the seqs in order.
+std::vector<Seq> append_events(gw::buffer::Ring& ring, std::uint64_t first, std::uint64_t count) {
+  std::vector<Seq> seqs;
+  for (std::uint64_t done = 0; done < count;) {
+    const std::uint64_t n = std::min<std::uint64_t>(250, count - done);
+    std::vector<std::vector<std::uint8_t>> payloads;
+    std::vector<gw::buffer::RecordIn> in;
+    for (std::uint64_t k = 0; k < n; ++k)
+      payloads.push_back(gw::ingest::encode_telemetry(make_event(first + done + k)));
+    for (const auto& p : payloads) in.push_back({gw::buffer::RecordType::telemetry, p});
+    auto r = ring.append(in);
+    REQUIRE(r.has_value());
+    seqs.insert(seqs.end(), r->begin(), r->end());
+    done += n;
+  }
+  return seqs;
+}
+
+std::unique_ptr<gw::buffer::Ring> open_ring(const gw::test::TempDir& dir) {
+  gw::buffer::Options opt;
+  opt.path = (dir.path() / "ring").string();
+  opt.max_bytes = 256ull << 20;
+  opt.durability = gw::buffer::Durability::os;
+  auto ring = gw::buffer::Ring::open(opt);
+  REQUIRE(ring.has_value());
+  return std::move(*ring);
+}
+
+struct Seen {
+  std::map<std::uint64_t, int> count;  // seq -> times seen
+  std::vector<std::uint64_t> order;    // in partition order
+  std::size_t bad_messages = 0;
+};
+
+// Reads the topic until every seq in `want` was seen, or `limit` passes.
+Seen read_until(const std::string& bootstrap, const std::set<std::uint64_t>& want,
+                std::chrono::seconds limit) {
+  auto reader = gw::uplink::KafkaReader::open({bootstrap, "telemetry", 10s});
+  REQUIRE(reader.has_value());
+  Seen seen;
+  std::size_t missing = want.size();
+  const auto deadline = Clock::now() + limit;
+  while (missing > 0 && Clock::now() < deadline) {
+    auto m = (*reader)->next(200ms);
+    REQUIRE(m.has_value());
+    if (!m->has_value()) continue;
+    const gw::uplink::KafkaMessage& msg = **m;
+    auto batch = gw::uplink::decode_batch(msg.value);
+    if (!batch) {
+      ++seen.bad_messages;
+      continue;
+    }
+    CHECK(std::string(msg.key.begin(), msg.key.end()) == kGateway);
+    CHECK(msg.header(gw::uplink::kHeaderGatewayId) == kGateway);
+    CHECK(msg.header(gw::uplink::kHeaderFirstSeq) == std::to_string(batch->first.value));
+    CHECK(msg.header(gw::uplink::kHeaderLastSeq) == std::to_string(batch->last.value));
+    CHECK(msg.header(gw::uplink::kHeaderCodec) == "zstd");
+    CHECK(msg.header(gw::uplink::kHeaderDictId) == "0");
+    CHECK(msg.header(gw::uplink::kHeaderSchemaVersion) == "1");
+    CHECK(batch->gateway_id == kGateway);
+    for (const auto& r : batch->records) {
+      if (seen.count[r.seq.value]++ == 0 && want.contains(r.seq.value)) --missing;
+      seen.order.push_back(r.seq.value);
+      // Records were appended with device seq i at gateway seq i (a fresh ring starts at 1).
+      REQUIRE(r.event == make_event(r.seq.value));
+    }
+  }
+  return seen;
+}
+
+// Waits (bounded) until the sink has acknowledged `upto`.
+gw::uplink::SinkStats wait_acked(const gw::uplink::KafkaUplink& sink, Seq upto, std::chrono::seconds limit) {
+  const auto deadline = Clock::now() + limit;
+  auto st = sink.stats();
+  while (st.last_acked < upto && Clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+    st = sink.stats();
+  }
+  return st;
+}
+
+}  // namespace
+
+TEST_CASE("MockCluster answers and rejects bad arguments", "[kafka]") {
+  CHECK_FALSE(gw::uplink::MockCluster::create(0).has_value());
+  auto cluster = gw::uplink::MockCluster::create(3);
+  REQUIRE(cluster.has_value());
+  const std::string bootstrap = (*cluster)->bootstrap();
+  CHECK(bootstrap.starts_with("127.0.0.1:"));
+  CHECK(std::count(bootstrap.begin(), bootstrap.end(), ',') == 2);
+  CHECK((*cluster)->create_topic("t", 4).has_value());
+  CHECK((*cluster)->create_topic("t", 4).has_value());  // existing: fine
+  CHECK_FALSE((*cluster)->create_topic("", 1).has_value());
+  CHECK((*cluster)->set_rtt(5ms).has_value());
+  CHECK((*cluster)->set_down(true).has_value());
+  CHECK((*cluster)->set_down(false).has_value());
+
+  auto reader = gw::uplink::KafkaReader::open({bootstrap, "t", 10s});
+  REQUIRE(reader.has_value());
+  CHECK((*reader)->partitions() == 4);
+}
+
+TEST_CASE("KafkaUplink::create refuses bad options", "[kafka]") {
+  gw::test::TempDir dir;
+  auto ring = open_ring(dir);
+  gw::uplink::KafkaOptions opt;
+  CHECK(gw::uplink::KafkaUplink::create(opt, kGateway, *ring).error() == gw::uplink::errc::invalid_argument);
+  opt.brokers = "127.0.0.1:1";
+  CHECK(gw::uplink::KafkaUplink::create(opt, "", *ring).error() == gw::uplink::errc::invalid_argument);
+  opt.max_in_flight_batches = 0;
+  CHECK(gw::uplink::KafkaUplink::create(opt, kGateway, *ring).error() == gw::uplink::errc::invalid_argument);
+}
+
+TEST_CASE("the Kafka sink forwards every record once, in order, and acks the cursor", "[kafka]") {
+  auto cluster = gw::uplink::MockCluster::create(1);
+  REQUIRE(cluster.has_value());
+  REQUIRE((*cluster)->create_topic("telemetry", 1).has_value());
+  gw::test::TempDir dir;
+  auto ring = open_ring(dir);
+
+  const std::vector<Seq> seqs = append_events(*ring, 1, 5000);
+  REQUIRE(seqs.front() == Seq{1});
+  REQUIRE(seqs.back() == Seq{5000});
+
+  gw::uplink::KafkaOptions opt;
+  opt.brokers = (*cluster)->bootstrap();
+  opt.batch_max_records = 300;
+  opt.linger = 20ms;
+  auto sink = gw::uplink::KafkaUplink::create(opt, kGateway, *ring);
+  REQUIRE(sink.has_value());
+  REQUIRE((*sink)->start().has_value());
+  CHECK((*sink)->start().error() == gw::uplink::errc::already_started);
+
+  std::set<std::uint64_t> want;
+  for (Seq s : seqs) want.insert(s.value);
+  const Seen seen = read_until((*cluster)->bootstrap(), want, 30s);
+  CHECK(seen.bad_messages == 0);
+  REQUIRE(seen.order.size() == 5000);
+  for (std::size_t i = 0; i < seen.order.size(); ++i) REQUIRE(seen.order[i] == i + 1);
+
+  const auto st = wait_acked(**sink, seqs.back(), 30s);
+  CHECK(st.last_acked == seqs.back());
+  CHECK(st.records_acked == 5000);
+  CHECK(st.delivery_errors == 0);
+  CHECK(st.state == gw::uplink::SinkState::up);
+  CHECK(st.batches_acked == st.batches_sent);
+  CHECK(st.batches_sent >= 5000 / 300);
+  CHECK(st.bytes_sent < st.bytes_raw);
+  (*sink)->stop();
+
+  auto acked = ring->acked(opt.cursor);
+  REQUIRE(acked.has_value());
+  CHECK(*acked == seqs.back());
+  CHECK(ring->stats().records == 0);  // trimmed: the sink is the only cursor
+}
+
+TEST_CASE("the Kafka sink loses nothing while the brokers are down", "[kafka]") {
+  auto cluster = gw::uplink::MockCluster::create(1);
+  REQUIRE(cluster.has_value());
+  REQUIRE((*cluster)->create_topic("telemetry", 1).has_value());
+  gw::test::TempDir dir;
+  auto ring = open_ring(dir);
+
+  gw::uplink::KafkaOptions opt;
+  opt.brokers = (*cluster)->bootstrap();
+  opt.batch_max_records = 100;
+  opt.linger = 10ms;
+  opt.max_in_flight_batches = 4;
+  auto sink = gw::uplink::KafkaUplink::create(opt, kGateway, *ring);
+  REQUIRE(sink.has_value());
+  REQUIRE((*sink)->start().has_value());
+
+  std::vector<Seq> seqs = append_events(*ring, 1, 500);
+  auto st = wait_acked(**sink, seqs.back(), 30s);
+  REQUIRE(st.last_acked == seqs.back());
+
+  REQUIRE((*cluster)->set_down(true).has_value());
+  for (std::uint64_t i = 0; i < 10; ++i) {
+    auto more = append_events(*ring, 501 + i * 200, 200);
+    seqs.insert(seqs.end(), more.begin(), more.end());
+    std::this_thread::sleep_for(50ms);
+  }
+  // While down, nothing beyond what was confirmed before can be acknowledged... unless a batch
+  // slipped in before the brokers went down; either way the cursor never passes what was appended.
+  st = (*sink)->stats();
+  CHECK(st.last_acked <= seqs.back());
+  CHECK(ring->stats().records > 0);  // the backlog waits in the buffer
+  REQUIRE((*cluster)->set_down(false).has_value());
+
+  std::set<std::uint64_t> want;
+  for (Seq s : seqs) want.insert(s.value);
+  const Seen seen = read_until((*cluster)->bootstrap(), want, 60s);
+  CHECK(seen.bad_messages == 0);
+  for (std::uint64_t s : want) REQUIRE(seen.count.contains(s));  // nothing lost (duplicates allowed)
+
+  st = wait_acked(**sink, seqs.back(), 30s);
+  CHECK(st.last_acked == seqs.back());
+  (*sink)->stop();
+  auto acked = ring->acked(opt.cursor);
+  REQUIRE(acked.has_value());
+  CHECK(*acked == seqs.back());
+}
+
+TEST_CASE("the Kafka sink stops promptly when the brokers are down", "[kafka]") {
+  auto cluster = gw::uplink::MockCluster::create(1);
+  REQUIRE(cluster.has_value());
+  REQUIRE((*cluster)->create_topic("telemetry", 1).has_value());
+  REQUIRE((*cluster)->set_down(true).has_value());
+  gw::test::TempDir dir;
+  auto ring = open_ring(dir);
+  const std::vector<Seq> seqs = append_events(*ring, 1, 300);
+
+  gw::uplink::KafkaOptions opt;
+  opt.brokers = (*cluster)->bootstrap();
+  opt.stop_timeout = 500ms;
+  auto sink = gw::uplink::KafkaUplink::create(opt, kGateway, *ring);
+  REQUIRE(sink.has_value());
+  REQUIRE((*sink)->start().has_value());
+  std::this_thread::sleep_for(300ms);
+  (*sink)->stop();  // must return (bounded by stop_timeout); a hang fails the ctest timeout
+  const auto st = (*sink)->stats();
+  CHECK(st.last_acked == Seq{0});
+  CHECK(st.state != gw::uplink::SinkState::up);
+  auto acked = ring->acked(opt.cursor);
+  REQUIRE(acked.has_value());
+  CHECK(*acked == Seq{0});  // nothing acknowledged that the broker did not confirm
+}
+
+namespace {
+
+std::vector<std::string> read_lines(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+}  // namespace
+
+TEST_CASE("kafka-mock and uplink-cat: the programs around the sink", "[kafka][programs]") {
+  gw::test::TempDir dir;
+  const auto mock_out = dir.path() / "mock.out";
+  gw::test::ChildProcess mock({GW_KAFKA_MOCK_BIN, "--topic", "telemetry"}, mock_out);
+  std::string bootstrap;
+  for (int i = 0; i < 200 && bootstrap.empty(); ++i) {
+    const auto lines = read_lines(mock_out);
+    if (!lines.empty() && lines.front().starts_with("bootstrap=")) {
+      bootstrap = lines.front().substr(10);
+    } else {
+      std::this_thread::sleep_for(50ms);
+    }
+  }
+  REQUIRE(bootstrap.starts_with("127.0.0.1:"));
+
+  auto ring = open_ring(dir);
+  const std::vector<Seq> seqs = append_events(*ring, 1, 200);
+  gw::uplink::KafkaOptions opt;
+  opt.brokers = bootstrap;
+  opt.batch_max_records = 64;
+  opt.linger = 5ms;
+  auto sink = gw::uplink::KafkaUplink::create(opt, kGateway, *ring);
+  REQUIRE(sink.has_value());
+  REQUIRE((*sink)->start().has_value());
+  REQUIRE(wait_acked(**sink, seqs.back(), 30s).last_acked == seqs.back());
+  (*sink)->stop();
+
+  const auto cat_out = dir.path() / "cat.out";
+  gw::test::ChildProcess cat(
+      {GW_UPLINK_CAT_BIN, "--kafka", bootstrap, "--topic", "telemetry", "--idle-exit-ms", "300"}, cat_out);
+  REQUIRE(cat.wait(30s) == 0);
+  const auto lines = read_lines(cat_out);
+  REQUIRE(lines.size() == 200);
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    const auto j = nlohmann::json::parse(lines[i]);
+    const auto e = make_event(i + 1);
+    REQUIRE(j.at("seq") == i + 1);
+    CHECK(j.at("gateway") == kGateway);
+    CHECK(j.at("device") == e.device.value);
+    CHECK(j.at("device_seq") == e.seq.value);
+    CHECK(j.at("time_ms") == e.time.ms);
+    CHECK(j.at("metrics").at("temp") == e.metrics[0].value);
+  }
+
+  gw::test::ChildProcess limited({GW_UPLINK_CAT_BIN, "--kafka", bootstrap, "--max-records", "7"},
+                                 dir.path() / "7.out");
+  REQUIRE(limited.wait(30s) == 0);
+  CHECK(read_lines(dir.path() / "7.out").size() == 7);
+
+  gw::test::ChildProcess usage({GW_UPLINK_CAT_BIN, "--no-such-flag"}, dir.path() / "usage.out");
+  CHECK(usage.wait(30s) == 2);
+
+  mock.signal(SIGTERM);
+  CHECK(mock.wait(10s) == 0);
+}

@@ -1,0 +1,66 @@
+// The upstream batch: what one Kafka message carries (uplink/FORMAT.md has the bytes and headers).
+// A batch is a FlatBuffer (uplink/batch.fbs) compressed as one zstd frame.
+//
+// Thread-safety: plain values and pure functions.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <expected>
+#include <span>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#include "buffer/ring.h"
+#include "ingest/event.h"
+#include "uplink/error.h"
+
+namespace gw::uplink {
+
+// The Batch.format_version written by this build; decode_batch refuses newer ones.
+inline constexpr std::uint16_t kBatchFormatVersion = 1;
+// decode_batch refuses a frame that declares more decompressed bytes than this.
+inline constexpr std::size_t kMaxBatchBytes = 64u << 20;
+
+// Kafka message header names; every value is ASCII text (numbers in decimal).
+inline constexpr std::string_view kHeaderGatewayId = "gw-gateway-id";
+inline constexpr std::string_view kHeaderFirstSeq = "gw-first-seq";
+inline constexpr std::string_view kHeaderLastSeq = "gw-last-seq";
+inline constexpr std::string_view kHeaderSchemaVersion = "gw-schema-version";  // kBatchFormatVersion
+inline constexpr std::string_view kHeaderCodec = "gw-codec";
+inline constexpr std::string_view kHeaderDictId = "gw-dict-id";
+inline constexpr std::string_view kCodecZstd = "zstd";
+inline constexpr std::string_view kNoDictionary = "0";  // no zstd dictionary is used yet
+
+struct BatchRecord {
+  buffer::Seq seq;
+  ingest::Event event;
+  bool operator==(const BatchRecord&) const = default;
+};
+
+// A batch covers the gateway sequence numbers first..last. Records are in increasing seq order,
+// each within first..last; seqs in the range without a record (not telemetry, or undecodable in
+// the buffer) were skipped on purpose.
+struct Batch {
+  std::string gateway_id;
+  buffer::Seq first, last;
+  std::vector<BatchRecord> records;
+  bool operator==(const Batch&) const = default;
+};
+
+// The Kafka message value: a Batch FlatBuffer in one zstd frame (content size set) at zstd_level
+// (clamped to zstd's range). Does not check the batch; decode_batch does.
+std::vector<std::uint8_t> encode_batch(const Batch& batch, int zstd_level);
+
+// The two steps of encode_batch, for callers that account for both sizes: the FlatBuffer alone,
+// and one zstd frame (content size set) of any bytes.
+std::vector<std::uint8_t> encode_batch_flatbuffer(const Batch& batch);
+std::vector<std::uint8_t> compress_frame(std::span<const std::uint8_t> bytes, int zstd_level);
+
+// Decompresses and verifies a message value. Never trusts the input: any byte string is safe.
+// Errors: bad_compression, too_large, malformed, unsupported_version.
+[[nodiscard]] std::expected<Batch, std::error_code> decode_batch(std::span<const std::uint8_t> value);
+
+}  // namespace gw::uplink

@@ -1,0 +1,49 @@
+// The interface every uplink sink implements (Kafka now, Pulsar later), and the counters it keeps.
+// A sink reads the buffer through its own named cursor, sends batches upstream, and acknowledges
+// the cursor only for what the upstream system has durably accepted (at-least-once).
+//
+// Thread-safety: start() and stop() are called by one owner thread; stats() from any thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <expected>
+#include <string_view>
+#include <system_error>
+
+#include "buffer/ring.h"
+
+namespace gw::uplink {
+
+enum class SinkState {
+  connecting,  // started, nothing confirmed yet
+  up,          // the upstream system accepted a batch or answered recently
+  down,        // every broker unreachable, or the last delivery failed
+};
+std::string_view to_string(SinkState state) noexcept;
+
+struct SinkStats {
+  SinkState state = SinkState::connecting;
+  std::uint64_t batches_sent = 0;     // produced (including resends after a failure)
+  std::uint64_t batches_acked = 0;    // confirmed by the upstream system
+  std::uint64_t records_acked = 0;    // records in confirmed batches
+  std::uint64_t records_skipped = 0;  // buffer records not forwarded (not telemetry, or undecodable)
+  std::uint64_t bytes_sent = 0;       // compressed message values produced
+  std::uint64_t bytes_raw = 0;        // the same batches before compression (FlatBuffer bytes)
+  std::uint64_t delivery_errors = 0;  // failed deliveries; each one rewinds to the last ack
+  buffer::Seq last_acked;             // the sink's cursor position
+  std::size_t in_flight = 0;          // batches produced and not yet confirmed
+};
+
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  // Registers the cursor and starts the sink's thread. Errors: already_started, kafka, ...
+  [[nodiscard]] virtual std::expected<void, std::error_code> start() = 0;
+  // Stops reading, waits a bounded time for in-flight batches, and joins. Idempotent; never hangs
+  // when the upstream system is down (unconfirmed batches are sent again after a restart).
+  virtual void stop() = 0;
+  virtual SinkStats stats() const = 0;
+};
+
+}  // namespace gw::uplink
