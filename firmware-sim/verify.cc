@@ -1,0 +1,88 @@
+// The manifest/records verifier (see verify.h). Not thread-safe.
+#include "firmware-sim/verify.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+#include <sstream>
+
+namespace gw::firmware_sim {
+
+std::string VerifyResult::summary() const {
+  return fmt::format("verify: expected={} received={} lost={} duplicates={} unexpected={}", expected, received, lost,
+                     duplicates, unexpected);
+}
+
+void Verifier::expect(std::string_view device, std::uint64_t seq) {
+  devices_[std::string(device)][seq].expected = true;
+}
+
+void Verifier::receive(std::string_view device, std::uint64_t seq) {
+  ++devices_[std::string(device)][seq].received;
+  ++received_lines_;
+}
+
+VerifyResult Verifier::result() const {
+  VerifyResult r;
+  r.received = received_lines_;
+  for (const auto& [device, seqs] : devices_) {
+    for (const auto& [seq, e] : seqs) {
+      if (e.expected) ++r.expected;
+      if (e.expected && e.received == 0) ++r.lost;
+      if (!e.expected && e.received > 0) ++r.unexpected;
+      if (e.received > 1) r.duplicates += e.received - 1;
+    }
+  }
+  return r;
+}
+
+std::expected<std::uint64_t, std::error_code> read_manifest(std::istream& in, Verifier& verifier) {
+  std::string line;
+  std::uint64_t line_no = 0;
+  std::uint64_t count = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    std::istringstream fields(line);
+    std::string device, seq_text, extra;
+    std::uint64_t seq = 0;
+    bool ok = static_cast<bool>(fields >> device >> seq_text) && !(fields >> extra);
+    if (ok) {
+      auto [ptr, ec] = std::from_chars(seq_text.data(), seq_text.data() + seq_text.size(), seq);
+      ok = ec == std::errc() && ptr == seq_text.data() + seq_text.size();
+    }
+    if (!ok) {
+      spdlog::error("manifest line {}: expected \"DEVICE SEQ\", got \"{}\"", line_no, line);
+      return std::unexpected(make_error_code(errc::bad_manifest));
+    }
+    verifier.expect(device, seq);
+    ++count;
+  }
+  if (in.bad()) return std::unexpected(make_error_code(errc::io_error));
+  return count;
+}
+
+std::expected<std::uint64_t, std::error_code> read_records(std::istream& in, Verifier& verifier) {
+  std::string line;
+  std::uint64_t line_no = 0;
+  std::uint64_t count = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    const auto device = j.is_object() ? j.find("device") : j.end();
+    const auto seq = j.is_object() ? j.find("device_seq") : j.end();
+    if (device == j.end() || seq == j.end() || !device->is_string() || !seq->is_number_unsigned()) {
+      spdlog::error("records line {}: expected a JSON object with \"device\" and \"device_seq\"", line_no);
+      return std::unexpected(make_error_code(errc::bad_record));
+    }
+    verifier.receive(device->get<std::string>(), seq->get<std::uint64_t>());
+    ++count;
+  }
+  if (in.bad()) return std::unexpected(make_error_code(errc::io_error));
+  return count;
+}
+
+}  // namespace gw::firmware_sim

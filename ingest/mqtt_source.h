@@ -1,0 +1,81 @@
+// The MQTT source: subscribes to the device telemetry topics on the local broker with a persistent
+// session and stores every valid event in the ring buffer BEFORE the message is acknowledged.
+//
+// The ack invariant (DESIGN.md, "No ack before durable"): Paho MQTT C++ runs the message callback
+// on its receive thread and sends the QoS 1 PUBACK only after the callback returns, so the ring
+// append happens inside the callback. While an append fails (e.g. the ring is full), the callback
+// keeps retrying and the message stays unacknowledged; the broker queues what follows (the
+// "block" overflow behaviour). On stop() during such an episode the connection is closed first and
+// only then is the callback released, so the PUBACK never reaches the broker and the persistent
+// session redelivers the message to the next MqttSource with the same client id.
+//
+// Thread-safety: start(), stop() and stats() may be called from any thread, but start()/stop()
+// not concurrently with each other. Paho's callbacks run on Paho's threads. The Ring must outlive
+// the MqttSource.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <expected>
+#include <map>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "buffer/ring.h"
+#include "ingest/event.h"
+
+namespace gw::ingest {
+
+struct MqttOptions {
+  std::string url = "tcp://127.0.0.1:1883";  // tcp://, ssl:// (or mqtts://)
+  // Fixed: the broker keeps the persistent session (subscriptions, queued messages) under this id.
+  std::string client_id = "edge-gateway";
+  std::vector<std::string> topics{"devices/+/telemetry"};
+  int qos = 1;                          // subscription QoS; 1 is what the ack invariant is about
+  int mqtt_version = 4;                 // 4 = MQTT 3.1.1, 5 = MQTT 5
+  std::chrono::seconds keep_alive{30};  // note: a long store-retry episode blocks keep-alive handling
+  std::string username, password;       // empty = anonymous
+  std::string ca_file, cert_file, key_file;  // TLS (any set, or an ssl:// url, enables TLS)
+  std::chrono::milliseconds reconnect_min{500};    // first retry delay after a failed/lost connection
+  std::chrono::milliseconds reconnect_max{30000};  // the delay doubles up to this
+  // MQTT 5 only: how long the broker keeps the session while we are away (0xFFFFFFFF = forever).
+  std::uint32_t session_expiry_s = 0xFFFFFFFF;
+  std::chrono::milliseconds store_retry_min{10};    // first delay between failed append attempts
+  std::chrono::milliseconds store_retry_max{1000};  // the delay doubles up to this
+};
+
+struct MqttStats {
+  bool connected = false;
+  bool subscribed = false;              // the broker confirmed every subscription of this connection
+  std::uint64_t messages_received = 0;  // callbacks entered (redeliveries included)
+  std::uint64_t events_stored = 0;      // records appended to the ring
+  std::map<errc, std::uint64_t> decode_errors;  // by reason; such messages are rejected for good
+  std::uint64_t decode_errors_total = 0;
+  std::uint64_t store_retries = 0;    // failed append attempts that were retried
+  std::uint64_t unstored_at_stop = 0; // messages left unacknowledged by stop() (redelivered later)
+  std::uint64_t reconnects = 0;       // successful connects after the first
+  std::string last_error;             // empty if none yet
+};
+
+class MqttSource {
+ public:
+  // Validates the options and creates the MQTT client; does not connect yet. Fails with
+  // std::errc::invalid_argument for a bad url, qos, version or empty topic list.
+  [[nodiscard]] static std::expected<std::unique_ptr<MqttSource>, std::error_code> create(MqttOptions options,
+                                                                                          buffer::Ring& ring);
+  virtual ~MqttSource() = default;  // implementations stop() first
+
+  // Starts connecting in the background and returns at once. A broker that is down is not an
+  // error: the source keeps retrying with backoff, and resubscribes on every (re)connect.
+  virtual void start() = 0;
+  // Disconnects cleanly and waits (bounded) until no callback is running. A message whose append
+  // is still failing is left unacknowledged (see above). Idempotent; a stopped source cannot be
+  // restarted (create a new one with the same client id).
+  virtual void stop() = 0;
+
+  virtual MqttStats stats() const = 0;
+};
+
+}  // namespace gw::ingest

@@ -1,0 +1,50 @@
+// A test Ring whose append() fails on demand (errc::map_full) and delegates everything else to a
+// real Ring. Thread-safe like the ring it wraps.
+#pragma once
+
+#include <atomic>
+
+#include "buffer/ring.h"
+
+namespace gw::test {
+
+// A Ring whose append() fails while `failures` is non-zero (negative = forever); the rest is
+// delegated to a real ring.
+class FaultyRing final : public gw::buffer::Ring {
+ public:
+  explicit FaultyRing(gw::buffer::Ring& real) : real_(real) {}
+  std::atomic<int> failures{0};
+  std::atomic<int> failed{0};
+
+  std::expected<std::vector<gw::buffer::Seq>, std::error_code> append(std::span<const gw::buffer::RecordIn> records) override {
+    int f = failures.load();
+    if (f != 0) {
+      if (f > 0) failures.fetch_sub(1);
+      failed.fetch_add(1);
+      return std::unexpected(make_error_code(gw::buffer::errc::map_full));
+    }
+    return real_.append(records);
+  }
+  std::expected<void, std::error_code> register_cursor(std::string_view name) override {
+    return real_.register_cursor(name);
+  }
+  std::expected<gw::buffer::Seq, std::error_code> acked(std::string_view name) const override { return real_.acked(name); }
+  std::expected<void, std::error_code> ack(std::string_view name, gw::buffer::Seq upto) override {
+    return real_.ack(name, upto);
+  }
+  std::expected<std::vector<gw::buffer::StoredRecord>, std::error_code> read(gw::buffer::Seq after, std::size_t max_records,
+                                                                         std::size_t max_bytes) const override {
+    return real_.read(after, max_records, max_bytes);
+  }
+  bool wait_for(gw::buffer::Seq after, std::chrono::milliseconds timeout) const override {
+    return real_.wait_for(after, timeout);
+  }
+  std::expected<std::uint64_t, std::error_code> trim() override { return real_.trim(); }
+  gw::buffer::Seq last_seq() const override { return real_.last_seq(); }
+  gw::buffer::Stats stats() const override { return real_.stats(); }
+
+ private:
+  gw::buffer::Ring& real_;
+};
+
+}  // namespace gw::test
