@@ -10,7 +10,6 @@
 #include <fstream>
 #include <optional>
 #include <random>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -20,32 +19,46 @@ namespace {
 
 constexpr std::array<const char*, 4> kNames{"temperature", "humidity", "light", "voltage"};
 
-using Row = std::array<double, 4>;
+// A reading: the four metrics, each present or not (mote 28's file has an empty light column).
+using Row = std::array<std::optional<double>, 4>;
 
 std::vector<ingest::Metric> to_metrics(const Row& row) {
   std::vector<ingest::Metric> out;
   out.reserve(row.size());
-  for (std::size_t i = 0; i < row.size(); ++i) out.push_back({kNames[i], row[i]});
+  for (std::size_t i = 0; i < row.size(); ++i) {
+    if (row[i]) out.push_back({kNames[i], *row[i]});
+  }
   return out;
 }
 
 bool parse_double(std::string_view text, double& out) {
   const char* end = text.data() + text.size();
   auto [ptr, ec] = std::from_chars(text.data(), end, out);
-  return ec == std::errc() && ptr == end && std::isfinite(out);
+  return !text.empty() && ec == std::errc() && ptr == end && std::isfinite(out);
 }
 
-// One row of a mote file, or nullopt if it is incomplete or unparsable.
-std::optional<Row> parse_row(const std::string& line) {
-  std::istringstream in(line);
-  std::array<std::string, 8> fields;
-  for (auto& f : fields) {
-    if (!(in >> f)) return std::nullopt;
+// One row of a mote file: "date time epoch moteid temperature humidity light voltage", fields
+// separated by single spaces (an empty field = two spaces). Metrics that are empty or unparsable
+// are left out; nullopt if the row has none or not all eight columns.
+std::optional<Row> parse_row(std::string_view line) {
+  std::vector<std::string_view> fields;
+  while (true) {
+    const auto sp = line.find(' ');
+    fields.push_back(line.substr(0, sp));
+    if (sp == std::string_view::npos) break;
+    line.remove_prefix(sp + 1);
   }
+  if (fields.size() != 8) return std::nullopt;
   Row row{};
+  bool any = false;
   for (std::size_t i = 0; i < row.size(); ++i) {
-    if (!parse_double(fields[4 + i], row[i])) return std::nullopt;
+    double v = 0;
+    if (parse_double(fields[4 + i], v)) {
+      row[i] = v;
+      any = true;
+    }
   }
+  if (!any) return std::nullopt;
   return row;
 }
 
@@ -55,6 +68,7 @@ std::vector<Row> load_rows(const std::filesystem::path& file) {
   std::string line;
   std::uint64_t skipped = 0;
   while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
     if (auto row = parse_row(line)) {
       rows.push_back(*row);
     } else {
@@ -104,13 +118,13 @@ class SyntheticSource final : public MetricSource {
     s.row[1] = std::clamp(s.row[1] + 0.2 * step(s.rng), 0.0, 100.0);
     s.row[2] = std::max(0.0, s.row[2] + 5.0 * step(s.rng));
     s.row[3] = std::clamp(s.row[3] - 0.0001 + 0.001 * step(s.rng), 2.0, 3.0);
-    return to_metrics(s.row);
+    return to_metrics(Row{s.row[0], s.row[1], s.row[2], s.row[3]});
   }
 
  private:
   struct State {
     std::mt19937_64 rng;
-    Row row{};
+    std::array<double, 4> row{};
   };
   std::uint64_t seed_;
   std::unordered_map<std::size_t, State> state_;

@@ -19,12 +19,14 @@ namespace gw::firmware_sim {
 class MetricSource {
  public:
   virtual ~MetricSource() = default;
-  // The next reading of device `device` (0-based). Values are always finite.
+  // The next reading of device `device` (0-based): the metrics it has (a replayed row may lack
+  // some, never all). Values are always finite.
   virtual std::vector<ingest::Metric> next(std::size_t device) = 0;
 };
 
 // Replays the files "<mote>.txt" in `dir` (lines "date time epoch moteid temperature humidity light
-// voltage"; rows with missing or unparsable fields are skipped). Device i replays file
+// voltage", single spaces; an empty or unparsable metric is left out of that reading, a row with
+// no usable metric or not eight columns is skipped). Device i replays file
 // i mod (number of files), ordered by mote id, cycling at the end. Fails with errc::bad_data if
 // the directory has no such file with at least one usable row.
 [[nodiscard]] std::expected<std::unique_ptr<MetricSource>, std::error_code> intel_lab_source(

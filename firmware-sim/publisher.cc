@@ -121,6 +121,7 @@ std::expected<PublishResult, std::error_code> publish(const PublishOptions& opti
                        .clean_session(true)
                        .keep_alive_interval(std::chrono::seconds(30))
                        .automatic_reconnect(std::chrono::seconds(1), std::chrono::seconds(10))
+                       .max_inflight(static_cast<int>(options.max_inflight))  // Paho's own window (default 10)
                        .finalize();
     try {
       if (!client.connect(connect)->wait_for(options.connect_timeout)) {
@@ -160,6 +161,7 @@ std::expected<PublishResult, std::error_code> publish(const PublishOptions& opti
           std::this_thread::sleep_for(std::min<Clock::duration>(due - Clock::now(), std::chrono::milliseconds(100)));
         }
         if (stop.load()) break;
+        if (options.duration && due - start >= *options.duration) break;
       }
       // Harvest what is already done, then make room in the window.
       while (!inflight.empty() && inflight.front().token->is_complete()) settle_front(std::chrono::milliseconds(0));

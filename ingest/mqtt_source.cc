@@ -2,36 +2,38 @@
 //
 // Threads: the caller of start()/stop(); one supervisor thread of ours that (re)connects with
 // backoff; Paho's receive thread, which runs on_message / on_connected / on_connection_lost one at
-// a time. mu_ guards the state and stats shared by all of them.
+// a time; a short-lived helper thread for the disconnect in stop(). mu_ guards state and stats.
 //
-// What Paho does with the acknowledgement (read in paho.mqtt.cpp 1.2 src/async_client.cpp and
-// paho.mqtt.c 1.3 MQTTProtocolClient.c / MQTTAsync.c; installed: Paho C++ 1.2.0, Paho C 1.3.11):
-// - Paho C's receive thread handles an incoming QoS 1 PUBLISH in MQTTProtocol_handlePublishes:
-//   Protocol_processPublication() first calls the messageArrived callback synchronously (when the
-//   client's pending-message queue is empty and it is connected), and only after that returns
-//   sends the PUBACK. So the PUBACK follows the callback's return. This is the property we use.
-// - Paho C lets messageArrived return 0 for "not processed": but that does NOT withhold the
-//   PUBACK. The message is put on the client's in-memory queue (redelivered to the callback later)
-//   and the PUBACK is sent right away, and a message queued behind it is also acked on arrival.
-//   So returning 0 would be wrong for us even if we could.
-// - Paho C++'s async_client::on_message_arrived always returns true (a "TODO: Should the user code
-//   determine the return value?" in the source). There is no API to refuse a message.
-// - If the C++ handler throws, the exception unwinds through Paho C's frames and escapes the
-//   receive thread: std::terminate, the process aborts before the PUBACK. Nothing is acked (the
-//   broker redelivers to the persistent session), but it costs the process and leaves Paho's
-//   mutexes in an unknown state; so on_message never lets an exception escape.
-// The honest mechanism, then: never return from the callback while the message is unstored and
-// the connection is open. While the append fails we retry with backoff inside the callback (which
-// blocks Paho's receive thread: no later message is read or acked; the broker queues them). On
-// stop(), we first disconnect (the socket is closed by Paho's send thread; our callback releases
-// the mutex Paho holds, so this works while we block), and only then let the callback return
-// without storing: Paho's PUBACK then goes to a closed connection and never reaches the broker,
-// which keeps the message in the session and sends it again on the next connect with this client
-// id. If the disconnect cannot be confirmed, stop() aborts the process instead of acking (a crash
-// is equivalent for the broker).
-// Consequences to know: a long retry episode also blocks keep-alive traffic, so the broker may drop
-// the connection; the message is then redelivered after reconnect and may be stored twice
-// (dedup by (device, seq) is the [ingest] issue's job).
+// What Paho does with the acknowledgement (read in paho.mqtt.cpp src/async_client.cpp and
+// paho.mqtt.c src/MQTTProtocolClient.c, MQTTAsync.c, MQTTAsyncUtils.c; installed: Paho C++ 1.2.0,
+// Paho C 1.3.11; the behaviour below is exercised by tests/ingest):
+// - Paho C's receive thread handles an incoming QoS 1 PUBLISH in MQTTProtocol_handlePublishes():
+//   Protocol_processPublication() calls the messageArrived callback synchronously (when the
+//   client's pending-message queue is empty and it is connected) and only then is the PUBACK
+//   sent. So the PUBACK follows the callback's return: this is the property we build on.
+// - MQTTAsync_deliverMessage() calls the callback WITH Paho's global mqttasync_mutex held, and one
+//   receive thread serves every async client of the process. While our callback runs, every Paho
+//   call from any thread (is_connected, disconnect, publish, ...) blocks, and every other Paho
+//   client in the process stalls, keep-alive pings included.
+// - In Paho C, messageArrived returning 0 means "not processed": but that does NOT withhold the
+//   PUBACK. The message goes to the client's in-memory queue for another try, the PUBACK is sent
+//   right away, and messages arriving behind it are queued and acked on arrival too. So a 0 would
+//   be wrong for us even if we could return it; and we cannot: Paho C++'s on_message_arrived
+//   always returns true ("TODO: Should the user code determine the return value?").
+// - If the C++ handler throws, the exception unwinds through Paho C's frames (with its mutex held)
+//   and escapes the receive thread: std::terminate. Nothing is acked, but it costs the process;
+//   so on_message never lets an exception escape.
+// The honest mechanism, then, is to not return while the message is unstored:
+// - While the append fails we retry with backoff inside the callback (the "block" overflow
+//   behaviour: no later message is read or acked, the broker queues them).
+// - On stop() during such an episode no Paho call can close the connection (the mutex), and
+//   returning would ack the message. So the callback parks (stops touching the ring and waits
+//   forever) and stop() returns; the Core and its Paho client are leaked on purpose. When the
+//   process exits the kernel closes the socket with no PUBACK sent, and the broker redelivers the
+//   message to the next session with this client id (tests/ingest: park_helper.cc). Until then all
+//   MQTT clients of the process are stalled, so the gateway should exit after such a stop().
+// - A long episode also starves keep-alive, so the broker may drop the connection; the message is
+//   then redelivered after reconnect and can be stored twice (dedup is the [ingest] issue's job).
 #include "ingest/mqtt_source.h"
 
 #include <mqtt/async_client.h>
@@ -51,7 +53,6 @@ constexpr auto kConnectTimeout = std::chrono::seconds(10);
 constexpr auto kDisconnectTimeout = std::chrono::seconds(10);
 constexpr auto kCallbackDrainTimeout = std::chrono::seconds(30);
 constexpr auto kDecodeLogInterval = std::chrono::seconds(10);
-constexpr std::size_t kMinTelemetrySize = 8;  // FlatBuffers root offset + file identifier
 
 bool is_tls(const MqttOptions& o) {
   return o.url.starts_with("ssl://") || o.url.starts_with("mqtts://") || !o.ca_file.empty() ||
@@ -302,11 +303,7 @@ class Core final : public std::enable_shared_from_this<Core> {
   void handle(const mqtt::message& msg) {
     const auto& payload = msg.get_payload();
     const std::span<const std::uint8_t> bytes(reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size());
-    // decode_telemetry() reads the file identifier at bytes [4, 8) before verifying the size, so a
-    // shorter payload (an empty one included) would be read out of bounds: reject it here.
-    // TODO: drop once ingest/telemetry.cc checks the size itself.
-    auto event = bytes.size() < kMinTelemetrySize ? std::unexpected(make_error_code(errc::malformed))
-                                                  : decode_telemetry(bytes);
+    auto event = decode_telemetry(bytes);
     if (!event) {
       // Rejected for good (acknowledged without storing); the dead-letter store is future work.
       std::lock_guard lock(mu_);

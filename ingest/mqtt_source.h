@@ -1,17 +1,20 @@
 // The MQTT source: subscribes to the device telemetry topics on the local broker with a persistent
 // session and stores every valid event in the ring buffer BEFORE the message is acknowledged.
 //
-// The ack invariant (DESIGN.md, "No ack before durable"): Paho MQTT C++ runs the message callback
-// on its receive thread and sends the QoS 1 PUBACK only after the callback returns, so the ring
-// append happens inside the callback. While an append fails (e.g. the ring is full), the callback
-// keeps retrying and the message stays unacknowledged; the broker queues what follows (the
-// "block" overflow behaviour). On stop() during such an episode the connection is closed first and
-// only then is the callback released, so the PUBACK never reaches the broker and the persistent
-// session redelivers the message to the next MqttSource with the same client id.
+// The ack invariant (DESIGN.md, "No ack before durable"): Paho sends the QoS 1 PUBACK when the
+// message callback returns, so the ring append happens inside the callback. While an append fails
+// (e.g. the ring is full) the callback keeps retrying with backoff and the message stays
+// unacknowledged; the broker queues what follows (the "block" overflow behaviour). Paho runs that
+// callback on the one receive thread it shares among all clients of the process, holding its
+// global mutex, so during such an episode every Paho client of the process stalls.
+// If stop() comes during an episode, the message is left "parked": the callback never returns
+// (so no PUBACK is ever sent) and stop() returns; the process should then exit, which closes the
+// connection, and the broker redelivers the message to the next source with the same client id.
+// See mqtt_source.cc for what was verified in Paho's sources.
 //
 // Thread-safety: start(), stop() and stats() may be called from any thread, but start()/stop()
 // not concurrently with each other. Paho's callbacks run on Paho's threads. The Ring must outlive
-// the MqttSource.
+// the MqttSource's stop() (after stop() returns the source never touches the ring again).
 #pragma once
 
 #include <chrono>
@@ -54,7 +57,7 @@ struct MqttStats {
   std::map<errc, std::uint64_t> decode_errors;  // by reason; such messages are rejected for good
   std::uint64_t decode_errors_total = 0;
   std::uint64_t store_retries = 0;    // failed append attempts that were retried
-  std::uint64_t unstored_at_stop = 0; // messages left unacknowledged by stop() (redelivered later)
+  std::uint64_t unstored_at_stop = 0; // 1 if stop() parked an unstored message (see above)
   std::uint64_t reconnects = 0;       // successful connects after the first
   std::string last_error;             // empty if none yet
 };
@@ -71,8 +74,9 @@ class MqttSource {
   // error: the source keeps retrying with backoff, and resubscribes on every (re)connect.
   virtual void start() = 0;
   // Disconnects cleanly and waits (bounded) until no callback is running. A message whose append
-  // is still failing is left unacknowledged (see above). Idempotent; a stopped source cannot be
-  // restarted (create a new one with the same client id).
+  // is still failing is parked unacknowledged (stats().unstored_at_stop; see above), and then the
+  // process should exit. Idempotent; a stopped source cannot be restarted (create a new one with
+  // the same client id). Takes up to about store_retry_max plus a few seconds.
   virtual void stop() = 0;
 
   virtual MqttStats stats() const = 0;

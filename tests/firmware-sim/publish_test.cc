@@ -73,8 +73,10 @@ TEST_CASE("intel lab replay skips bad rows and cycles") {
     std::ofstream f(dir.path() / "7.txt");
     f << "2004-03-04 00:00:26.98 14285 7 20.5 35.8 46.9 2.65\n"
       << "2004-03-04 00:00:27.98 14286 7 20.6 35.9\n"           // too few fields
-      << "2004-03-04 00:00:28.98 14287 7 abc 35.9 46.9 2.65\n"  // unparsable
-      << "2004-03-04 00:00:29.98 14288 7 21.5 36.8 47.9 2.64\n";
+      << "2004-03-04 00:00:27.99 14286 7    \n"                  // no metric at all
+      << "2004-03-04 00:00:28.98 14287 7 abc 35.9 46.9 2.65\n"  // unparsable temperature
+      << "2004-03-04 00:00:29.98 14288 7 21.5 36.8 47.9 2.64\n"
+      << "2004-03-04 00:00:30.98 14289 7 22.5 37.8  2.63\n";  // empty light field (as in 28.txt)
     std::ofstream(dir.path() / "node.txt") << "not a mote file\n";
   }
   auto src = intel_lab_source(dir.path());
@@ -83,9 +85,17 @@ TEST_CASE("intel lab replay skips bad rows and cycles") {
   REQUIRE(first.size() == 4);
   CHECK(first[0].name == "temperature");
   CHECK(first[0].value == Approx(20.5));
+  auto no_temperature = (*src)->next(0);
+  REQUIRE(no_temperature.size() == 3);
+  CHECK(no_temperature[0].name == "humidity");
   CHECK((*src)->next(0)[0].value == Approx(21.5));
+  auto no_light = (*src)->next(0);
+  REQUIRE(no_light.size() == 3);
+  CHECK(no_light[2].name == "voltage");
+  CHECK(no_light[2].value == Approx(2.63));
   CHECK((*src)->next(0)[0].value == Approx(20.5));  // cycled
-  CHECK((*src)->next(1)[3].value == Approx(2.64));  // device 1 shares the file, starts at another row
+  // Device 1 shares the only file but starts at another row (997 mod 4 = 1).
+  CHECK((*src)->next(1)[0].name == "humidity");
 
   TempDir empty;
   auto none = intel_lab_source(empty.path());
@@ -118,7 +128,7 @@ TEST_CASE("publish delivers every acknowledged message and the manifest lists ex
   opt.devices = 3;
   opt.count = 40;
   opt.rate = 0;
-  opt.max_inflight = 8;
+  opt.max_inflight = 50;  // above Paho's default window of 10
   opt.manifest = dir.path() / "manifest.txt";
   std::atomic<bool> stop{false};
   auto r = publish(opt, stop);

@@ -63,6 +63,10 @@ class Publisher {
   void send_events(const std::string& device, std::uint64_t first, std::uint64_t count) {
     std::vector<mqtt::delivery_token_ptr> tokens;
     for (std::uint64_t s = first; s < first + count; ++s) {
+      if (tokens.size() == 10) {  // Paho's default in-flight window
+        for (auto& t : tokens) REQUIRE(t->wait_for(10s));
+        tokens.clear();
+      }
       ingest::Event e{ingest::DeviceId{device}, ingest::DeviceSeq{s}, ingest::EventTime{1'700'000'000'000 + int64_t(s)},
                       {{"temperature", 20.0 + double(s) / 100}}};
       auto bytes = ingest::encode_telemetry(e);
