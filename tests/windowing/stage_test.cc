@@ -11,6 +11,7 @@
 
 #include "buffer/ring.h"
 #include "ingest/event.h"
+#include "tests/support/support.h"
 
 namespace {
 
@@ -20,34 +21,6 @@ using gw::buffer::Seq;
 using gw::ingest::DeviceId;
 using gw::ingest::EventTime;
 
-// prefix, then "-<n>" for each number. Built by appending: GCC 12 at -O3 reports a false -Wrestrict
-// for "literal" + std::string.
-template <typename... Ints>
-std::string tagged(const char* prefix, Ints... ns) {
-  std::string s = prefix;
-  (s.append("-").append(std::to_string(ns)), ...);
-  return s;
-}
-
-// A unique directory under the system temp dir, removed with everything in it at scope exit.
-class TempDir {
- public:
-  TempDir() {
-    std::random_device rd;
-    const auto stamp = std::chrono::steady_clock::now().time_since_epoch().count();
-    path_ = std::filesystem::temp_directory_path() / tagged("gw-windowing-test", stamp, rd());
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  std::string str() const { return path_.string(); }
-
- private:
-  std::filesystem::path path_;
-};
 
 std::vector<std::uint8_t> telemetry(const std::string& device, std::uint64_t seq, std::int64_t t,
                                     double value) {
@@ -68,8 +41,8 @@ bool wait_acked(const gw::windowing::Stage& stage, Seq upto) {
 }  // namespace
 
 TEST_CASE("the stage folds stored telemetry into windows, acks, and answers queries") {
-  TempDir dir;
-  auto opened = gw::buffer::Ring::open({.path = dir.str()});
+  gw::test::TempDir dir;
+  auto opened = gw::buffer::Ring::open({.path = dir.path().string()});
   REQUIRE(opened.has_value());
   gw::buffer::Ring& ring = **opened;
 
@@ -134,8 +107,8 @@ TEST_CASE("the stage folds stored telemetry into windows, acks, and answers quer
 }
 
 TEST_CASE("the result store keeps the newest max_results aggregates") {
-  TempDir dir;
-  auto opened = gw::buffer::Ring::open({.path = dir.str()});
+  gw::test::TempDir dir;
+  auto opened = gw::buffer::Ring::open({.path = dir.path().string()});
   REQUIRE(opened.has_value());
   gw::buffer::Ring& ring = **opened;
   gw::windowing::Stage stage({.size = std::chrono::milliseconds(10), .cursor = "w2", .max_results = 4}, ring);
