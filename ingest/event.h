@@ -37,11 +37,19 @@ struct Metric {
   bool operator==(const Metric&) const = default;
 };
 
+struct Tag {
+  std::string key;
+  std::string value;
+  bool operator==(const Tag&) const = default;
+};
+
 struct Event {
   DeviceId device;
   DeviceSeq seq;
   EventTime time;
   std::vector<Metric> metrics;
+  std::vector<Tag> tags{};     // labels for grouping across devices (e.g. site); may be empty
+  std::uint32_t boot_id = 0;   // changes when the device reboots and restarts its seq; 0 = unknown
   bool operator==(const Event&) const = default;
 };
 
@@ -50,16 +58,41 @@ enum class errc {
   unsupported_version,  // schema_version newer than this gateway understands
   missing_field,        // device id, seq or time absent
   bad_value,            // e.g. a non-finite metric value or an empty metric name
+  oversize,             // the payload is larger than Limits::max_payload_bytes
+  bad_timestamp,        // event time too far from the gateway clock (Limits::max_skew)
+  // Stored values (dead letters) keep these numbers: append, never renumber.
 };
 const std::error_category& ingest_category() noexcept;
 std::error_code make_error_code(errc e) noexcept;
 
-inline constexpr std::uint16_t kTelemetrySchemaVersion = 1;
+// The newest Telemetry schema version this build writes and reads (ingest/telemetry.fbs).
+inline constexpr std::uint16_t kTelemetrySchemaVersion = 2;
 
 // Encodes the event as a Telemetry FlatBuffer (schema_version = kTelemetrySchemaVersion).
 std::vector<std::uint8_t> encode_telemetry(const Event& event);
 // Verifies and decodes a Telemetry FlatBuffer. Never trusts the input: any byte string is safe.
 [[nodiscard]] std::expected<Event, std::error_code> decode_telemetry(std::span<const std::uint8_t> bytes);
+
+// The same event as JSON, for devices that cannot do FlatBuffers:
+//   {"device":"dev-1","seq":42,"time_ms":1700000000000,"metrics":{"temperature":21.5},
+//    "tags":{"site":"lab"},"boot_id":3,"schema_version":2}
+// device, seq (>= 1) and time_ms (> 0) are required; metrics, tags, boot_id, schema_version are
+// optional. Unknown fields are ignored (newer writers); wrong types are errc::malformed.
+[[nodiscard]] std::expected<Event, std::error_code> decode_json(std::span<const std::uint8_t> bytes);
+std::string encode_json(const Event& event);
+
+enum class PayloadFormat { flatbuffers, json };
+// Decodes either format: a FlatBuffer carries the "GWT1" identifier at bytes 4..8; JSON starts
+// (after white space) with '{'. Anything else is errc::malformed.
+[[nodiscard]] std::expected<Event, std::error_code> decode_payload(std::span<const std::uint8_t> bytes);
+
+struct Limits {
+  std::size_t max_payload_bytes = 64 * 1024;       // larger payloads are errc::oversize
+  std::int64_t max_skew_ms = 7LL * 24 * 3600 * 1000;  // event time within +-7 days of the gateway clock
+};
+// Checks what decoding cannot: size and event time against the gateway clock `now_ms` (injected).
+[[nodiscard]] std::error_code validate(const Event& event, std::size_t payload_bytes, std::int64_t now_ms,
+                                       const Limits& limits);
 
 }  // namespace gw::ingest
 

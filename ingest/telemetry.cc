@@ -1,6 +1,10 @@
-// The Telemetry FlatBuffer codec (ingest/telemetry.fbs). Pure functions; thread-safe.
+// The payload codecs: Telemetry FlatBuffers (ingest/telemetry.fbs) and the same fields as JSON
+// (nlohmann-json), plus validation against limits. Pure functions; thread-safe.
 #include <cmath>
+#include <cstring>
 #include <string>
+
+#include <nlohmann/json.hpp>
 
 #include "ingest/event.h"
 #include "ingest/telemetry_generated.h"
@@ -17,6 +21,8 @@ class Category final : public std::error_category {
       case errc::unsupported_version: return "unsupported schema version";
       case errc::missing_field: return "missing field";
       case errc::bad_value: return "bad value";
+      case errc::oversize: return "payload too large";
+      case errc::bad_timestamp: return "event time out of range";
     }
     return "unknown ingest error";
   }
@@ -38,8 +44,17 @@ std::vector<std::uint8_t> encode_telemetry(const Event& event) {
   for (const auto& m : event.metrics) {
     metrics.push_back(fb::CreateMetric(fbb, fbb.CreateString(m.name), m.value));
   }
+  flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<fb::Tag>>> tags;
+  if (!event.tags.empty()) {
+    std::vector<flatbuffers::Offset<fb::Tag>> offsets;
+    offsets.reserve(event.tags.size());
+    for (const auto& t : event.tags) {
+      offsets.push_back(fb::CreateTag(fbb, fbb.CreateString(t.key), fbb.CreateString(t.value)));
+    }
+    tags = fbb.CreateVector(offsets);
+  }
   auto root = fb::CreateTelemetry(fbb, kTelemetrySchemaVersion, fbb.CreateString(event.device.value),
-                                  event.seq.value, event.time.ms, fbb.CreateVector(metrics));
+                                  event.seq.value, event.time.ms, fbb.CreateVector(metrics), tags, event.boot_id);
   fb::FinishTelemetryBuffer(fbb, root);
   return {fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize()};
 }
@@ -57,7 +72,7 @@ std::expected<Event, std::error_code> decode_telemetry(std::span<const std::uint
   if (t->device_id()->size() == 0 || t->seq() == 0 || t->time_ms() <= 0) {
     return std::unexpected(make_error_code(errc::missing_field));
   }
-  Event event{DeviceId{t->device_id()->str()}, DeviceSeq{t->seq()}, EventTime{t->time_ms()}, {}};
+  Event event{DeviceId{t->device_id()->str()}, DeviceSeq{t->seq()}, EventTime{t->time_ms()}, {}, {}, t->boot_id()};
   if (t->metrics() != nullptr) {
     event.metrics.reserve(t->metrics()->size());
     for (const fb::Metric* m : *t->metrics()) {
@@ -67,7 +82,97 @@ std::expected<Event, std::error_code> decode_telemetry(std::span<const std::uint
       event.metrics.push_back(Metric{m->name()->str(), m->value()});
     }
   }
+  if (t->tags() != nullptr) {
+    event.tags.reserve(t->tags()->size());
+    for (const fb::Tag* tag : *t->tags()) {
+      if (tag->key()->size() == 0) return std::unexpected(make_error_code(errc::bad_value));
+      event.tags.push_back(Tag{tag->key()->str(), tag->value() != nullptr ? tag->value()->str() : std::string()});
+    }
+  }
   return event;
+}
+
+std::expected<Event, std::error_code> decode_json(std::span<const std::uint8_t> bytes) {
+  // ordered_json keeps the document's order of metrics and tags (as the FlatBuffers vectors do).
+  using json = nlohmann::ordered_json;
+  const json doc = json::parse(bytes.begin(), bytes.end(), nullptr, /*allow_exceptions=*/false);
+  if (!doc.is_object()) return std::unexpected(make_error_code(errc::malformed));
+  if (auto v = doc.find("schema_version"); v != doc.end()) {
+    if (!v->is_number_unsigned()) return std::unexpected(make_error_code(errc::malformed));
+    if (v->get<std::uint64_t>() > kTelemetrySchemaVersion) return std::unexpected(make_error_code(errc::unsupported_version));
+  }
+  auto device = doc.find("device");
+  auto seq = doc.find("seq");
+  auto time = doc.find("time_ms");
+  if (device == doc.end() || seq == doc.end() || time == doc.end()) {
+    return std::unexpected(make_error_code(errc::missing_field));
+  }
+  if (!device->is_string() || !seq->is_number_unsigned() || !time->is_number_integer()) {
+    return std::unexpected(make_error_code(errc::malformed));
+  }
+  Event event{DeviceId{device->get<std::string>()}, DeviceSeq{seq->get<std::uint64_t>()},
+              EventTime{time->get<std::int64_t>()}, {}, {}, 0};
+  if (event.device.value.empty() || event.seq.value == 0 || event.time.ms <= 0) {
+    return std::unexpected(make_error_code(errc::missing_field));
+  }
+  if (auto m = doc.find("metrics"); m != doc.end()) {
+    if (!m->is_object()) return std::unexpected(make_error_code(errc::malformed));
+    for (const auto& [name, value] : m->items()) {
+      if (!value.is_number()) return std::unexpected(make_error_code(errc::malformed));
+      const double v = value.get<double>();
+      if (name.empty() || !std::isfinite(v)) return std::unexpected(make_error_code(errc::bad_value));
+      event.metrics.push_back(Metric{name, v});
+    }
+  }
+  if (auto t = doc.find("tags"); t != doc.end()) {
+    if (!t->is_object()) return std::unexpected(make_error_code(errc::malformed));
+    for (const auto& [key, value] : t->items()) {
+      if (!value.is_string()) return std::unexpected(make_error_code(errc::malformed));
+      if (key.empty()) return std::unexpected(make_error_code(errc::bad_value));
+      event.tags.push_back(Tag{key, value.get<std::string>()});
+    }
+  }
+  if (auto b = doc.find("boot_id"); b != doc.end()) {
+    if (!b->is_number_unsigned() || b->get<std::uint64_t>() > UINT32_MAX) {
+      return std::unexpected(make_error_code(errc::malformed));
+    }
+    event.boot_id = static_cast<std::uint32_t>(b->get<std::uint64_t>());
+  }
+  return event;
+}
+
+std::string encode_json(const Event& event) {
+  nlohmann::ordered_json doc;
+  doc["device"] = event.device.value;
+  doc["seq"] = event.seq.value;
+  doc["time_ms"] = event.time.ms;
+  doc["metrics"] = nlohmann::ordered_json::object();
+  for (const auto& m : event.metrics) doc["metrics"][m.name] = m.value;
+  if (!event.tags.empty()) {
+    for (const auto& t : event.tags) doc["tags"][t.key] = t.value;
+  }
+  if (event.boot_id != 0) doc["boot_id"] = event.boot_id;
+  doc["schema_version"] = kTelemetrySchemaVersion;
+  return doc.dump();
+}
+
+std::expected<Event, std::error_code> decode_payload(std::span<const std::uint8_t> bytes) {
+  if (bytes.size() >= 8 && std::memcmp(bytes.data() + 4, fb::TelemetryIdentifier(), 4) == 0) {
+    return decode_telemetry(bytes);
+  }
+  for (std::uint8_t c : bytes) {
+    if (c == ' ' || c == '\t' || c == '\r' || c == '\n') continue;
+    if (c == '{') return decode_json(bytes);
+    break;
+  }
+  return std::unexpected(make_error_code(errc::malformed));
+}
+
+std::error_code validate(const Event& event, std::size_t payload_bytes, std::int64_t now_ms, const Limits& limits) {
+  if (payload_bytes > limits.max_payload_bytes) return make_error_code(errc::oversize);
+  const std::int64_t skew = event.time.ms - now_ms;
+  if (skew > limits.max_skew_ms || skew < -limits.max_skew_ms) return make_error_code(errc::bad_timestamp);
+  return {};
 }
 
 }  // namespace gw::ingest
