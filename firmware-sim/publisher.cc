@@ -11,6 +11,7 @@
 #include <deque>
 #include <fstream>
 #include <memory>
+#include <random>
 #include <thread>
 #include <vector>
 
@@ -26,6 +27,15 @@ struct InFlight {
   mqtt::delivery_token_ptr token;
   std::uint32_t device = 0;  // 0-based
   std::uint64_t seq = 0;
+  bool in_manifest = true;   // false for deliberate duplicates and malformed payloads
+};
+
+// What one simulated device does besides producing readings.
+struct DeviceState {
+  std::deque<ingest::Event> outbox;  // produced, not yet sent (offline, or waiting to be reordered)
+  Clock::time_point offline_until{};
+  std::int64_t skew_ms = 0;
+  bool json = false;
 };
 
 // Writes "DEVICE SEQ" lines; flushes at most once a second and at the end.
@@ -67,7 +77,8 @@ std::int64_t now_ms() {
 }  // namespace
 
 std::string PublishResult::summary() const {
-  return fmt::format("published={} acked={} failed={} elapsed_s={:.3f}", published, acked, failed, elapsed_s);
+  return fmt::format("published={} acked={} failed={} duplicates={} malformed={} offline_episodes={} elapsed_s={:.3f}",
+                     published, acked, failed, duplicates, malformed, offline_episodes, elapsed_s);
 }
 
 std::string device_topic(const std::string& pattern, const std::string& device) {
@@ -110,6 +121,23 @@ std::expected<PublishResult, std::error_code> publish(const PublishOptions& opti
     topics.push_back(device_topic(options.topic_pattern, device_ids.back()));
   }
   std::vector<std::uint64_t> next_seq(options.devices, 1);
+  std::mt19937_64 rng(options.seed * 0x9E3779B97F4A7C15ull + 1);
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  std::vector<DeviceState> fleet(options.devices);
+  for (auto& d : fleet) {
+    const auto skew = options.clock_skew.count();
+    d.skew_ms = skew > 0 ? std::uniform_int_distribution<std::int64_t>(-skew, skew)(rng) : 0;
+    d.json = options.format == PayloadFormat::json ||
+             (options.format == PayloadFormat::mixed && unit(rng) < options.json_fraction);
+  }
+  std::ofstream record;
+  if (!options.record.empty()) {
+    record.open(options.record, std::ios::out | std::ios::trunc);
+    if (!record) {
+      spdlog::error("firmware-sim: cannot open record file {}", options.record.string());
+      return std::unexpected(make_error_code(errc::io_error));
+    }
+  }
 
   PublishResult result;
   const auto start = Clock::now();
@@ -139,8 +167,10 @@ std::expected<PublishResult, std::error_code> publish(const PublishOptions& opti
       InFlight& f = inflight.front();
       try {
         if (!f.token->wait_for(timeout)) return false;
-        ++result.acked;
-        manifest_ok = manifest.add(device_ids[f.device], f.seq) && manifest_ok;
+        if (f.in_manifest) {
+          ++result.acked;
+          manifest_ok = manifest.add(device_ids[f.device], f.seq) && manifest_ok;
+        }
       } catch (const mqtt::exception& e) {
         ++result.failed;
         spdlog::debug("firmware-sim: {} seq {} not acknowledged: {}", device_ids[f.device], f.seq, e.what());
@@ -149,38 +179,84 @@ std::expected<PublishResult, std::error_code> publish(const PublishOptions& opti
       return true;
     };
 
+    // Publishes one payload on the device's topic; a failure to hand it over is counted.
+    auto send = [&](std::uint32_t device, std::uint64_t seq, const std::string& payload, bool in_manifest) {
+      while (!inflight.empty() && inflight.front().token->is_complete()) settle_front(std::chrono::milliseconds(0));
+      while (inflight.size() >= options.max_inflight && !stop.load()) settle_front(std::chrono::milliseconds(100));
+      ++result.published;
+      try {
+        inflight.push_back({client.publish(topics[device], payload.data(), payload.size(), options.qos, false),
+                            device, seq, in_manifest});
+      } catch (const mqtt::exception& e) {
+        ++result.failed;
+        spdlog::warn("firmware-sim: publish {} seq {} failed: {}", device_ids[device], seq, e.what());
+      }
+    };
+    // Sends what the device has pending, shuffled within reorder_window, with the chosen faults.
+    auto flush = [&](std::uint32_t device) {
+      auto& outbox = fleet[device].outbox;
+      if (options.reorder_window > 1) {
+        for (std::size_t i = 0; i < outbox.size(); i += options.reorder_window) {
+          const auto end = std::min(outbox.size(), i + options.reorder_window);
+          std::shuffle(outbox.begin() + static_cast<std::ptrdiff_t>(i), outbox.begin() + static_cast<std::ptrdiff_t>(end), rng);
+        }
+      }
+      while (!outbox.empty() && !stop.load()) {
+        const ingest::Event event = std::move(outbox.front());
+        outbox.pop_front();
+        if (options.malformed_rate > 0 && unit(rng) < options.malformed_rate) {
+          std::string junk(1 + rng() % 64, '\0');
+          for (auto& c : junk) c = static_cast<char>(rng());
+          ++result.malformed;
+          send(device, 0, junk, false);
+        }
+        std::string payload;
+        if (fleet[device].json) {
+          payload = ingest::encode_json(event);
+        } else {
+          const auto fb = ingest::encode_telemetry(event);
+          payload.assign(fb.begin(), fb.end());
+        }
+        if (record.is_open()) record << ingest::encode_json(event) << '\n';
+        send(device, event.seq.value, payload, true);
+        if (options.duplicate_rate > 0 && unit(rng) < options.duplicate_rate) {
+          ++result.duplicates;
+          send(device, event.seq.value, payload, false);
+        }
+      }
+    };
+
     const double total_rate = options.rate * options.devices;
     const std::uint64_t total =
         options.count ? *options.count * options.devices : std::numeric_limits<std::uint64_t>::max();
+    const auto jitter = std::chrono::duration_cast<Clock::duration>(options.jitter);
     for (std::uint64_t k = 0; k < total && !stop.load(); ++k) {
       if (options.duration && Clock::now() - start >= *options.duration) break;
       if (total_rate > 0) {
-        const auto due = start + std::chrono::duration_cast<Clock::duration>(
-                                     std::chrono::duration<double>(static_cast<double>(k) / total_rate));
+        auto due = start + std::chrono::duration_cast<Clock::duration>(
+                               std::chrono::duration<double>(static_cast<double>(k) / total_rate));
+        if (options.duration && due - start >= *options.duration) break;
+        if (jitter.count() > 0) due += Clock::duration(static_cast<Clock::rep>(unit(rng) * static_cast<double>(jitter.count())));
         while (!stop.load() && Clock::now() < due) {
           std::this_thread::sleep_for(std::min<Clock::duration>(due - Clock::now(), std::chrono::milliseconds(100)));
         }
         if (stop.load()) break;
-        if (options.duration && due - start >= *options.duration) break;
       }
-      // Harvest what is already done, then make room in the window.
-      while (!inflight.empty() && inflight.front().token->is_complete()) settle_front(std::chrono::milliseconds(0));
-      while (inflight.size() >= options.max_inflight && !stop.load()) settle_front(std::chrono::milliseconds(100));
-      if (stop.load()) break;
-
       const auto device = static_cast<std::uint32_t>(k % options.devices);
-      ingest::Event event{ingest::DeviceId{device_ids[device]}, ingest::DeviceSeq{next_seq[device]++},
-                          ingest::EventTime{now_ms()}, source->next(device)};
-      const auto payload = ingest::encode_telemetry(event);
-      ++result.published;
-      try {
-        inflight.push_back({client.publish(topics[device], payload.data(), payload.size(), options.qos, false),
-                            device, event.seq.value});
-      } catch (const mqtt::exception& e) {
-        ++result.failed;
-        spdlog::warn("firmware-sim: publish {} seq {} failed: {}", device_ids[device], event.seq.value, e.what());
+      auto& state = fleet[device];
+      state.outbox.push_back(ingest::Event{ingest::DeviceId{device_ids[device]}, ingest::DeviceSeq{next_seq[device]++},
+                                           ingest::EventTime{now_ms() + state.skew_ms}, source->next(device)});
+      const auto now = Clock::now();
+      if (options.offline_rate > 0 && now >= state.offline_until && unit(rng) < options.offline_rate) {
+        state.offline_until = now + options.offline_for;
+        ++result.offline_episodes;
       }
+      if (now < state.offline_until) continue;  // buffered on the device
+      if (state.outbox.size() < options.reorder_window) continue;  // gathering a window to shuffle
+      flush(device);
     }
+    // Devices that are offline or hold a partial window catch up before the end.
+    for (std::uint32_t d = 0; d < options.devices && !stop.load(); ++d) flush(d);
 
     // Drain: wait (bounded) for the acknowledgements still outstanding, also after a stop signal.
     const auto drain_deadline = Clock::now() + options.drain_timeout;

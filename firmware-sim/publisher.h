@@ -19,6 +19,8 @@
 
 namespace gw::firmware_sim {
 
+enum class PayloadFormat { flatbuffers, json, mixed };
+
 struct PublishOptions {
   std::string broker = "tcp://127.0.0.1:1883";
   std::uint32_t devices = 10;
@@ -36,6 +38,18 @@ struct PublishOptions {
   std::string client_id = "firmware-sim";
   std::uint32_t max_inflight = 100;    // publishes awaiting their acknowledgement
   std::chrono::seconds connect_timeout{10};
+
+  // Fleet behaviours (all off by default; randomness is drawn from `seed`, so a run repeats):
+  PayloadFormat format = PayloadFormat::flatbuffers;
+  double json_fraction = 0.5;          // with format = mixed: share of devices that speak JSON
+  std::chrono::milliseconds jitter{0};  // each send is delayed by up to this (uniform)
+  std::uint32_t reorder_window = 0;    // a device sends its pending events shuffled within this many
+  double duplicate_rate = 0;           // probability that a message is published twice (same bytes)
+  double offline_rate = 0;             // per event: probability that its device goes offline ...
+  std::chrono::milliseconds offline_for{5000};  // ... for this long, buffering, then catches up in a burst
+  std::chrono::milliseconds clock_skew{0};      // each device's clock is off by a constant in +-this
+  double malformed_rate = 0;           // probability of sending a malformed payload (never in the manifest)
+  std::filesystem::path record;        // empty = none; else one JSON line per valid event published
   std::chrono::seconds drain_timeout{30};  // at the end, how long to wait for outstanding acks
 };
 
@@ -43,8 +57,11 @@ struct PublishResult {
   std::uint64_t published = 0;  // messages handed to the MQTT client
   std::uint64_t acked = 0;      // acknowledged by the broker (= manifest lines)
   std::uint64_t failed = 0;     // rejected or not acknowledged in time
+  std::uint64_t duplicates = 0; // extra copies published on purpose (duplicate_rate)
+  std::uint64_t malformed = 0;  // malformed payloads published on purpose (malformed_rate)
+  std::uint64_t offline_episodes = 0;
   double elapsed_s = 0;
-  // "published=N acked=M failed=K elapsed_s=X"
+  // "published=N acked=M failed=K duplicates=D malformed=B offline_episodes=O elapsed_s=X"
   std::string summary() const;
 };
 
