@@ -1,15 +1,22 @@
 // The LMDB implementation of gw::buffer::Ring (buffer/ring.h); the bytes on disk are described in
 // buffer/FORMAT.md. LMDB types stay in this file.
 //
-// Thread-safety: every public member may be called from any thread. Write transactions are
-// serialised by write_mutex_ (LMDB allows one writer per environment anyway, and taking our own
-// mutex first keeps the error paths simple). The environment is opened with MDB_NOTLS, so read
-// transactions are not tied to a thread and read(), acked() and stats() run concurrently with a
-// writer.
+// Thread-safety: every public member may be called from any thread.
+// - Appends are group-committed (the LevelDB writer-queue scheme): each append() queues a request
+//   under queue_mutex_; the request at the front is the leader and writes every queued request it
+//   can take in one LMDB write transaction, commits (one sync), then hands results to the others.
+// - Every write transaction (a group, ack, trim, register_cursor, quarantine) runs under
+//   write_mutex_. Growing the map (mdb_env_set_mapsize) needs no transaction open in the process:
+//   it is done under write_mutex_ (no writer) and MapGate (no reader).
+// - The environment is opened with MDB_NOTLS, so read transactions are not tied to a thread and
+//   read(), acked() and stats() run concurrently with a writer. They hold MapGate shared.
+// Lock order: queue_mutex_ is never held while taking write_mutex_ or the gate; write_mutex_ is
+// taken before the gate.
 #include "buffer/ring.h"
 
 #include <lmdb.h>
 #include <spdlog/spdlog.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,6 +25,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <mutex>
 #include <optional>
@@ -26,6 +34,8 @@
 
 namespace gw::buffer {
 namespace {
+
+using Clock = std::chrono::steady_clock;
 
 class Category final : public std::error_category {
  public:
@@ -44,6 +54,10 @@ class Category final : public std::error_category {
         return "stored value has an unknown format version";
       case errc::invalid_argument:
         return "invalid argument";
+      case errc::closed:
+        return "buffer is closed";
+      case errc::stopped:
+        return "append stopped while waiting for room";
     }
     return "unknown buffer error";
   }
@@ -51,19 +65,38 @@ class Category final : public std::error_category {
 
 // Stored format versions (buffer/FORMAT.md). Bump only with a reader for the old version.
 constexpr std::uint8_t kRecordVersion = 1;
-constexpr std::uint8_t kCursorVersion = 1;
+constexpr std::uint8_t kCursorVersion1 = 1;  // acked
+constexpr std::uint8_t kCursorVersion2 = 2;  // acked, evicted (written since the overflow policies)
 constexpr std::uint8_t kMetaVersion = 1;
 constexpr std::size_t kRecordHeader = 1 + 1 + 8;  // version, type, ingest_time_ms
 constexpr std::string_view kNextSeqKey = "next_seq";
+constexpr std::string_view kEvictedKey = "evicted";
+constexpr std::string_view kQuarantinedKey = "quarantined";
 
 // A map smaller than this leaves no useful room after the headroom below.
 constexpr std::uint64_t kMinMapPages = 64;
+// One group commit takes at most this much (so one transaction's dirty pages stay modest).
+constexpr std::size_t kMaxGroupRecords = 16384;
+constexpr std::size_t kMaxGroupBytes = 8u << 20;
+// trim() deletes at most this many records per transaction (LMDB bounds a txn's dirty pages).
+constexpr std::uint64_t kTrimChunk = 65536;
+// How often a blocked append re-checks for room even without a trim, and the ENOSPC backoff.
+constexpr auto kFullRecheck = std::chrono::milliseconds(500);
+constexpr auto kNoSpaceBackoffMin = std::chrono::milliseconds(50);
+constexpr auto kNoSpaceBackoffMax = std::chrono::milliseconds(5000);
+constexpr auto kEvictLogInterval = std::chrono::seconds(10);
 
 // Pages kept free of records so that ack() and trim() can always commit once appends are refused:
 // LMDB copies pages on write, so even a delete needs free pages, and a map filled to the last page
 // could never be trimmed again. A trim of a full map records its freed page numbers in LMDB's free
-// list (8 bytes per page, i.e. map_pages/512 pages), so map_pages/64 leaves a wide margin.
-std::uint64_t headroom_pages(std::uint64_t map_pages) { return std::max<std::uint64_t>(16, map_pages / 64); }
+// list (8 bytes per page, i.e. map_pages/512 pages), so map_pages/64 leaves a wide margin. The
+// margin also absorbs the pages freed by the last two commits (LMDB reuses the pages freed by
+// commit N from commit N+2 on) and the free list's own pages: a few pages per commit, measured at
+// about 15 on a store kept full by drop_oldest, hence the floor of 32.
+std::uint64_t headroom_pages(std::uint64_t map_pages) { return std::max<std::uint64_t>(32, map_pages / 64); }
+// drop_oldest evicts down to this many pages below the records budget (beyond the incoming group),
+// for the same copy-on-write overhead of the evicting transaction itself.
+constexpr std::uint64_t kEvictSlackPages = 8;
 
 void put_u64_be(std::uint8_t* out, std::uint64_t v) {
   for (int i = 7; i >= 0; --i) {
@@ -95,6 +128,8 @@ std::int64_t now_ms() {
 }
 
 MDB_val as_val(const void* data, std::size_t size) { return MDB_val{size, const_cast<void*>(data)}; }
+
+std::uint64_t key_seq(const MDB_val& key) { return get_u64_be(static_cast<const std::uint8_t*>(key.mv_data)); }
 
 // Maps an LMDB (or errno) return code to the module's errors; logs the unexpected ones.
 std::error_code lmdb_error(int rc, const char* what) {
@@ -138,27 +173,129 @@ class CursorGuard {
   MDB_cursor* c_;
 };
 
-struct CursorValue {
-  std::uint8_t bytes[9];
+// Readers share the gate; growing the map takes it exclusively (and is preferred over new readers,
+// so a steady stream of reads cannot starve it).
+class MapGate {
+ public:
+  void enter() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return !resizing_; });
+    ++readers_;
+  }
+  void leave() {
+    std::lock_guard lock(mu_);
+    if (--readers_ == 0) cv_.notify_all();
+  }
+  template <typename F>
+  void exclusive(F&& f) {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return !resizing_; });
+    resizing_ = true;
+    cv_.wait(lock, [&] { return readers_ == 0; });
+    f();
+    resizing_ = false;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::uint64_t readers_ = 0;
+  bool resizing_ = false;
 };
-CursorValue encode_cursor(Seq acked) {
-  CursorValue v{};
-  v.bytes[0] = kCursorVersion;
-  put_u64_le(v.bytes + 1, acked.value);
+
+class ReadGuard {
+ public:
+  explicit ReadGuard(MapGate& g) : g_(g) { g_.enter(); }
+  ReadGuard(const ReadGuard&) = delete;
+  ReadGuard& operator=(const ReadGuard&) = delete;
+  ~ReadGuard() { g_.leave(); }
+
+ private:
+  MapGate& g_;
+};
+
+struct CursorValue {
+  Seq acked;
+  std::uint64_t evicted = 0;
+};
+struct EncodedCursor {
+  std::uint8_t bytes[17];
+};
+EncodedCursor encode_cursor(const CursorValue& c) {
+  EncodedCursor v{};
+  v.bytes[0] = kCursorVersion2;
+  put_u64_le(v.bytes + 1, c.acked.value);
+  put_u64_le(v.bytes + 9, c.evicted);
   return v;
 }
-std::expected<Seq, std::error_code> decode_cursor(const MDB_val& v) {
+std::expected<CursorValue, std::error_code> decode_cursor(const MDB_val& v) {
   const auto* p = static_cast<const std::uint8_t*>(v.mv_data);
-  if (v.mv_size < 9 || p[0] != kCursorVersion) return std::unexpected(make_error_code(errc::corrupt));
-  return Seq{get_u64_le(p + 1)};
+  if (v.mv_size >= 9 && p[0] == kCursorVersion1) return CursorValue{Seq{get_u64_le(p + 1)}, 0};
+  if (v.mv_size >= 17 && p[0] == kCursorVersion2) return CursorValue{Seq{get_u64_le(p + 1)}, get_u64_le(p + 9)};
+  return std::unexpected(make_error_code(errc::corrupt));
 }
+
+// Why a stored record value does not decode, or nullptr if it does.
+const char* record_defect(const MDB_val& key, const MDB_val& val) {
+  if (key.mv_size != 8) return "key is not 8 bytes";
+  if (val.mv_size < kRecordHeader) return "value shorter than its header";
+  if (static_cast<const std::uint8_t*>(val.mv_data)[0] != kRecordVersion) return "unknown format version";
+  return nullptr;
+}
+
+StoredRecord decode_record(const MDB_val& key, const MDB_val& val) {
+  const auto* p = static_cast<const std::uint8_t*>(val.mv_data);
+  StoredRecord r;
+  r.seq = Seq{key_seq(key)};
+  r.type = static_cast<RecordType>(p[1]);
+  r.ingest_time_ms = static_cast<std::int64_t>(get_u64_le(p + 2));
+  r.payload.assign(p + kRecordHeader, p + val.mv_size);
+  return r;
+}
+
+// One append() call waiting in the group-commit queue. Guarded by queue_mutex_.
+struct Request {
+  std::span<const RecordIn> records;
+  std::size_t bytes = 0;
+  bool in_flight = false;  // part of a group being written: it must not leave the queue
+  bool done = false;
+  std::error_code error;
+  std::uint64_t first = 0;  // the first assigned sequence, when done without error
+};
+
+// What one attempt at writing a group came to.
+enum class Outcome {
+  committed,
+  grow,        // the map must grow (below max_bytes); retry
+  evict_more,  // drop_oldest at max_bytes, but LMDB found no free page: evict in a separate txn; retry
+  full,        // block: at max_bytes; wait for a trim
+  no_page,     // block at max_bytes, and LMDB found no free page (pages freed by the last commit are
+               // reusable only after one more commit): commit an empty transaction, retry once
+  too_big,     // the group alone does not fit in max_bytes
+  no_space,    // ENOSPC: wait and retry
+  failed,      // another error (in `error`)
+};
+
+// What a deletion of the oldest records removed: trimmed = acked by every cursor; evicted = not.
+struct Eviction {
+  std::uint64_t first = 0, last = 0, trimmed = 0, evicted = 0;
+};
 
 class LmdbRing final : public Ring {
  public:
-  LmdbRing(MDB_env* env, const Options& options, std::uint64_t page_size, std::uint64_t map_pages)
-      : env_(env), options_(options), page_size_(page_size), map_pages_(map_pages) {}
+  LmdbRing(MDB_env* env, const Options& options, std::uint64_t page_size, std::uint64_t map_pages,
+           std::uint64_t cap_pages)
+      : env_(env), options_(options), page_size_(page_size), cap_pages_(cap_pages), map_pages_(map_pages) {}
 
   ~LmdbRing() override {
+    close();
+    {
+      // Appends in flight finish their group (callers must have stopped using the ring, but a
+      // leader that was released by close() may still be on its way out).
+      std::unique_lock lock(queue_mutex_);
+      queue_cv_.wait_for(lock, std::chrono::seconds(30), [&] { return queue_.empty(); });
+    }
     if (sync_thread_.joinable()) {
       {
         std::lock_guard lock(sync_mutex_);
@@ -177,90 +314,76 @@ class LmdbRing final : public Ring {
   LmdbRing(const LmdbRing&) = delete;
   LmdbRing& operator=(const LmdbRing&) = delete;
 
-  // Opens the named databases and loads the next sequence number: constant cost.
+  // Opens the named databases and loads the counters: a fixed number of lookups (no scan).
   std::expected<void, std::error_code> init() {
     MDB_txn* raw = nullptr;
     if (int rc = mdb_txn_begin(env_, nullptr, 0, &raw); rc != 0)
       return std::unexpected(lmdb_error(rc, "txn_begin"));
     TxnGuard txn(raw);
-    for (auto [name, dbi] :
-         {std::pair{"records", &records_}, std::pair{"cursors", &cursors_}, std::pair{"meta", &meta_}}) {
+    for (auto [name, dbi] : {std::pair{"records", &records_}, std::pair{"cursors", &cursors_},
+                             std::pair{"meta", &meta_}, std::pair{"quarantine", &quarantine_}}) {
       if (int rc = mdb_dbi_open(txn.get(), name, MDB_CREATE, dbi); rc != 0) {
         return std::unexpected(lmdb_error(rc, "dbi_open"));
       }
     }
-    std::uint64_t next = 1;
-    MDB_val key = as_val(kNextSeqKey.data(), kNextSeqKey.size());
-    MDB_val val;
-    int rc = mdb_get(txn.get(), meta_, &key, &val);
-    if (rc == 0) {
-      const auto* p = static_cast<const std::uint8_t*>(val.mv_data);
-      if (val.mv_size < 9 || p[0] != kMetaVersion) {
-        spdlog::error("buffer: meta next_seq has an unknown format version");
-        return std::unexpected(make_error_code(errc::corrupt));
-      }
-      next = get_u64_le(p + 1);
-    } else if (rc != MDB_NOTFOUND) {
-      return std::unexpected(lmdb_error(rc, "get next_seq"));
-    }
+    auto next = get_meta(txn.get(), kNextSeqKey);
+    if (!next) return std::unexpected(next.error());
+    auto evicted = get_meta(txn.get(), kEvictedKey);
+    if (!evicted) return std::unexpected(evicted.error());
+    auto quarantined = get_meta(txn.get(), kQuarantinedKey);
+    if (!quarantined) return std::unexpected(quarantined.error());
+    std::uint64_t next_seq = std::max<std::uint64_t>(1, next->value_or(1));
     // Defensive: never hand out a sequence at or below a stored one, even if meta were missing.
     auto last_stored = edge_key(txn.get(), MDB_LAST);
     if (!last_stored) return std::unexpected(last_stored.error());
-    if (*last_stored) next = std::max(next, **last_stored + 1);
-    if (rc = txn.commit(); rc != 0) return std::unexpected(lmdb_error(rc, "commit"));
-    last_seq_.store(next - 1);
+    if (*last_stored) next_seq = std::max(next_seq, **last_stored + 1);
+    if (int rc = txn.commit(); rc != 0) return std::unexpected(lmdb_error(rc, "commit"));
+    last_seq_.store(next_seq - 1);
+    evicted_total_.store(evicted->value_or(0));
+    quarantined_total_.store(quarantined->value_or(0));
 
     if (options_.durability == Durability::os) sync_thread_ = std::thread([this] { sync_loop(); });
     return {};
   }
 
   std::expected<std::vector<Seq>, std::error_code> append(std::span<const RecordIn> records) override {
-    std::vector<Seq> seqs;
-    if (records.empty()) return seqs;
-    seqs.reserve(records.size());
-    std::lock_guard write_lock(write_mutex_);
-    MDB_txn* raw = nullptr;
-    if (int rc = mdb_txn_begin(env_, nullptr, 0, &raw); rc != 0)
-      return std::unexpected(lmdb_error(rc, "txn_begin"));
-    TxnGuard txn(raw);
+    return append(records, std::stop_token{});
+  }
 
-    const std::int64_t ingest_ms = now_ms();
-    std::uint64_t seq = last_seq_.load() + 1;
-    std::vector<std::uint8_t> value;
-    for (const RecordIn& r : records) {
-      std::uint8_t key_bytes[8];
-      put_u64_be(key_bytes, seq);
-      value.resize(kRecordHeader + r.payload.size());
-      value[0] = kRecordVersion;
-      value[1] = static_cast<std::uint8_t>(r.type);
-      put_u64_le(value.data() + 2, static_cast<std::uint64_t>(ingest_ms));
-      if (!r.payload.empty()) std::memcpy(value.data() + kRecordHeader, r.payload.data(), r.payload.size());
-      MDB_val key = as_val(key_bytes, sizeof key_bytes);
-      MDB_val val = as_val(value.data(), value.size());
-      if (int rc = mdb_put(txn.get(), records_, &key, &val, MDB_APPEND); rc != 0) {
-        return std::unexpected(lmdb_error(rc, "put record"));
+  std::expected<std::vector<Seq>, std::error_code> append(std::span<const RecordIn> records,
+                                                          std::stop_token stop) override {
+    if (records.empty()) return std::vector<Seq>{};
+    Request req;
+    req.records = records;
+    for (const RecordIn& r : records) req.bytes += kRecordHeader + r.payload.size() + 16;
+
+    std::unique_lock lock(queue_mutex_);
+    if (closed_) return std::unexpected(make_error_code(errc::closed));
+    queue_.push_back(&req);
+    // Followers wait until a leader wrote their request or they reach the front.
+    for (;;) {
+      if (req.done) return result_of(req);
+      if (queue_.front() == &req) break;
+      if (!req.in_flight && (closed_ || stop.stop_requested())) {
+        leave_queue(req);
+        return std::unexpected(make_error_code(closed_ ? errc::closed : errc::stopped));
       }
-      seqs.push_back(Seq{seq});
-      ++seq;
+      auto ready = [&] { return req.done || queue_.front() == &req || (!req.in_flight && closed_); };
+      if (req.in_flight) {
+        queue_cv_.wait(lock, ready);
+      } else {
+        queue_cv_.wait(lock, stop, ready);
+      }
     }
-    if (auto e = put_next_seq(txn.get(), seq); !e) return std::unexpected(e.error());
+    return lead(req, lock, stop);
+  }
 
-    // Refuse the batch if records would eat into the headroom kept for ack() and trim().
-    MDB_stat st;
-    if (int rc = mdb_stat(txn.get(), records_, &st); rc != 0) return std::unexpected(lmdb_error(rc, "stat"));
-    const std::uint64_t data_pages = st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
-    if (data_pages + headroom_pages(map_pages_) > map_pages_)
-      return std::unexpected(make_error_code(errc::map_full));
-
-    if (int rc = txn.commit(); rc != 0) return std::unexpected(lmdb_error(rc, "commit append"));
-    commits_total_.fetch_add(1);
-    appended_total_.fetch_add(records.size());
+  void close() override {
     {
-      std::lock_guard lock(wait_mutex_);
-      last_seq_.store(seq - 1);
+      std::lock_guard lock(queue_mutex_);
+      closed_ = true;
     }
-    wait_cv_.notify_all();
-    return seqs;
+    queue_cv_.notify_all();
   }
 
   std::expected<void, std::error_code> register_cursor(std::string_view name) override {
@@ -279,22 +402,22 @@ class LmdbRing final : public Ring {
     auto first = edge_key(txn.get(), MDB_FIRST);
     if (!first) return std::unexpected(first.error());
     const Seq start = *first ? Seq{**first - 1} : Seq{last_seq_.load()};
-    CursorValue cv = encode_cursor(start);
-    val = as_val(cv.bytes, sizeof cv.bytes);
-    if (rc = mdb_put(txn.get(), cursors_, &key, &val, 0); rc != 0)
-      return std::unexpected(lmdb_error(rc, "put cursor"));
+    if (auto ok = put_cursor(txn.get(), name, CursorValue{start, 0}); !ok) return ok;
     if (rc = txn.commit(); rc != 0) return std::unexpected(lmdb_error(rc, "commit cursor"));
     commits_total_.fetch_add(1);
     return {};
   }
 
   std::expected<Seq, std::error_code> acked(std::string_view name) const override {
+    ReadGuard gate(gate_);
     MDB_txn* raw = nullptr;
     if (int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &raw); rc != 0) {
       return std::unexpected(lmdb_error(rc, "txn_begin"));
     }
     TxnGuard txn(raw);
-    return get_cursor(txn.get(), name);
+    auto c = get_cursor(txn.get(), name);
+    if (!c) return std::unexpected(c.error());
+    return c->acked;
   }
 
   std::expected<void, std::error_code> ack(std::string_view name, Seq upto) override {
@@ -306,13 +429,8 @@ class LmdbRing final : public Ring {
     TxnGuard txn(raw);
     auto current = get_cursor(txn.get(), name);
     if (!current) return std::unexpected(current.error());
-    if (upto <= *current) return {};  // acks never move backwards
-    CursorValue cv = encode_cursor(upto);
-    MDB_val key = as_val(name.data(), name.size());
-    MDB_val val = as_val(cv.bytes, sizeof cv.bytes);
-    if (int rc = mdb_put(txn.get(), cursors_, &key, &val, 0); rc != 0) {
-      return std::unexpected(lmdb_error(rc, "put cursor"));
-    }
+    if (upto <= current->acked) return {};  // acks never move backwards
+    if (auto ok = put_cursor(txn.get(), name, CursorValue{upto, current->evicted}); !ok) return ok;
     if (int rc = txn.commit(); rc != 0) return std::unexpected(lmdb_error(rc, "commit ack"));
     commits_total_.fetch_add(1);
     return {};
@@ -322,31 +440,40 @@ class LmdbRing final : public Ring {
                                                                  std::size_t max_bytes) const override {
     std::vector<StoredRecord> out;
     if (max_records == 0 || after.value >= last_seq_.load()) return out;
-    MDB_txn* raw = nullptr;
-    if (int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &raw); rc != 0) {
-      return std::unexpected(lmdb_error(rc, "txn_begin"));
+    std::vector<std::uint64_t> defective;
+    {
+      ReadGuard gate(gate_);
+      MDB_txn* raw = nullptr;
+      if (int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &raw); rc != 0) {
+        return std::unexpected(lmdb_error(rc, "txn_begin"));
+      }
+      TxnGuard txn(raw);
+      MDB_cursor* rc_raw = nullptr;
+      if (int rc = mdb_cursor_open(txn.get(), records_, &rc_raw); rc != 0) {
+        return std::unexpected(lmdb_error(rc, "cursor_open"));
+      }
+      CursorGuard cursor(rc_raw);
+      std::uint8_t key_bytes[8];
+      put_u64_be(key_bytes, after.value + 1);
+      MDB_val key = as_val(key_bytes, sizeof key_bytes);
+      MDB_val val;
+      std::size_t bytes = 0;
+      int rc = mdb_cursor_get(cursor.get(), &key, &val, MDB_SET_RANGE);
+      while (rc == 0 && out.size() < max_records) {
+        if (record_defect(key, val) != nullptr) {
+          // Skipped here and moved to the quarantine below, once this read transaction is over.
+          if (key.mv_size == 8) defective.push_back(key_seq(key));
+        } else {
+          const std::size_t payload = val.mv_size - kRecordHeader;
+          if (!out.empty() && bytes + payload > max_bytes) break;
+          bytes += payload;
+          out.push_back(decode_record(key, val));
+        }
+        rc = mdb_cursor_get(cursor.get(), &key, &val, MDB_NEXT);
+      }
+      if (rc != 0 && rc != MDB_NOTFOUND) return std::unexpected(lmdb_error(rc, "cursor_get"));
     }
-    TxnGuard txn(raw);
-    MDB_cursor* rc_raw = nullptr;
-    if (int rc = mdb_cursor_open(txn.get(), records_, &rc_raw); rc != 0) {
-      return std::unexpected(lmdb_error(rc, "cursor_open"));
-    }
-    CursorGuard cursor(rc_raw);
-    std::uint8_t key_bytes[8];
-    put_u64_be(key_bytes, after.value + 1);
-    MDB_val key = as_val(key_bytes, sizeof key_bytes);
-    MDB_val val;
-    std::size_t bytes = 0;
-    int rc = mdb_cursor_get(cursor.get(), &key, &val, MDB_SET_RANGE);
-    while (rc == 0 && out.size() < max_records) {
-      auto rec = decode_record(key, val);
-      if (!rec) return std::unexpected(rec.error());
-      if (!out.empty() && bytes + rec->payload.size() > max_bytes) break;
-      bytes += rec->payload.size();
-      out.push_back(std::move(*rec));
-      rc = mdb_cursor_get(cursor.get(), &key, &val, MDB_NEXT);
-    }
-    if (rc != 0 && rc != MDB_NOTFOUND) return std::unexpected(lmdb_error(rc, "cursor_get"));
+    if (!defective.empty()) quarantine(defective);
     return out;
   }
 
@@ -356,44 +483,17 @@ class LmdbRing final : public Ring {
   }
 
   std::expected<std::uint64_t, std::error_code> trim() override {
-    std::lock_guard write_lock(write_mutex_);
-    MDB_txn* raw = nullptr;
-    if (int rc = mdb_txn_begin(env_, nullptr, 0, &raw); rc != 0)
-      return std::unexpected(lmdb_error(rc, "txn_begin"));
-    TxnGuard txn(raw);
-    auto all = all_cursors(txn.get());
-    if (!all) return std::unexpected(all.error());
-    if (all->empty()) return 0;  // nobody consumes yet: nothing is done with
-    Seq upto = all->front().second;
-    for (const auto& c : *all) upto = std::min(upto, c.second);
-
-    std::uint64_t deleted = 0;
-    {
-      // A cursor of a write transaction must be closed before the commit frees it.
-      MDB_cursor* c_raw = nullptr;
-      if (int rc = mdb_cursor_open(txn.get(), records_, &c_raw); rc != 0) {
-        return std::unexpected(lmdb_error(rc, "cursor_open"));
+    std::uint64_t deleted_total = 0;
+    for (;;) {  // in chunks, so that one transaction never dirties an unbounded number of pages
+      auto deleted = trim_chunk();
+      if (!deleted) {
+        if (deleted_total > 0) break;  // report what was trimmed; the next trim retries the rest
+        return std::unexpected(deleted.error());
       }
-      CursorGuard cursor(c_raw);
-      MDB_val key;
-      MDB_val val;
-      // Re-seek the first record after each delete rather than rely on where a delete leaves the cursor.
-      int rc = mdb_cursor_get(cursor.get(), &key, &val, MDB_FIRST);
-      while (rc == 0) {
-        if (key.mv_size != 8) return std::unexpected(make_error_code(errc::corrupt));
-        if (get_u64_be(static_cast<const std::uint8_t*>(key.mv_data)) > upto.value) break;
-        if (rc = mdb_cursor_del(cursor.get(), 0); rc != 0)
-          return std::unexpected(lmdb_error(rc, "cursor_del"));
-        ++deleted;
-        rc = mdb_cursor_get(cursor.get(), &key, &val, MDB_FIRST);
-      }
-      if (rc != 0 && rc != MDB_NOTFOUND) return std::unexpected(lmdb_error(rc, "cursor_get"));
+      deleted_total += *deleted;
+      if (*deleted < kTrimChunk) break;
     }
-    if (deleted == 0) return 0;
-    if (int rc = txn.commit(); rc != 0) return std::unexpected(lmdb_error(rc, "commit trim"));
-    commits_total_.fetch_add(1);
-    trimmed_total_.fetch_add(deleted);
-    return deleted;
+    return deleted_total;
   }
 
   Seq last_seq() const override { return Seq{last_seq_.load()}; }
@@ -404,10 +504,24 @@ class LmdbRing final : public Ring {
     s.appended_total = appended_total_.load();
     s.trimmed_total = trimmed_total_.load();
     s.commits_total = commits_total_.load();
+    s.evicted_total = evicted_total_.load();
+    s.quarantined_total = quarantined_total_.load();
+    s.map_bytes = map_pages_.load() * page_size_;
+    s.max_bytes = cap_pages_ * page_size_;
+    s.full = full_.load();
+    s.blocked_total = blocked_total_.load();
+    s.no_space = no_space_.load();
+    s.no_space_total = no_space_total_.load();
+    s.append_calls_total = append_calls_total_.load();
+    {
+      std::lock_guard lock(queue_mutex_);
+      s.blocked_appends = blocked_ ? queue_.size() : 0;
+    }
+
+    ReadGuard gate(gate_);
     MDB_envinfo info;
     if (mdb_env_info(env_, &info) == 0)
       s.bytes = (static_cast<std::uint64_t>(info.me_last_pgno) + 1) * page_size_;
-
     MDB_txn* raw = nullptr;
     if (int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &raw); rc != 0) {
       (void)lmdb_error(rc, "txn_begin (stats)");
@@ -424,25 +538,26 @@ class LmdbRing final : public Ring {
         CursorGuard cursor(c_raw);
         MDB_val key;
         MDB_val val;
-        if (mdb_cursor_get(cursor.get(), &key, &val, MDB_FIRST) == 0) {
-          if (auto rec = decode_record(key, val)) {
-            s.first = rec->seq;
-            s.oldest_age_ms = std::max<std::int64_t>(0, now_ms() - rec->ingest_time_ms);
+        if (mdb_cursor_get(cursor.get(), &key, &val, MDB_FIRST) == 0 && key.mv_size == 8) {
+          s.first = Seq{key_seq(key)};
+          if (record_defect(key, val) == nullptr) {
+            s.oldest_age_ms = std::max<std::int64_t>(0, now_ms() - decode_record(key, val).ingest_time_ms);
           }
         }
         if (mdb_cursor_get(cursor.get(), &key, &val, MDB_LAST) == 0 && key.mv_size == 8) {
-          snapshot_last = get_u64_be(static_cast<const std::uint8_t*>(key.mv_data));
+          snapshot_last = key_seq(key);
         }
       }
     }
     if (auto all = all_cursors(txn.get())) {
-      for (auto& [name, acked] : *all) {
+      for (auto& [name, c] : *all) {
         CursorStats cs;
         cs.name = std::move(name);
-        cs.acked = acked;
-        // Stored sequences are contiguous (trim removes a prefix), so the lag is a difference.
-        cs.lag = s.records > 0 && snapshot_last > acked.value
-                     ? snapshot_last - std::max(acked.value, s.first.value - 1)
+        cs.acked = c.acked;
+        cs.evicted = c.evicted;
+        // Stored sequences are a contiguous range but for quarantined ones (rare): a difference.
+        cs.lag = s.records > 0 && snapshot_last > c.acked.value
+                     ? snapshot_last - std::max(c.acked.value, s.first.value - 1)
                      : 0;
         s.cursors.push_back(std::move(cs));
       }
@@ -451,9 +566,490 @@ class LmdbRing final : public Ring {
   }
 
  private:
+  // The leader's part of append(): writes groups until its own request is done. queue_mutex_ held.
+  std::expected<std::vector<Seq>, std::error_code> lead(Request& req, std::unique_lock<std::mutex>& lock,
+                                                        std::stop_token stop) {
+    auto backoff = kNoSpaceBackoffMin;
+    bool waited = false;
+    bool solo = false;  // the last group was too big as a whole: try the leader's request alone
+    const auto wait_start = Clock::now();
+    for (;;) {
+      std::vector<Request*> group;
+      std::size_t records = 0;
+      std::size_t bytes = 0;
+      for (Request* r : queue_) {
+        if (!group.empty() &&
+            (solo || records + r->records.size() > kMaxGroupRecords || bytes + r->bytes > kMaxGroupBytes)) {
+          break;
+        }
+        r->in_flight = true;
+        group.push_back(r);
+        records += r->records.size();
+        bytes += r->bytes;
+      }
+      lock.unlock();
+      std::error_code error;
+      const Outcome outcome = write_group(group, bytes, error);
+      lock.lock();
+      for (Request* r : group) r->in_flight = false;
+
+      if (outcome == Outcome::too_big && group.size() > 1) {
+        solo = true;
+        continue;
+      }
+      if (outcome == Outcome::committed || outcome == Outcome::failed || outcome == Outcome::too_big) {
+        for (Request* r : group) {
+          r->done = true;
+          if (outcome == Outcome::too_big) {
+            r->error = make_error_code(errc::map_full);
+          } else if (outcome == Outcome::failed) {
+            r->error = error;
+          }
+        }
+        if (outcome == Outcome::too_big) {
+          spdlog::error("buffer: a batch of {} bytes is larger than max_bytes ({}) allows; refused", bytes,
+                        cap_pages_ * page_size_);
+        }
+        // The group is the front of the queue: only a leader removes in-flight requests.
+        queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(group.size()));
+        if (waited) {
+          blocked_ = false;
+          spdlog::info("buffer: appends resume after waiting {} ms",
+                       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - wait_start).count());
+        }
+        queue_cv_.notify_all();
+        return result_of(req);
+      }
+
+      // Full with Overflow::block, or ENOSPC: wait for room (a trim), then retry with whatever is
+      // queued by then. Followers are no longer in flight, so they may leave on stop or close.
+      if (!waited) {
+        waited = true;
+        blocked_ = true;
+        blocked_total_.fetch_add(1);
+        if (outcome == Outcome::no_space) {
+          spdlog::error("buffer: the filesystem holding {} is full (ENOSPC); appends wait and retry (ingest holds "
+                        "its acknowledgements) until space returns",
+                        options_.path);
+        } else {
+          spdlog::warn("buffer: full (max_bytes {} reached); appends wait until consumers acknowledge and trim "
+                       "(overflow = block)",
+                       cap_pages_ * page_size_);
+        }
+      }
+      blocked_ = true;
+      queue_cv_.notify_all();
+      const std::uint64_t epoch = space_epoch_;
+      const auto timeout = outcome == Outcome::no_space ? backoff : kFullRecheck;
+      queue_cv_.wait_for(lock, stop, timeout, [&] { return closed_ || space_epoch_ != epoch; });
+      if (outcome == Outcome::no_space) backoff = std::min(backoff * 2, kNoSpaceBackoffMax);
+      if (closed_ || stop.stop_requested()) {
+        blocked_ = false;  // the next leader sets it again if it has to wait too
+        leave_queue(req);
+        return std::unexpected(make_error_code(closed_ ? errc::closed : errc::stopped));
+      }
+    }
+  }
+
+  void leave_queue(Request& req) {  // queue_mutex_ held
+    queue_.erase(std::find(queue_.begin(), queue_.end(), &req));
+    queue_cv_.notify_all();
+  }
+
+  std::expected<std::vector<Seq>, std::error_code> result_of(const Request& req) {
+    if (req.error) return std::unexpected(req.error);
+    append_calls_total_.fetch_add(1);
+    std::vector<Seq> seqs;
+    seqs.reserve(req.records.size());
+    for (std::size_t i = 0; i < req.records.size(); ++i) seqs.push_back(Seq{req.first + i});
+    return seqs;
+  }
+
+  // Writes one group in one transaction, growing the map or evicting as needed.
+  Outcome write_group(const std::vector<Request*>& group, std::size_t bytes, std::error_code& error) {
+    std::lock_guard write_lock(write_mutex_);
+    // Refuse up front what can never fit: more pages than max_bytes leaves for records.
+    std::uint64_t est_pages = 1;
+    std::uint64_t leaf_bytes = 0;
+    for (const Request* r : group) {
+      for (const RecordIn& in : r->records) {
+        const std::uint64_t node = kRecordHeader + in.payload.size() + 8 + 8 + 2;
+        if (node > page_size_ / 2) {
+          est_pages += (node + page_size_ - 1) / page_size_;
+        } else {
+          leaf_bytes += node;
+        }
+      }
+    }
+    est_pages += leaf_bytes / page_size_;
+    // drop_oldest keeps room for one more group below the cap, because LMDB reuses the pages a
+    // commit frees only one commit later; so one group may take at most a quarter of the cap.
+    const std::uint64_t budget = cap_pages_ - headroom_pages(cap_pages_);
+    if (est_pages > (options_.overflow == Overflow::drop_oldest ? budget / 4 : budget)) return Outcome::too_big;
+    bool evicted_any = false;
+    bool nudged = false;
+    for (int attempt = 0; attempt < 64; ++attempt) {
+      Outcome o = try_group(group, est_pages, evicted_any, error);
+      if (o == Outcome::no_page) {
+        if (!nudged) {
+          nudged = true;
+          if (nudge()) continue;
+        }
+        o = Outcome::full;
+      }
+      if (o == Outcome::grow) {
+        if (!grow_map(bytes)) {
+          error = make_error_code(errc::io_error);
+          return Outcome::failed;
+        }
+        continue;
+      }
+      if (o == Outcome::evict_more) {
+        auto evicted = evict_txn(bytes);
+        if (!evicted) {
+          error = evicted.error();
+          if (evicted.error() == errc::map_full) {  // not even room to delete: wait and retry
+            full_.store(true);
+            return Outcome::full;
+          }
+          return evicted.error() == errc::no_space ? Outcome::no_space : Outcome::failed;
+        }
+        if (*evicted == 0) return Outcome::too_big;
+        evicted_any = true;
+        (void)nudge();  // so that the pages the eviction freed are reusable by the retry
+        continue;
+      }
+      if (o == Outcome::full || o == Outcome::too_big) full_.store(true);
+      return o;
+    }
+    spdlog::error("buffer: an append found no room after 64 attempts to grow or evict");
+    error = make_error_code(errc::io_error);
+    return Outcome::failed;
+  }
+
+  // One attempt at writing the group. evicted_any: an eviction transaction ran for this group.
+  Outcome try_group(const std::vector<Request*>& group, std::uint64_t est_pages, bool evicted_any,
+                    std::error_code& error) {
+    MDB_txn* raw = nullptr;
+    if (int rc = mdb_txn_begin(env_, nullptr, 0, &raw); rc != 0) return lmdb_failure(rc, 1, "txn_begin", error);
+    TxnGuard txn(raw);
+    MDB_stat st;
+    if (int rc = mdb_stat(txn.get(), records_, &st); rc != 0) return lmdb_failure(rc, 1, "stat", error);
+    const std::uint64_t entries_before = st.ms_entries;
+
+    const std::uint64_t first_new = last_seq_.load() + 1;
+    std::uint64_t seq = first_new;
+    const std::int64_t ingest_ms = now_ms();
+    std::size_t records = 0;
+    for (const Request* r : group) {
+      for (const RecordIn& in : r->records) {
+        std::uint8_t key_bytes[8];
+        put_u64_be(key_bytes, seq);
+        MDB_val key = as_val(key_bytes, sizeof key_bytes);
+        MDB_val val{kRecordHeader + in.payload.size(), nullptr};
+        if (int rc = mdb_put(txn.get(), records_, &key, &val, MDB_APPEND | MDB_RESERVE); rc != 0) {
+          return lmdb_failure(rc, entries_before, "put record", error);
+        }
+        auto* p = static_cast<std::uint8_t*>(val.mv_data);
+        p[0] = kRecordVersion;
+        p[1] = static_cast<std::uint8_t>(in.type);
+        put_u64_le(p + 2, static_cast<std::uint64_t>(ingest_ms));
+        if (!in.payload.empty()) std::memcpy(p + kRecordHeader, in.payload.data(), in.payload.size());
+        ++seq;
+        ++records;
+      }
+    }
+    if (auto ok = put_meta(txn.get(), kNextSeqKey, seq); !ok) return lmdb_failure(ok.error(), error);
+
+    if (int rc = mdb_stat(txn.get(), records_, &st); rc != 0) return lmdb_failure(rc, entries_before, "stat", error);
+    const std::uint64_t tree_pages = st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
+    const std::uint64_t budget = cap_pages_ - headroom_pages(cap_pages_);
+    Eviction ev;
+    const std::uint64_t keep = options_.overflow == Overflow::drop_oldest && budget > est_pages + kEvictSlackPages
+                                   ? budget - est_pages - kEvictSlackPages
+                                   : budget;
+    if (tree_pages > keep) {
+      if (options_.overflow == Overflow::block) return entries_before == 0 ? Outcome::too_big : Outcome::full;
+      auto evicted = evict_prefix(txn.get(), first_new, keep);
+      if (!evicted) return lmdb_failure(evicted.error(), error);
+      ev = *evicted;
+      if (auto ok = account_eviction(txn.get(), ev); !ok) return lmdb_failure(ok.error(), error);
+      if (tree_pages_of(txn.get()) > keep) return Outcome::too_big;
+    } else if (map_pages_.load() < cap_pages_ && tree_pages + headroom_pages(map_pages_.load()) > map_pages_.load()) {
+      return Outcome::grow;
+    }
+    if (int rc = txn.commit(); rc != 0) return lmdb_failure(rc, entries_before, "commit append", error);
+
+    commits_total_.fetch_add(1);
+    appended_total_.fetch_add(records);
+    note_eviction(ev);
+    full_.store(evicted_any || ev.trimmed + ev.evicted > 0 || tree_pages + kEvictSlackPages >= keep);
+    no_space_.store(false);
+    std::uint64_t next = first_new;
+    for (Request* r : group) {
+      r->first = next;
+      next += r->records.size();
+    }
+    {
+      std::lock_guard lock(wait_mutex_);
+      last_seq_.store(seq - 1);
+    }
+    wait_cv_.notify_all();
+    return Outcome::committed;
+  }
+
+  // What an LMDB failure inside an append means for the group.
+  Outcome lmdb_failure(int rc, std::uint64_t entries_before, const char* what, std::error_code& error) {
+    if (rc == MDB_MAP_FULL) {
+      (void)entries_before;
+      if (map_pages_.load() < cap_pages_) return Outcome::grow;
+      if (options_.overflow == Overflow::drop_oldest) return Outcome::evict_more;
+      return Outcome::no_page;
+    }
+    // LMDB reports a short write of its pages as EIO: a full filesystem often looks like that.
+    if (rc == ENOSPC || (rc == EIO && filesystem_full())) {
+      no_space_.store(true);
+      no_space_total_.fetch_add(1);
+      error = make_error_code(errc::no_space);
+      return Outcome::no_space;
+    }
+    error = lmdb_error(rc, what);
+    return Outcome::failed;
+  }
+  Outcome lmdb_failure(std::error_code ec, std::error_code& error) {
+    if (ec == errc::map_full) return lmdb_failure(MDB_MAP_FULL, 1, "", error);
+    if (ec == errc::no_space) return lmdb_failure(ENOSPC, 1, "", error);
+    error = ec;
+    return Outcome::failed;
+  }
+
+  // Whether the filesystem holding the ring has less room than a large group could need.
+  bool filesystem_full() const {
+    struct statvfs fs;
+    if (::statvfs(options_.path.c_str(), &fs) != 0) return false;
+    const std::uint64_t avail = static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize;
+    return avail < kMaxGroupBytes * 2 + 64 * page_size_;
+  }
+
+  std::uint64_t tree_pages_of(MDB_txn* txn) const {
+    MDB_stat st;
+    if (mdb_stat(txn, records_, &st) != 0) return 0;
+    return st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
+  }
+
+  // Deletes the oldest records (those before `before`) until the records tree uses at most
+  // target_pages. The caller accounts for them with account_eviction() in the same transaction.
+  std::expected<Eviction, std::error_code> evict_prefix(MDB_txn* txn, std::uint64_t before,
+                                                        std::uint64_t target_pages) {
+    Eviction ev;
+    MDB_cursor* raw = nullptr;
+    if (int rc = mdb_cursor_open(txn, records_, &raw); rc != 0) return std::unexpected(lmdb_error(rc, "cursor_open"));
+    CursorGuard cursor(raw);
+    std::uint64_t count = 0;
+    while (tree_pages_of(txn) > target_pages) {
+      MDB_val key;
+      MDB_val val;
+      int rc = mdb_cursor_get(cursor.get(), &key, &val, MDB_FIRST);
+      if (rc == MDB_NOTFOUND) break;
+      if (rc != 0) return std::unexpected(lmdb_error(rc, "cursor_get"));
+      if (key.mv_size != 8) return std::unexpected(make_error_code(errc::corrupt));
+      const std::uint64_t seq = key_seq(key);
+      if (seq >= before) break;
+      if (rc = mdb_cursor_del(cursor.get(), 0); rc != 0) return std::unexpected(lmdb_error(rc, "cursor_del"));
+      if (count == 0) ev.first = seq;
+      ev.last = seq;
+      ++count;
+    }
+    ev.evicted = count;  // split into trimmed/evicted by account_eviction()
+    return ev;
+  }
+
+  // Splits an eviction into records every cursor had acknowledged (trimmed) and the others
+  // (evicted), and adds the evicted ones to each cursor that had not acknowledged them and to the
+  // persistent total.
+  std::expected<void, std::error_code> account_eviction(MDB_txn* txn, Eviction& ev) {
+    const std::uint64_t count = ev.evicted;
+    if (count == 0) return {};
+    auto all = all_cursors(txn);
+    if (!all) return std::unexpected(all.error());
+    std::uint64_t trimmed = 0;
+    if (!all->empty()) {
+      Seq min_acked = all->front().second.acked;
+      for (const auto& c : *all) min_acked = std::min(min_acked, c.second.acked);
+      if (min_acked.value >= ev.first) trimmed = std::min(count, min_acked.value - ev.first + 1);
+    }
+    ev.trimmed = trimmed;
+    ev.evicted = count - trimmed;
+    for (auto& [name, c] : *all) {
+      if (c.acked.value >= ev.last) continue;
+      c.evicted += ev.last - std::max(c.acked.value, ev.first - 1);
+      if (auto ok = put_cursor(txn, name, c); !ok) return ok;
+    }
+    if (ev.evicted > 0) {
+      if (auto ok = put_meta(txn, kEvictedKey, evicted_total_.load() + ev.evicted); !ok) return ok;
+    }
+    return {};
+  }
+
+  // Counters and the log line for a committed eviction.
+  void note_eviction(const Eviction& ev) {
+    if (ev.trimmed + ev.evicted == 0) return;
+    trimmed_total_.fetch_add(ev.trimmed);
+    evicted_total_.fetch_add(ev.evicted);
+    evicted_since_log_ += ev.evicted;
+    const auto now = Clock::now();
+    if (evicted_since_log_ > 0 && now - last_evict_log_ >= kEvictLogInterval) {
+      spdlog::warn("buffer: full (max_bytes {}); overflow = drop-oldest evicted {} unacknowledged records "
+                   "(up to seq {}; {} in total)",
+                   cap_pages_ * page_size_, evicted_since_log_, ev.last, evicted_total_.load());
+      evicted_since_log_ = 0;
+      last_evict_log_ = now;
+    }
+  }
+
+  // drop_oldest at max_bytes when LMDB itself found no free page: evicts in a transaction of its
+  // own, so that the freed pages are reusable by the retried append. Returns how many went.
+  std::expected<std::uint64_t, std::error_code> evict_txn(std::size_t group_bytes) {
+    MDB_txn* raw = nullptr;
+    if (int rc = mdb_txn_begin(env_, nullptr, 0, &raw); rc != 0) return std::unexpected(lmdb_error(rc, "txn_begin"));
+    TxnGuard txn(raw);
+    const std::uint64_t pages = tree_pages_of(txn.get());
+    const std::uint64_t need = 2 * (group_bytes / page_size_) + 4 + headroom_pages(cap_pages_) / 2;
+    auto ev = evict_prefix(txn.get(), UINT64_MAX, pages > need ? pages - need : 0);
+    if (!ev) return std::unexpected(ev.error());
+    if (ev->evicted == 0) return 0;
+    const std::uint64_t count = ev->evicted;
+    if (auto ok = account_eviction(txn.get(), *ev); !ok) return std::unexpected(ok.error());
+    if (int rc = txn.commit(); rc != 0) return std::unexpected(lmdb_error(rc, "commit eviction"));
+    commits_total_.fetch_add(1);
+    note_eviction(*ev);
+    return count;
+  }
+
+  // Commits a transaction that changes nothing (rewrites next_seq), so that pages freed by the
+  // previous commit become reusable (LMDB reuses a commit's freed pages one commit later).
+  bool nudge() {
+    MDB_txn* raw = nullptr;
+    if (mdb_txn_begin(env_, nullptr, 0, &raw) != 0) return false;
+    TxnGuard txn(raw);
+    if (!put_meta(txn.get(), kNextSeqKey, last_seq_.load() + 1)) return false;
+    if (txn.commit() != 0) return false;
+    commits_total_.fetch_add(1);
+    return true;
+  }
+
+  // Grows the map towards max_bytes (doubling). write_mutex_ held, so no write transaction is open;
+  // the gate waits for readers to leave.
+  bool grow_map(std::size_t group_bytes) {
+    const std::uint64_t cur = map_pages_.load();
+    if (cur >= cap_pages_) return false;
+    const std::uint64_t want = std::max(cur * 2, cur + 2 * (group_bytes / page_size_) + headroom_pages(cur) + 1);
+    const std::uint64_t next = std::min(cap_pages_, want);
+    int rc = 0;
+    gate_.exclusive([&] { rc = mdb_env_set_mapsize(env_, static_cast<std::size_t>(next * page_size_)); });
+    if (rc != 0) {
+      spdlog::error("buffer: growing the map to {} bytes failed: {}", next * page_size_, mdb_strerror(rc));
+      return false;
+    }
+    map_pages_.store(next);
+    spdlog::info("buffer: map grown to {} bytes (max_bytes {})", next * page_size_, cap_pages_ * page_size_);
+    return true;
+  }
+
+  std::expected<std::uint64_t, std::error_code> trim_chunk() {
+    std::lock_guard write_lock(write_mutex_);
+    MDB_txn* raw = nullptr;
+    if (int rc = mdb_txn_begin(env_, nullptr, 0, &raw); rc != 0)
+      return std::unexpected(lmdb_error(rc, "txn_begin"));
+    TxnGuard txn(raw);
+    auto all = all_cursors(txn.get());
+    if (!all) return std::unexpected(all.error());
+    if (all->empty()) return 0;  // nobody consumes yet: nothing is done with
+    Seq upto = all->front().second.acked;
+    for (const auto& c : *all) upto = std::min(upto, c.second.acked);
+
+    std::uint64_t deleted = 0;
+    {
+      // A cursor of a write transaction must be closed before the commit frees it.
+      MDB_cursor* c_raw = nullptr;
+      if (int rc = mdb_cursor_open(txn.get(), records_, &c_raw); rc != 0) {
+        return std::unexpected(lmdb_error(rc, "cursor_open"));
+      }
+      CursorGuard cursor(c_raw);
+      MDB_val key;
+      MDB_val val;
+      // Re-seek the first record after each delete rather than rely on where a delete leaves the cursor.
+      int rc = mdb_cursor_get(cursor.get(), &key, &val, MDB_FIRST);
+      while (rc == 0 && deleted < kTrimChunk) {
+        if (key.mv_size != 8) return std::unexpected(make_error_code(errc::corrupt));
+        if (key_seq(key) > upto.value) break;
+        if (rc = mdb_cursor_del(cursor.get(), 0); rc != 0)
+          return std::unexpected(lmdb_error(rc, "cursor_del"));
+        ++deleted;
+        rc = mdb_cursor_get(cursor.get(), &key, &val, MDB_FIRST);
+      }
+      if (rc != 0 && rc != MDB_NOTFOUND) return std::unexpected(lmdb_error(rc, "cursor_get"));
+    }
+    if (deleted == 0) return 0;
+    if (int rc = txn.commit(); rc != 0) return std::unexpected(lmdb_error(rc, "commit trim"));
+    commits_total_.fetch_add(1);
+    trimmed_total_.fetch_add(deleted);
+    room_made();
+    return deleted;
+  }
+
+  // Wakes a leader waiting for room.
+  void room_made() const {
+    {
+      std::lock_guard lock(queue_mutex_);
+      ++space_epoch_;
+    }
+    queue_cv_.notify_all();
+  }
+
+  // Moves stored values that do not decode to the quarantine database (same key and bytes), so
+  // that readers skip them for good; counted and logged.
+  void quarantine(const std::vector<std::uint64_t>& seqs) const {
+    std::lock_guard write_lock(write_mutex_);
+    MDB_txn* raw = nullptr;
+    if (int rc = mdb_txn_begin(env_, nullptr, 0, &raw); rc != 0) {
+      (void)lmdb_error(rc, "txn_begin (quarantine)");
+      return;
+    }
+    TxnGuard txn(raw);
+    std::uint64_t moved = 0;
+    for (std::uint64_t seq : seqs) {
+      std::uint8_t key_bytes[8];
+      put_u64_be(key_bytes, seq);
+      MDB_val key = as_val(key_bytes, sizeof key_bytes);
+      MDB_val val;
+      if (mdb_get(txn.get(), records_, &key, &val) != 0) continue;  // trimmed meanwhile
+      const char* defect = record_defect(key, val);
+      if (defect == nullptr) continue;
+      spdlog::error("buffer: stored record {} does not decode ({}); moved to the quarantine database", seq, defect);
+      if (int rc = mdb_put(txn.get(), quarantine_, &key, &val, 0); rc != 0) {
+        (void)lmdb_error(rc, "put quarantine");
+        return;
+      }
+      if (int rc = mdb_del(txn.get(), records_, &key, nullptr); rc != 0) {
+        (void)lmdb_error(rc, "del quarantined");
+        return;
+      }
+      ++moved;
+    }
+    if (moved == 0) return;
+    if (!put_meta(txn.get(), kQuarantinedKey, quarantined_total_.load() + moved)) return;
+    if (int rc = txn.commit(); rc != 0) {
+      (void)lmdb_error(rc, "commit quarantine");
+      return;
+    }
+    commits_total_.fetch_add(1);
+    quarantined_total_.fetch_add(moved);
+    room_made();
+  }
+
   // The key of the first or last stored record, if any.
-  std::expected<std::optional<std::uint64_t>, std::error_code> edge_key(MDB_txn* txn,
-                                                                        MDB_cursor_op op) const {
+  std::expected<std::optional<std::uint64_t>, std::error_code> edge_key(MDB_txn* txn, MDB_cursor_op op) const {
     MDB_cursor* raw = nullptr;
     if (int rc = mdb_cursor_open(txn, records_, &raw); rc != 0)
       return std::unexpected(lmdb_error(rc, "cursor_open"));
@@ -464,21 +1060,34 @@ class LmdbRing final : public Ring {
     if (rc == MDB_NOTFOUND) return std::optional<std::uint64_t>{};
     if (rc != 0) return std::unexpected(lmdb_error(rc, "cursor_get"));
     if (key.mv_size != 8) return std::unexpected(make_error_code(errc::corrupt));
-    return std::optional<std::uint64_t>{get_u64_be(static_cast<const std::uint8_t*>(key.mv_data))};
+    return std::optional<std::uint64_t>{key_seq(key)};
   }
 
-  std::expected<void, std::error_code> put_next_seq(MDB_txn* txn, std::uint64_t next) {
+  std::expected<std::optional<std::uint64_t>, std::error_code> get_meta(MDB_txn* txn, std::string_view name) const {
+    MDB_val key = as_val(name.data(), name.size());
+    MDB_val val;
+    int rc = mdb_get(txn, meta_, &key, &val);
+    if (rc == MDB_NOTFOUND) return std::optional<std::uint64_t>{};
+    if (rc != 0) return std::unexpected(lmdb_error(rc, "get meta"));
+    const auto* p = static_cast<const std::uint8_t*>(val.mv_data);
+    if (val.mv_size < 9 || p[0] != kMetaVersion) {
+      spdlog::error("buffer: meta {} has an unknown format version", name);
+      return std::unexpected(make_error_code(errc::corrupt));
+    }
+    return std::optional<std::uint64_t>{get_u64_le(p + 1)};
+  }
+
+  std::expected<void, std::error_code> put_meta(MDB_txn* txn, std::string_view name, std::uint64_t v) const {
     std::uint8_t bytes[9];
     bytes[0] = kMetaVersion;
-    put_u64_le(bytes + 1, next);
-    MDB_val key = as_val(kNextSeqKey.data(), kNextSeqKey.size());
+    put_u64_le(bytes + 1, v);
+    MDB_val key = as_val(name.data(), name.size());
     MDB_val val = as_val(bytes, sizeof bytes);
-    if (int rc = mdb_put(txn, meta_, &key, &val, 0); rc != 0)
-      return std::unexpected(lmdb_error(rc, "put next_seq"));
+    if (int rc = mdb_put(txn, meta_, &key, &val, 0); rc != 0) return std::unexpected(lmdb_error(rc, "put meta"));
     return {};
   }
 
-  std::expected<Seq, std::error_code> get_cursor(MDB_txn* txn, std::string_view name) const {
+  std::expected<CursorValue, std::error_code> get_cursor(MDB_txn* txn, std::string_view name) const {
     if (name.empty()) return std::unexpected(make_error_code(errc::unknown_cursor));
     MDB_val key = as_val(name.data(), name.size());
     MDB_val val;
@@ -488,8 +1097,16 @@ class LmdbRing final : public Ring {
     return decode_cursor(val);
   }
 
-  std::expected<std::vector<std::pair<std::string, Seq>>, std::error_code> all_cursors(MDB_txn* txn) const {
-    std::vector<std::pair<std::string, Seq>> out;
+  std::expected<void, std::error_code> put_cursor(MDB_txn* txn, std::string_view name, const CursorValue& c) const {
+    EncodedCursor cv = encode_cursor(c);
+    MDB_val key = as_val(name.data(), name.size());
+    MDB_val val = as_val(cv.bytes, sizeof cv.bytes);
+    if (int rc = mdb_put(txn, cursors_, &key, &val, 0); rc != 0) return std::unexpected(lmdb_error(rc, "put cursor"));
+    return {};
+  }
+
+  std::expected<std::vector<std::pair<std::string, CursorValue>>, std::error_code> all_cursors(MDB_txn* txn) const {
+    std::vector<std::pair<std::string, CursorValue>> out;
     MDB_cursor* raw = nullptr;
     if (int rc = mdb_cursor_open(txn, cursors_, &raw); rc != 0)
       return std::unexpected(lmdb_error(rc, "cursor_open"));
@@ -498,26 +1115,13 @@ class LmdbRing final : public Ring {
     MDB_val val;
     int rc = mdb_cursor_get(cursor.get(), &key, &val, MDB_FIRST);
     while (rc == 0) {
-      auto acked = decode_cursor(val);
-      if (!acked) return std::unexpected(acked.error());
-      out.emplace_back(std::string(static_cast<const char*>(key.mv_data), key.mv_size), *acked);
+      auto c = decode_cursor(val);
+      if (!c) return std::unexpected(c.error());
+      out.emplace_back(std::string(static_cast<const char*>(key.mv_data), key.mv_size), *c);
       rc = mdb_cursor_get(cursor.get(), &key, &val, MDB_NEXT);
     }
     if (rc != MDB_NOTFOUND) return std::unexpected(lmdb_error(rc, "cursor_get"));
     return out;
-  }
-
-  static std::expected<StoredRecord, std::error_code> decode_record(const MDB_val& key, const MDB_val& val) {
-    const auto* p = static_cast<const std::uint8_t*>(val.mv_data);
-    if (key.mv_size != 8 || val.mv_size < kRecordHeader || p[0] != kRecordVersion) {
-      return std::unexpected(make_error_code(errc::corrupt));
-    }
-    StoredRecord r;
-    r.seq = Seq{get_u64_be(static_cast<const std::uint8_t*>(key.mv_data))};
-    r.type = static_cast<RecordType>(p[1]);
-    r.ingest_time_ms = static_cast<std::int64_t>(get_u64_le(p + 2));
-    r.payload.assign(p + kRecordHeader, p + val.mv_size);
-    return r;
   }
 
   void sync_loop() {
@@ -526,8 +1130,11 @@ class LmdbRing final : public Ring {
       sync_cv_.wait_for(lock, options_.sync_interval, [this] { return stopping_; });
       if (stopping_) break;
       lock.unlock();
-      if (int rc = mdb_env_sync(env_, 1); rc != 0)
-        spdlog::error("buffer: background sync failed: {}", mdb_strerror(rc));
+      {
+        ReadGuard gate(gate_);
+        if (int rc = mdb_env_sync(env_, 1); rc != 0)
+          spdlog::error("buffer: background sync failed: {}", mdb_strerror(rc));
+      }
       lock.lock();
     }
   }
@@ -535,19 +1142,39 @@ class LmdbRing final : public Ring {
   MDB_env* env_;
   Options options_;
   std::uint64_t page_size_;
-  std::uint64_t map_pages_;
+  std::uint64_t cap_pages_;                // max_bytes in pages
+  std::atomic<std::uint64_t> map_pages_;  // current map size; changed only under write_mutex_
   MDB_dbi records_ = 0;
   MDB_dbi cursors_ = 0;
   MDB_dbi meta_ = 0;
+  MDB_dbi quarantine_ = 0;
 
-  std::mutex write_mutex_;
+  mutable std::mutex write_mutex_;
+  mutable MapGate gate_;
   std::atomic<std::uint64_t> last_seq_{0};
   mutable std::mutex wait_mutex_;
   mutable std::condition_variable wait_cv_;
 
+  // Group commit. Guarded by queue_mutex_.
+  mutable std::mutex queue_mutex_;
+  mutable std::condition_variable_any queue_cv_;
+  std::deque<Request*> queue_;
+  bool closed_ = false;
+  bool blocked_ = false;                 // the leader waits for room
+  mutable std::uint64_t space_epoch_ = 0;  // bumped whenever a trim or quarantine frees room
+
   std::atomic<std::uint64_t> appended_total_{0};
+  std::atomic<std::uint64_t> append_calls_total_{0};
   std::atomic<std::uint64_t> trimmed_total_{0};
-  std::atomic<std::uint64_t> commits_total_{0};
+  mutable std::atomic<std::uint64_t> commits_total_{0};
+  std::atomic<std::uint64_t> evicted_total_{0};
+  mutable std::atomic<std::uint64_t> quarantined_total_{0};
+  std::atomic<std::uint64_t> blocked_total_{0};
+  std::atomic<std::uint64_t> no_space_total_{0};
+  std::atomic<bool> full_{false};
+  std::atomic<bool> no_space_{false};
+  std::uint64_t evicted_since_log_ = 0;  // under write_mutex_
+  Clock::time_point last_evict_log_{};
 
   std::mutex sync_mutex_;
   std::condition_variable sync_cv_;
@@ -579,7 +1206,9 @@ std::expected<std::unique_ptr<Ring>, std::error_code> Ring::open(const Options& 
 
   const long sys_page = sysconf(_SC_PAGESIZE);
   const std::uint64_t page_size = sys_page > 0 ? static_cast<std::uint64_t>(sys_page) : 4096;
-  const std::uint64_t map_pages = std::max(kMinMapPages, (options.max_bytes + page_size - 1) / page_size);
+  const std::uint64_t cap_pages = std::max(kMinMapPages, (options.max_bytes + page_size - 1) / page_size);
+  const std::uint64_t initial_pages =
+      std::clamp((options.initial_map_bytes + page_size - 1) / page_size, kMinMapPages, cap_pages);
 
   MDB_env* env = nullptr;
   if (int rc = mdb_env_create(&env); rc != 0) return std::unexpected(lmdb_error(rc, "env_create"));
@@ -587,27 +1216,42 @@ std::expected<std::unique_ptr<Ring>, std::error_code> Ring::open(const Options& 
     mdb_env_close(env);
     return std::unexpected(lmdb_error(rc, what));
   };
-  if (int rc = mdb_env_set_maxdbs(env, 4); rc != 0) return fail(rc, "env_set_maxdbs");
-  if (int rc = mdb_env_set_mapsize(env, static_cast<std::size_t>(map_pages * page_size)); rc != 0) {
+  if (int rc = mdb_env_set_maxdbs(env, 8); rc != 0) return fail(rc, "env_set_maxdbs");
+  // LMDB raises this to the size already in use, so a reopened store maps at least its data.
+  if (int rc = mdb_env_set_mapsize(env, static_cast<std::size_t>(initial_pages * page_size)); rc != 0) {
     return fail(rc, "env_set_mapsize");
   }
   unsigned flags = MDB_NOTLS;
   if (options.durability == Durability::os) flags |= MDB_NOSYNC;
   if (int rc = mdb_env_open(env, options.path.c_str(), flags, 0640); rc != 0) return fail(rc, "env_open");
 
-  // An existing environment keeps its own page size; size the headroom in its pages.
+  // An existing environment keeps its own page size; count the cap and the headroom in its pages.
   MDB_stat st;
   std::uint64_t env_page = page_size;
   if (mdb_env_stat(env, &st) == 0 && st.ms_psize > 0) env_page = st.ms_psize;
   MDB_envinfo info;
-  std::uint64_t env_map_pages = map_pages;
+  std::uint64_t env_map_pages = initial_pages;
   if (mdb_env_info(env, &info) == 0) env_map_pages = info.me_mapsize / env_page;
+  const std::uint64_t env_cap_pages = std::max(kMinMapPages, (options.max_bytes + env_page - 1) / env_page);
+  // LMDB maps a reopened store at exactly its used size, which leaves ack() and trim() no free
+  // page: give it room at once (half the used size again, within max_bytes).
+  if (mdb_env_info(env, &info) == 0 && env_map_pages < env_cap_pages) {
+    const std::uint64_t used = static_cast<std::uint64_t>(info.me_last_pgno) + 1;
+    const std::uint64_t want = std::min(env_cap_pages, std::max(env_map_pages, used + used / 2 + headroom_pages(used)));
+    if (want > env_map_pages) {
+      if (int rc = mdb_env_set_mapsize(env, static_cast<std::size_t>(want * env_page)); rc != 0) {
+        return fail(rc, "env_set_mapsize (reopen)");
+      }
+      env_map_pages = want;
+    }
+  }
 
-  auto ring = std::make_unique<LmdbRing>(env, options, env_page, env_map_pages);  // owns env from here
+  auto ring = std::make_unique<LmdbRing>(env, options, env_page, env_map_pages, env_cap_pages);  // owns env
   if (auto ok = ring->init(); !ok) return std::unexpected(ok.error());
-  spdlog::info("buffer: opened {} (map {} bytes, durability {}, last seq {})", options.path,
-               env_map_pages * env_page, options.durability == Durability::fsync ? "fsync" : "os",
-               ring->last_seq().value);
+  spdlog::info("buffer: opened {} (map {} bytes, max_bytes {}, durability {}, overflow {}, last seq {})", options.path,
+               env_map_pages * env_page, env_cap_pages * env_page,
+               options.durability == Durability::fsync ? "fsync" : "os",
+               options.overflow == Overflow::block ? "block" : "drop-oldest", ring->last_seq().value);
   return ring;
 }
 

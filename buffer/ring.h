@@ -7,11 +7,17 @@
 //   Durability. Sequence numbers are monotonic, never reused, also across trims and restarts.
 // - A consumer reads through a named cursor: register_cursor() once, read(after, ...) any range,
 //   ack(cursor, upto) when it is done with everything up to and including `upto`.
-// - trim() deletes what every registered cursor has acknowledged. Nothing else deletes records.
+// - trim() deletes what every registered cursor has acknowledged. The only other way a record
+//   leaves is Overflow::drop_oldest, which counts every record it evicts (Stats), and quarantine of
+//   a stored value that does not decode (counted too).
+// - Concurrent append() calls share one write transaction and one sync (group commit).
+// - The store is bounded by Options::max_bytes. When it is full, Options::overflow decides: block
+//   (append waits for trim() to make room) or drop_oldest (the oldest records are evicted in the
+//   same transaction).
 //
 // Thread-safety: every member function may be called from any thread. Writers (append, ack, trim,
 // register_cursor) are serialised by the ring; readers use LMDB read transactions and never block
-// writers.
+// writers (except for the moment the ring grows its map).
 #pragma once
 
 #include <chrono>
@@ -20,6 +26,7 @@
 #include <expected>
 #include <memory>
 #include <span>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -47,6 +54,8 @@ enum class errc {
   unknown_cursor,    // a cursor name that was never registered
   corrupt,           // a stored value has an unknown format version
   invalid_argument,  // e.g. ack beyond the last appended sequence
+  closed,            // close() was called: the ring takes no more appends
+  stopped,           // the caller's stop_token asked a waiting append() to give up
 };
 const std::error_category& buffer_category() noexcept;
 std::error_code make_error_code(errc e) noexcept;
@@ -57,11 +66,22 @@ enum class Durability {
           // Options::sync_interval bounds what a power loss can take
 };
 
+// What append() does when the store is full (max_bytes reached). Values are config words; they are
+// not stored on disk.
+enum class Overflow {
+  block,        // append() waits until trim() frees room (ingest stops acknowledging; the broker queues)
+  drop_oldest,  // the oldest records are evicted to make room; counted per cursor in Stats
+};
+
 struct Options {
   std::string path;                         // directory of the LMDB environment (created if missing)
   std::uint64_t max_bytes = 1ull << 30;     // cap on the store's size on disk (default 1 GiB)
   Durability durability = Durability::fsync;
   std::chrono::milliseconds sync_interval{1000};  // only for Durability::os
+  Overflow overflow = Overflow::block;
+  // The LMDB map starts at this size (at most max_bytes) and doubles as needed up to max_bytes. A
+  // small start keeps the address space small on 32-bit devices. Default 16 MiB.
+  std::uint64_t initial_map_bytes = 16ull << 20;
 };
 
 struct RecordIn {
@@ -80,6 +100,7 @@ struct CursorStats {
   std::string name;
   Seq acked;             // everything <= acked is done for this consumer
   std::uint64_t lag = 0; // records stored after `acked`
+  std::uint64_t evicted = 0;  // records drop_oldest evicted before this cursor acked them (ever; persistent)
 };
 
 struct Stats {
@@ -92,6 +113,16 @@ struct Stats {
   std::uint64_t trimmed_total = 0;   // records trimmed since open
   std::uint64_t commits_total = 0;   // write transactions committed since open
   std::vector<CursorStats> cursors;
+  std::uint64_t evicted_total = 0;      // records evicted by drop_oldest, ever (persistent)
+  std::uint64_t quarantined_total = 0;  // stored values that failed to decode and were moved aside, ever
+  std::uint64_t map_bytes = 0;          // current LMDB map size (grows up to max_bytes)
+  std::uint64_t max_bytes = 0;          // the configured cap
+  bool full = false;                    // the last append found the store at max_bytes
+  std::uint64_t blocked_appends = 0;    // append() calls waiting now (full with block, or no disk space)
+  std::uint64_t blocked_total = 0;      // episodes in which appends had to wait, since open
+  bool no_space = false;                // the last commit failed with ENOSPC (appends wait and retry)
+  std::uint64_t no_space_total = 0;     // ENOSPC failures since open
+  std::uint64_t append_calls_total = 0; // append() calls that succeeded since open (vs commits_total: grouping)
 };
 
 class Ring {
@@ -100,9 +131,22 @@ class Ring {
   [[nodiscard]] static std::expected<std::unique_ptr<Ring>, std::error_code> open(const Options& options);
   virtual ~Ring() = default;
 
-  // Appends the records in one transaction; returns their sequence numbers in order. On error
-  // nothing of the batch is stored.
+  // Appends the records in one transaction; returns their sequence numbers in order, once they are
+  // committed at the configured durability. On error nothing of the batch is stored. Concurrent
+  // calls are committed together (group commit). When the store is full with Overflow::block, or
+  // the filesystem is full (ENOSPC, either policy), the call waits inside the ring and retries until
+  // it succeeds or close() is called (errc::closed).
   [[nodiscard]] virtual std::expected<std::vector<Seq>, std::error_code> append(std::span<const RecordIn> records) = 0;
+  // The same, and a wait for room also ends with errc::stopped when `stop` is requested (records not
+  // stored). The default implementation ignores `stop` (for test doubles).
+  [[nodiscard]] virtual std::expected<std::vector<Seq>, std::error_code> append(std::span<const RecordIn> records,
+                                                                              std::stop_token stop) {
+    (void)stop;
+    return append(records);
+  }
+  // Releases every waiting append() (errc::closed) and refuses later ones. Reads, acks and trims
+  // keep working. Idempotent. The destructor calls it.
+  virtual void close() {}
 
   // Creates the cursor if it does not exist; a new cursor starts at the oldest stored record.
   [[nodiscard]] virtual std::expected<void, std::error_code> register_cursor(std::string_view name) = 0;

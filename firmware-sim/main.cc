@@ -3,6 +3,8 @@
 //
 //   firmware-sim [publish] --broker URL --devices N --rate R (--duration S | --count N) ...
 //   firmware-sim verify --manifest FILE --records FILE|-
+//   firmware-sim verify --manifest FILE --kafka BOOTSTRAP [--topic T] [--done-file F] [--idle-exit-ms N]
+//                       [--check-order]
 //
 // SIGINT/SIGTERM end a publish run early; the manifest still lists every acknowledged message.
 #include <CLI/CLI.hpp>
@@ -26,9 +28,32 @@ static_assert(std::atomic<bool>::is_always_lock_free);
 
 extern "C" void on_signal(int) { g_stop.store(true); }
 
-int run_verify(const std::string& manifest_path, const std::string& records_path) {
+int run_verify(const std::string& manifest_path, const std::string& records_path,
+               const gw::firmware_sim::KafkaVerifyOptions* kafka, bool check_order) {
   using namespace gw::firmware_sim;
   Verifier verifier;
+  if (kafka != nullptr) {
+    // Consume first (while the run goes), then read the manifest, complete by then.
+    auto stats = consume_kafka(*kafka, verifier);
+    if (!stats) {
+      spdlog::error("verify: {} topic {}: {}", kafka->brokers, kafka->topic, stats.error().message());
+      return 2;
+    }
+    std::ifstream manifest(manifest_path);
+    if (!manifest) {
+      spdlog::error("verify: cannot open manifest {}", manifest_path);
+      return 2;
+    }
+    if (auto r = read_manifest(manifest, verifier); !r) {
+      spdlog::error("verify: {}: {}", manifest_path, r.error().message());
+      return 2;
+    }
+    const VerifyResult result = verifier.result();
+    std::cout << stats->summary(result) << '\n' << result.summary() << std::endl;
+    const bool ok = result.lost == 0 && stats->duplicates == 0 && stats->bad_messages == 0 &&
+                    (!check_order || stats->order_violations == 0);
+    return ok ? 0 : 1;
+  }
   std::ifstream manifest(manifest_path);
   if (!manifest) {
     spdlog::error("verify: cannot open manifest {}", manifest_path);
@@ -94,10 +119,24 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
 
-  std::string verify_manifest, verify_records;
-  auto* ver = app.add_subcommand("verify", "Check gateway output (uplink-cat JSON lines) against a manifest");
+  std::string verify_manifest, verify_records, done_file;
+  gw::firmware_sim::KafkaVerifyOptions kafka;
+  long idle_exit_ms = 3000;
+  bool check_order = false;
+  auto* ver = app.add_subcommand("verify",
+                                 "Check gateway output (uplink-cat JSON lines, or the Kafka topic) against a manifest");
   ver->add_option("--manifest", verify_manifest, "Manifest written by publish")->required();
-  ver->add_option("--records", verify_records, "Records file, '-' = stdin")->required();
+  auto* records_opt = ver->add_option("--records", verify_records, "Records file, '-' = stdin");
+  auto* kafka_opt = ver->add_option("--kafka", kafka.brokers,
+                                    "Consume the topic at these bootstrap servers instead (decoded with the uplink's "
+                                    "decoder); prints delivered=N lost=N duplicates=N ...");
+  records_opt->excludes(kafka_opt);
+  ver->add_option("--topic", kafka.topic, "With --kafka: the topic")->capture_default_str();
+  ver->add_option("--done-file", done_file, "With --kafka: keep consuming until this file exists");
+  ver->add_option("--idle-exit-ms", idle_exit_ms, "With --kafka: then stop once nothing came for this long")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  ver->add_flag("--check-order", check_order, "With --kafka: a device's records out of order also fail");
 
   std::vector<char*> cargv;
   for (auto& a : args) cargv.push_back(a.data());
@@ -107,7 +146,15 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
 
-  if (*ver) return run_verify(verify_manifest, verify_records);
+  if (*ver) {
+    if (!*records_opt && !*kafka_opt) {
+      std::cerr << "verify: --records or --kafka is required\n";
+      return 2;
+    }
+    kafka.done_file = done_file;
+    kafka.idle_exit = std::chrono::milliseconds(idle_exit_ms);
+    return run_verify(verify_manifest, verify_records, *kafka_opt ? &kafka : nullptr, check_order);
+  }
 
   if (*duration_opt) opt.duration = std::chrono::duration<double>(duration_s);
   if (*count_opt) opt.count = count;

@@ -6,7 +6,14 @@
 #include <spdlog/spdlog.h>
 
 #include <charconv>
+#include <map>
+#include <set>
 #include <sstream>
+#include <thread>
+#include <utility>
+
+#include "uplink/batch.h"
+#include "uplink/kafka_reader.h"
 
 namespace gw::firmware_sim {
 
@@ -83,6 +90,69 @@ std::expected<std::uint64_t, std::error_code> read_records(std::istream& in, Ver
   }
   if (in.bad()) return std::unexpected(make_error_code(errc::io_error));
   return count;
+}
+
+std::string KafkaVerifyStats::summary(const VerifyResult& result) const {
+  const std::uint64_t redelivered = result.duplicates >= duplicates ? result.duplicates - duplicates : 0;
+  return fmt::format("delivered={} lost={} duplicates={} redelivered={} order_violations={} bad_messages={}", delivered,
+                     result.lost, duplicates, redelivered, order_violations, bad_messages);
+}
+
+std::expected<KafkaVerifyStats, std::error_code> consume_kafka(const KafkaVerifyOptions& options, Verifier& verifier) {
+  using Clock = std::chrono::steady_clock;
+  auto reader = uplink::KafkaReader::open({options.brokers, options.topic, std::chrono::seconds(10), {}});
+  if (!reader) return std::unexpected(reader.error());
+  KafkaVerifyStats stats;
+  std::map<std::string, std::set<std::uint64_t>> seen;    // gateway -> seqs
+  std::map<std::string, std::uint64_t> last_device_seq;  // device -> highest device seq so far
+  const auto start = Clock::now();
+  auto last_message = start;
+  for (;;) {
+    const auto now = Clock::now();
+    if (now - start > options.max_wait) {
+      spdlog::warn("verify: stopped consuming after {} s", options.max_wait.count());
+      break;
+    }
+    auto next = (*reader)->next(std::chrono::milliseconds(100));
+    if (!next) {
+      // Brokers down for a while (an outage test): keep trying until max_wait.
+      spdlog::warn("verify: {}", next.error().message());
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      continue;
+    }
+    if (!next->has_value()) {
+      const bool done = options.done_file.empty() || std::filesystem::exists(options.done_file);
+      if (done && (*reader)->at_end() && now - last_message >= options.idle_exit) break;
+      continue;
+    }
+    last_message = Clock::now();
+    ++stats.messages;
+    const uplink::KafkaMessage& msg = **next;
+    auto batch = uplink::decode_batch(msg.value);
+    if (!batch) {
+      ++stats.bad_messages;
+      spdlog::error("verify: partition {} offset {}: {}", msg.partition, msg.offset, batch.error().message());
+      continue;
+    }
+    auto& seqs = seen[batch->gateway_id];
+    for (const uplink::BatchRecord& r : batch->records) {
+      verifier.receive(r.event.device.value, r.event.seq.value);
+      if (!seqs.insert(r.seq.value).second) {
+        ++stats.duplicates;
+        continue;
+      }
+      ++stats.delivered;
+      auto [it, first] = last_device_seq.try_emplace(r.event.device.value, r.event.seq.value);
+      if (!first) {
+        if (r.event.seq.value < it->second) {
+          ++stats.order_violations;
+        } else {
+          it->second = r.event.seq.value;
+        }
+      }
+    }
+  }
+  return stats;
 }
 
 }  // namespace gw::firmware_sim

@@ -1,10 +1,14 @@
 // The verifier: compares the simulator's manifest (every message the broker acknowledged) with
 // the records that came out of the gateway, and counts what was lost, duplicated or unexpected.
+// The records come from uplink-cat JSON lines (read_records) or straight from the Kafka topic,
+// decoded with the uplink's own reader and decoder (consume_kafka).
 //
 // Thread-safety: a Verifier is used by one thread at a time.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <expected>
 #include <istream>
 #include <string>
@@ -51,5 +55,34 @@ class Verifier {
 // verifier.receive(); blank lines are ignored. Returns the number of records read, or
 // errc::bad_record (the line number is logged).
 [[nodiscard]] std::expected<std::uint64_t, std::error_code> read_records(std::istream& in, Verifier& verifier);
+
+struct KafkaVerifyOptions {
+  std::string brokers;  // bootstrap list; required
+  std::string topic = "telemetry";
+  // Consuming ends once `done_file` exists (if set), every partition is at its end and nothing came
+  // for `idle_exit`; or after `max_wait` in any case. Consuming while a run goes matters: a mock
+  // partition keeps only about 5 MB.
+  std::filesystem::path done_file;
+  std::chrono::milliseconds idle_exit{3000};
+  std::chrono::seconds max_wait{900};
+};
+
+struct KafkaVerifyStats {
+  std::uint64_t messages = 0;
+  std::uint64_t bad_messages = 0;       // messages that did not decode
+  std::uint64_t delivered = 0;          // distinct (gateway id, seq) records
+  std::uint64_t duplicates = 0;         // extra copies of a (gateway id, seq): the uplink sent a record twice
+  std::uint64_t order_violations = 0;   // a device's record (first copy) with a lower device seq than an earlier one
+  // "delivered=N lost=L duplicates=D redelivered=R order_violations=O bad_messages=B", where
+  // redelivered = extra copies of a (device, device seq) stored under different gateway seqs (an
+  // MQTT redelivery that ingest stored twice), from `result`.
+  std::string summary(const VerifyResult& result) const;
+};
+
+// Consumes the topic from the beginning (every partition), decodes every batch with
+// gw::uplink::decode_batch and feeds each record to verifier.receive(). Errors: the uplink's
+// (unreachable, unknown_topic, ...), from opening the topic.
+[[nodiscard]] std::expected<KafkaVerifyStats, std::error_code> consume_kafka(const KafkaVerifyOptions& options,
+                                                                           Verifier& verifier);
 
 }  // namespace gw::firmware_sim

@@ -135,12 +135,19 @@ class GatewayApp final : public App {
     }
     auto b = ring_->stats();
     json cursors = json::array();
-    for (const auto& c : b.cursors) cursors.push_back({{"name", c.name}, {"acked", c.acked.value}, {"lag", c.lag}});
+    for (const auto& c : b.cursors) {
+      cursors.push_back({{"name", c.name}, {"acked", c.acked.value}, {"lag", c.lag}, {"evicted", c.evicted}});
+    }
     s["buffer"] = {{"records", b.records},          {"bytes", b.bytes},
                    {"max_bytes", config_.buffer.max_bytes},
                    {"first_seq", b.first.value},    {"last_seq", b.last.value},
                    {"oldest_age_ms", b.oldest_age_ms}, {"appended_total", b.appended_total},
                    {"trimmed_total", b.trimmed_total}, {"commits_total", b.commits_total},
+                   {"map_bytes", b.map_bytes},        {"full", b.full},
+                   {"blocked_appends", b.blocked_appends}, {"blocked_total", b.blocked_total},
+                   {"no_space", b.no_space},          {"no_space_total", b.no_space_total},
+                   {"evicted_total", b.evicted_total}, {"quarantined_total", b.quarantined_total},
+                   {"append_calls_total", b.append_calls_total},
                    {"cursors", cursors}};
     auto w = windowing_->stats();
     s["windowing"] = {{"window_size_ms", config_.windowing.size.count()},
@@ -158,7 +165,12 @@ class GatewayApp final : public App {
                             {"records_acked", k.records_acked},     {"bytes_sent", k.bytes_sent},
                             {"bytes_raw", k.bytes_raw},             {"delivery_errors", k.delivery_errors},
                             {"records_skipped", k.records_skipped},
-                            {"last_acked_seq", k.last_acked.value}, {"in_flight", k.in_flight}};
+                            {"last_acked_seq", k.last_acked.value}, {"in_flight", k.in_flight},
+                            {"partition", k.partition},             {"read_backs", k.read_backs},
+                            {"upstream_tail_seq", k.upstream_tail.value},
+                            {"records_found_upstream", k.records_found_upstream},
+                            {"rate_limited_ms", k.rate_limited_ms}, {"max_bytes_per_s", config_.kafka.max_bytes_per_s},
+                            {"last_error", k.last_error}};
     auto text = std::make_shared<const std::string>(s.dump(2) + "\n");
     std::lock_guard lock(snapshot_mutex_);
     snapshot_ = std::move(text);

@@ -42,6 +42,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <mutex>
+#include <stop_token>
 #include <thread>
 #include <vector>
 
@@ -123,6 +124,7 @@ class Core final : public std::enable_shared_from_this<Core> {
       stopping_ = true;
     }
     cv_.notify_all();
+    store_stop_.request_stop();  // ends an append() waiting in the ring for room (overflow = block)
     if (supervisor_.joinable()) supervisor_.join();
 
     std::unique_lock lock(mu_);
@@ -325,7 +327,8 @@ class Core final : public std::enable_shared_from_this<Core> {
     auto delay = options_.store_retry_min;
     bool episode = false;
     for (;;) {
-      auto stored = ring_.append(std::span(&record, 1));
+      // With overflow = block the ring itself waits for room; stop() ends that wait (errc::stopped).
+      auto stored = ring_.append(std::span(&record, 1), store_stop_.get_token());
       std::unique_lock lock(mu_);
       if (stored) {
         ++stats_.events_stored;
@@ -369,6 +372,7 @@ class Core final : public std::enable_shared_from_this<Core> {
   bool disconnect_running_ = false;
   bool in_callback_ = false;
   bool storing_ = false;  // a callback is in a store-retry episode
+  std::stop_source store_stop_;  // requested by stop()
   bool logged_connect_failure_ = false;
   std::uint64_t connects_ = 0;
   Clock::time_point last_decode_log_{};

@@ -4,7 +4,16 @@
 # `apt-get update` runs only when something is missing. Run as root (or through sudo).
 #
 #   toolchains/setup.sh            native build, tests, demo
-#   toolchains/setup.sh --arm64    also the arm64 cross toolchain and :arm64 libraries (see [arm])
+#   toolchains/setup.sh --arm64    also the arm64 cross toolchain, the :arm64 libraries and qemu
+#   toolchains/setup.sh --armhf    also the armhf cross toolchain, the :armhf libraries and qemu
+#
+# Cross builds use Debian multiarch (no hand-made sysroot): `dpkg --add-architecture ARCH`, the
+# crossbuild-essential-ARCH compilers, pkgconf:ARCH for the cross pkg-config wrapper
+# (/usr/bin/<triplet>-pkg-config) and the :ARCH -dev package of every library. Installing :ARCH
+# libraries may upgrade a few amd64 packages to the same version (Multi-Arch: same requires it).
+# Header-only packages marked Multi-Arch: foreign (Catch2, CLI11, nlohmann-json) serve every
+# architecture from their amd64 install; Debian's Catch2 main library is amd64-only, which is why
+# the project compiles its own (tests/catch_main.cc).
 set -euo pipefail
 
 packages=(
@@ -20,13 +29,52 @@ packages=(
   mosquitto mosquitto-clients kcat zstd lmdb-utils curl jq procps
 )
 
-if [[ ${1:-} == --arm64 ]]; then
-  echo "setup.sh: --arm64 is not available yet (see the [arm] issue)" >&2
-  exit 2
-fi
+# The architecture-dependent libraries: a cross build needs the :ARCH package of each of them.
+cross_libs=(
+  libpaho-mqttpp-dev libpaho-mqtt-dev libssl-dev liblmdb-dev libzstd-dev libflatbuffers-dev
+  libboost-dev librdkafka-dev libtomlplusplus-dev libspdlog-dev libfmt-dev
+)
+
+arches=()
+for arg in "$@"; do
+  case $arg in
+    --arm64) arches+=(arm64) ;;
+    --armhf) arches+=(armhf) ;;
+    -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown option $arg (use --arm64, --armhf)" >&2; exit 2 ;;
+  esac
+done
 
 sudo_cmd=()
 if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
+
+for arch in "${arches[@]}"; do
+  packages+=(crossbuild-essential-"$arch" pkgconf:"$arch" qemu-user-static)
+  for lib in "${cross_libs[@]}"; do packages+=("$lib:$arch"); done
+done
+
+added=()
+for arch in "${arches[@]}"; do
+  if ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
+    echo "setup.sh: dpkg --add-architecture $arch"
+    "${sudo_cmd[@]}" dpkg --add-architecture "$arch"
+    added+=("$arch")
+  fi
+done
+
+# If the install fails, an architecture this run added is removed again: a foreign architecture
+# whose index is broken on the mirror makes apt ignore the whole suite's fresh index (for every
+# architecture), so leaving it would break later installs for everybody.
+undo_arches() {
+  local arch
+  for arch in "${added[@]}"; do
+    if [[ -z $(dpkg-query -W -f='${Package}\n' "*:$arch" 2>/dev/null) ]]; then
+      echo "setup.sh: dpkg --remove-architecture $arch (its packages did not install)" >&2
+      "${sudo_cmd[@]}" dpkg --remove-architecture "$arch"
+    fi
+  done
+  "${sudo_cmd[@]}" apt-get update -qq || true
+}
 
 missing=()
 for p in "${packages[@]}"; do
@@ -35,13 +83,21 @@ for p in "${packages[@]}"; do
   fi
 done
 
-if ((${#missing[@]})); then
+if ((${#missing[@]} || ${#added[@]})); then
   echo "setup.sh: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  "${sudo_cmd[@]}" apt-get update -qq
-  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # A mirror caught mid-sync fails one index ("File has unexpected size"): apt-get update then exits
+  # non-zero but keeps every other index, so go on and let apt-get install say what it cannot do.
+  if ! "${sudo_cmd[@]}" apt-get update -qq; then
+    echo "setup.sh: apt-get update reported errors (above); trying the install anyway" >&2
+  fi
+  if ! "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
+    echo "setup.sh: apt-get install failed (above)" >&2
+    undo_arches
+    exit 1
+  fi
 fi
 
 # The Debian mosquitto package starts a system broker on port 1883; the project never uses it
 # (tests and the demo start their own on free loopback ports), so it is left as the system has it.
-echo "setup.sh: all packages present"
+echo "setup.sh: all packages present${arches[*]:+ (with ${arches[*]})}"

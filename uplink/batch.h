@@ -19,8 +19,10 @@
 
 namespace gw::uplink {
 
-// The Batch.format_version written by this build; decode_batch refuses newer ones.
-inline constexpr std::uint16_t kBatchFormatVersion = 1;
+// The Batch.format_version written by this build (2: columnar); decode_batch reads 1 and 2 and
+// refuses newer ones.
+inline constexpr std::uint16_t kBatchFormatVersion = 2;
+inline constexpr std::uint16_t kRowBatchFormatVersion = 1;
 // decode_batch refuses a frame that declares more decompressed bytes than this.
 inline constexpr std::size_t kMaxBatchBytes = 64u << 20;
 
@@ -32,7 +34,13 @@ inline constexpr std::string_view kHeaderSchemaVersion = "gw-schema-version";  /
 inline constexpr std::string_view kHeaderCodec = "gw-codec";
 inline constexpr std::string_view kHeaderDictId = "gw-dict-id";
 inline constexpr std::string_view kCodecZstd = "zstd";
-inline constexpr std::string_view kNoDictionary = "0";  // no zstd dictionary is used yet
+inline constexpr std::string_view kNoDictionary = "0";  // no zstd dictionary (see FORMAT.md)
+
+// The layout inside the zstd frame. Both decode; the gateway writes `columnar`.
+enum class BatchLayout {
+  rows,      // format_version 1: one table per record
+  columnar,  // format_version 2: device dictionary, runs, delta/delta-of-delta, metric columns
+};
 
 struct BatchRecord {
   buffer::Seq seq;
@@ -52,14 +60,17 @@ struct Batch {
 
 // The Kafka message value: a Batch FlatBuffer in one zstd frame (content size set) at zstd_level
 // (clamped to zstd's range). Does not check the batch; decode_batch does.
-std::vector<std::uint8_t> encode_batch(const Batch& batch, int zstd_level);
+// Values are restored bit for bit (any double, also NaN and -0.0).
+std::vector<std::uint8_t> encode_batch(const Batch& batch, int zstd_level,
+                                       BatchLayout layout = BatchLayout::columnar);
 
 // The two steps of encode_batch, for callers that account for both sizes: the FlatBuffer alone,
 // and one zstd frame (content size set) of any bytes.
-std::vector<std::uint8_t> encode_batch_flatbuffer(const Batch& batch);
+std::vector<std::uint8_t> encode_batch_flatbuffer(const Batch& batch, BatchLayout layout = BatchLayout::columnar);
 std::vector<std::uint8_t> compress_frame(std::span<const std::uint8_t> bytes, int zstd_level);
 
 // Decompresses and verifies a message value. Never trusts the input: any byte string is safe.
+// Reads format versions 1 and 2; the records come back in increasing seq order.
 // Errors: bad_compression, too_large, malformed, unsupported_version.
 [[nodiscard]] std::expected<Batch, std::error_code> decode_batch(std::span<const std::uint8_t> value);
 

@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace gw::uplink::detail {
 
@@ -46,6 +47,18 @@ inline ConfPtr make_conf(std::initializer_list<std::pair<const char*, std::strin
     }
   }
   return conf;
+}
+
+// Sets extra properties on a configuration; logs and returns false on a refused one.
+inline bool set_props(rd_kafka_conf_t* conf, const std::vector<std::pair<std::string, std::string>>& props) {
+  char err[512];
+  for (const auto& [key, value] : props) {
+    if (rd_kafka_conf_set(conf, key.c_str(), value.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
+      spdlog::error("kafka: config {}: {}", key, err);
+      return false;
+    }
+  }
+  return true;
 }
 
 }  // namespace gw::uplink::detail

@@ -4,6 +4,7 @@
 #include "uplink/kafka_mock.h"
 
 #include <string>
+#include <vector>
 
 // rdkafka_mock.h needs rdkafka.h first.
 #include <librdkafka/rdkafka.h>
@@ -73,6 +74,14 @@ std::expected<void, std::error_code> MockCluster::set_down(bool down) {
       return std::unexpected(make_error_code(errc::kafka));
     }
   }
+  return {};
+}
+
+std::expected<void, std::error_code> MockCluster::push_produce_errors(int count, int kafka_error) {
+  if (count < 1 || count > 100000) return std::unexpected(make_error_code(errc::invalid_argument));
+  const std::vector<rd_kafka_resp_err_t> errors(static_cast<std::size_t>(count),
+                                                static_cast<rd_kafka_resp_err_t>(kafka_error));
+  rd_kafka_mock_push_request_errors_array(impl_->mc, 0 /* ProduceRequest */, errors.size(), errors.data());
   return {};
 }
 

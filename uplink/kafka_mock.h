@@ -34,6 +34,10 @@ class MockCluster {
   [[nodiscard]] std::expected<void, std::error_code> create_topic(std::string_view name, int partitions = 1);
   // Takes every broker down (connections closed, new ones refused) or brings them back.
   [[nodiscard]] std::expected<void, std::error_code> set_down(bool down);
+  // The next `count` produce requests fail with `kafka_error`, a Kafka protocol error code (e.g. 19
+  // NOT_ENOUGH_REPLICAS and 7 REQUEST_TIMED_OUT are retriable; -195 (librdkafka's __TRANSPORT)
+  // makes the broker close the connection instead of answering). Errors: invalid_argument.
+  [[nodiscard]] std::expected<void, std::error_code> push_produce_errors(int count, int kafka_error);
   // Adds this round-trip time to every broker's responses (0 removes it).
   [[nodiscard]] std::expected<void, std::error_code> set_rtt(std::chrono::milliseconds rtt);
 

@@ -4,7 +4,7 @@
 //   kafka-mock [--brokers N] [--topic NAME[:PARTITIONS]]...
 //
 // Prints `bootstrap=HOST:PORT[,...]` as its first stdout line, then answers each stdin command
-// (`down`, `up`, `rtt MS`, `quit`) with `ok` or `error: ...`. On stdin EOF it keeps running until
+// (`down`, `up`, `rtt MS`, `produce-errors COUNT CODE`, `quit`) with `ok` or `error: ...`. On stdin EOF it keeps running until
 // SIGTERM or SIGINT, then exits 0. Logs go to stderr. Single-threaded (plus librdkafka's threads).
 #include <poll.h>
 #include <signal.h>
@@ -45,7 +45,20 @@ std::string run_command(gw::uplink::MockCluster& cluster, std::string_view line,
       return "error: rtt needs milliseconds >= 0";
     return done(cluster.set_rtt(std::chrono::milliseconds(ms)));
   }
-  return "error: unknown command (down, up, rtt MS, quit)";
+  if (line.starts_with("produce-errors ")) {
+    // produce-errors COUNT CODE
+    std::string_view args = line.substr(15);
+    const auto space = args.find(' ');
+    int count = 0, code = 0;
+    const std::string_view a = args.substr(0, space);
+    const std::string_view b = space == std::string_view::npos ? std::string_view() : args.substr(space + 1);
+    auto [e1, c1] = std::from_chars(a.data(), a.data() + a.size(), count);
+    auto [e2, c2] = std::from_chars(b.data(), b.data() + b.size(), code);
+    if (c1 != std::errc() || e1 != a.data() + a.size() || c2 != std::errc() || e2 != b.data() + b.size() || b.empty())
+      return "error: produce-errors needs COUNT CODE (a Kafka error code, e.g. 19)";
+    return done(cluster.push_produce_errors(count, code));
+  }
+  return "error: unknown command (down, up, rtt MS, produce-errors COUNT CODE, quit)";
 }
 
 }  // namespace
@@ -55,7 +68,8 @@ int main(int argc, char** argv) {
 
   CLI::App app{
       "kafka-mock: an embedded librdkafka mock Kafka cluster on 127.0.0.1.\n"
-      "Prints bootstrap=HOST:PORT[,...] first, then reads commands on stdin: down, up, rtt MS, quit.\n"
+      "Prints bootstrap=HOST:PORT[,...] first, then reads commands on stdin: down, up, rtt MS,\n"
+      "produce-errors COUNT CODE (the next COUNT produce requests fail with Kafka error CODE), quit.\n"
       "Runs until quit, SIGTERM or SIGINT (stdin EOF does not stop it)."};
   int brokers = 1;
   std::vector<std::string> topics;

@@ -3,6 +3,7 @@
 #include "uplink/kafka_reader.h"
 
 #include <algorithm>
+#include <charconv>
 
 #include "uplink/kafka_client.h"
 
@@ -43,7 +44,9 @@ std::expected<std::unique_ptr<KafkaReader>, std::error_code> KafkaReader::open(c
       {"enable.partition.eof", "true"},
       {"auto.offset.reset", "earliest"},  // the oldest data may have been dropped by retention
   });
-  if (!conf) return std::unexpected(make_error_code(errc::kafka));
+  if (!conf || !detail::set_props(conf.get(), options.properties)) {
+    return std::unexpected(make_error_code(errc::kafka));
+  }
   auto impl = std::make_unique<Impl>();
   char err[512];
   impl->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), err, sizeof err);
@@ -150,5 +153,141 @@ bool KafkaReader::at_end() const {
 }
 
 int KafkaReader::partitions() const { return static_cast<int>(impl_->eof.size()); }
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int ms_left(Clock::time_point deadline) {
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+  return static_cast<int>(std::clamp<std::int64_t>(left, 1, 1 << 30));
+}
+
+std::error_code classify(rd_kafka_resp_err_t e) {
+  switch (e) {
+    case RD_KAFKA_RESP_ERR__TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__TRANSPORT:
+    case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+    case RD_KAFKA_RESP_ERR__RESOLVE:
+    case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
+      return make_error_code(errc::unreachable);
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+      return make_error_code(errc::unknown_topic);
+    default:
+      return make_error_code(errc::kafka);
+  }
+}
+
+std::optional<std::string_view> header_of(rd_kafka_message_t* m, const char* name) {
+  rd_kafka_headers_t* hdrs = nullptr;
+  if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR) return std::nullopt;
+  const void* value = nullptr;
+  std::size_t size = 0;
+  if (rd_kafka_header_get_last(hdrs, name, &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR || value == nullptr) {
+    return std::nullopt;
+  }
+  return std::string_view(static_cast<const char*>(value), size);
+}
+
+}  // namespace
+
+std::expected<std::optional<buffer::Seq>, std::error_code> read_last_seq(const TailQuery& q) {
+  if (q.brokers.empty() || q.topic.empty() || q.gateway_id.empty() || q.partition < 0) {
+    return std::unexpected(make_error_code(errc::invalid_argument));
+  }
+  const auto deadline = Clock::now() + q.timeout;
+  detail::ConfPtr conf = detail::make_conf({
+      {"bootstrap.servers", q.brokers},
+      {"client.id", "gw-uplink-tail-" + q.gateway_id},
+      {"group.id", "gw-uplink-tail"},  // required by the consumer API; no group is joined (assign)
+      {"enable.auto.commit", "false"},
+      {"enable.auto.offset.store", "false"},
+      {"enable.partition.eof", "true"},
+      {"auto.offset.reset", "earliest"},
+  });
+  if (!conf || !detail::set_props(conf.get(), q.properties)) return std::unexpected(make_error_code(errc::kafka));
+  char err[512];
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), err, sizeof err);
+  if (rk == nullptr) {
+    spdlog::error("uplink.tail: cannot create consumer: {}", err);
+    return std::unexpected(make_error_code(errc::kafka));
+  }
+  (void)conf.release();
+  struct Close {
+    rd_kafka_t* rk;
+    ~Close() {
+      rd_kafka_consumer_close(rk);
+      rd_kafka_destroy(rk);
+    }
+  } closer{rk};
+  rd_kafka_poll_set_consumer(rk);
+
+  auto cancelled = [&q] { return q.cancel != nullptr && q.cancel->load(); };
+  std::int64_t low = 0, high = 0;
+  rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR__TIMED_OUT;
+  // In slices, so that a cancel is noticed.
+  while (Clock::now() < deadline && !cancelled()) {
+    e = rd_kafka_query_watermark_offsets(rk, q.topic.c_str(), q.partition, &low, &high,
+                                         std::min(ms_left(deadline), 500));
+    if (e != RD_KAFKA_RESP_ERR__TIMED_OUT && e != RD_KAFKA_RESP_ERR__TRANSPORT) break;
+  }
+  if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    spdlog::debug("uplink.tail: watermarks of {} [{}]: {}", q.topic, q.partition, rd_kafka_err2str(e));
+    return std::unexpected(classify(e));
+  }
+  std::int64_t end = high;
+  std::int64_t window = 8;
+  while (end > low) {
+    const std::int64_t start = std::max(low, end - window);
+    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, q.topic.c_str(), q.partition)->offset = start;
+    const rd_kafka_resp_err_t ae = rd_kafka_assign(rk, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    if (ae != RD_KAFKA_RESP_ERR_NO_ERROR) return std::unexpected(make_error_code(errc::kafka));
+    std::optional<buffer::Seq> found;
+    std::int64_t found_offset = -1;
+    bool reached = false;
+    while (!reached) {
+      if (Clock::now() >= deadline || cancelled()) return std::unexpected(make_error_code(errc::unreachable));
+      rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, std::min(ms_left(deadline), 200));
+      if (m == nullptr) continue;
+      struct Destroy {
+        rd_kafka_message_t* m;
+        ~Destroy() { rd_kafka_message_destroy(m); }
+      } guard{m};
+      if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        reached = true;
+        continue;
+      }
+      if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        const std::error_code ec = classify(m->err);
+        if (ec == errc::unknown_topic || m->err == RD_KAFKA_RESP_ERR__FATAL) return std::unexpected(ec);
+        continue;  // transient: librdkafka retries the fetch
+      }
+      if (m->offset >= end - 1) reached = true;
+      const auto id = header_of(m, "gw-gateway-id");
+      const bool ours = id ? *id == q.gateway_id
+                           : m->key != nullptr && std::string_view(static_cast<const char*>(m->key), m->key_len) ==
+                                                      q.gateway_id;
+      if (!ours || m->offset < found_offset) continue;
+      const auto last = header_of(m, "gw-last-seq");
+      std::uint64_t seq = 0;
+      if (!last || std::from_chars(last->data(), last->data() + last->size(), seq).ec != std::errc{}) {
+        spdlog::warn("uplink.tail: {} [{}] offset {}: no readable gw-last-seq header; ignored", q.topic,
+                     q.partition, m->offset);
+        continue;
+      }
+      found = buffer::Seq{seq};
+      found_offset = m->offset;
+    }
+    if (found) return found;
+    end = start;
+    window *= 8;
+  }
+  return std::optional<buffer::Seq>{};
+}
 
 }  // namespace gw::uplink

@@ -1,10 +1,12 @@
 // Reads a whole Kafka topic from the beginning, every partition, without a consumer group
-// (partitions assigned, no offsets committed): the consumer side for uplink-cat, tests and later
-// tools (verifier, resume-from-tail).
+// (partitions assigned, no offsets committed): the consumer side for uplink-cat, firmware-sim
+// verify and tests. And read_last_seq(): the read-back of a partition's tail with which the sink
+// resumes after a restart or resolves a batch whose delivery is unknown.
 //
 // Thread-safety: one thread at a time per reader.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <expected>
@@ -16,9 +18,13 @@
 #include <utility>
 #include <vector>
 
+#include "buffer/ring.h"
 #include "uplink/error.h"
 
 namespace gw::uplink {
+
+// librdkafka client properties passed through unchanged (security.protocol, sasl.*, ssl.*, ...).
+using ClientProperties = std::vector<std::pair<std::string, std::string>>;
 
 struct KafkaMessage {
   std::int32_t partition = 0;
@@ -35,6 +41,7 @@ struct ReaderOptions {
   std::string brokers;  // bootstrap list; required
   std::string topic = "telemetry";
   std::chrono::milliseconds connect_timeout{5000};  // open() gives up finding the topic after this
+  ClientProperties properties;                      // extra librdkafka properties (TLS, SASL)
 };
 
 class KafkaReader {
@@ -62,5 +69,21 @@ class KafkaReader {
   explicit KafkaReader(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+struct TailQuery {
+  std::string brokers;  // bootstrap list; required
+  std::string topic;
+  std::int32_t partition = 0;
+  std::string gateway_id;  // whose batches to look for (gw-gateway-id header, or the key)
+  ClientProperties properties;
+  std::chrono::milliseconds timeout{10000};  // the whole read-back gives up after this
+  const std::atomic<bool>* cancel = nullptr;  // if set and true, gives up early (errc::unreachable)
+};
+
+// The gw-last-seq of the newest message of `gateway_id` in the partition, found by reading back
+// from the partition's end (8 messages, then 64, 512, ... until its beginning): the last sequence
+// number the broker holds from this gateway. nullopt: the partition holds none of its messages.
+// Errors: invalid_argument, unreachable (no answer within the timeout), unknown_topic, kafka.
+[[nodiscard]] std::expected<std::optional<buffer::Seq>, std::error_code> read_last_seq(const TailQuery& query);
 
 }  // namespace gw::uplink

@@ -1,9 +1,13 @@
 // The Kafka sink (uplink/kafka_sink.h) over librdkafka's C API.
 //
 // Threads: everything below except stats() runs on the sink's own thread: it reads the ring,
-// produces, and serves delivery reports through rd_kafka_poll (librdkafka calls dr_msg_cb and
-// error_cb only from rd_kafka_poll/flush, hence on this thread). So the in-flight FIFO needs no
-// lock; only the stats snapshot is shared, under a mutex.
+// produces, reads the partition's tail back, and serves delivery reports through rd_kafka_poll
+// (librdkafka calls dr_msg_cb and error_cb only from rd_kafka_poll/flush, hence on this thread). So
+// the in-flight FIFO needs no lock; only the stats snapshot is shared, under a mutex.
+//
+// The cycle: resume (read back the tail, ack up to it) -> send batches after the cursor -> on any
+// failed delivery, wait until every in-flight batch has its report, drop the producer (no request
+// of it can still land after the read-back), back off with jitter, resume again.
 #include "uplink/kafka_sink.h"
 
 #include <algorithm>
@@ -11,10 +15,12 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <random>
 #include <thread>
 
 #include "uplink/batch.h"
 #include "uplink/kafka_client.h"
+#include "uplink/kafka_reader.h"
 
 namespace gw::uplink {
 
@@ -47,12 +53,29 @@ struct InFlight {
 
 int to_int_ms(milliseconds ms) { return static_cast<int>(std::clamp<std::int64_t>(ms.count(), 0, 1 << 30)); }
 
+ClientProperties security_properties(const KafkaOptions& o) {
+  ClientProperties p;
+  auto add = [&p](const char* key, const std::string& value) {
+    if (!value.empty()) p.emplace_back(key, value);
+  };
+  add("security.protocol", o.security_protocol);
+  add("sasl.mechanisms", o.sasl_mechanism);
+  add("sasl.username", o.sasl_username);
+  add("sasl.password", o.sasl_password);
+  add("ssl.ca.location", o.ssl_ca_location);
+  add("ssl.certificate.location", o.ssl_certificate_location);
+  add("ssl.key.location", o.ssl_key_location);
+  add("ssl.key.password", o.ssl_key_password);
+  return p;
+}
+
 }  // namespace
 
 struct KafkaUplink::Impl {
   KafkaOptions opt;
   std::string gateway_id;
   buffer::Ring& ring;
+  ClientProperties security;
 
   std::thread thread;
   std::atomic<bool> stopping{false};
@@ -64,19 +87,37 @@ struct KafkaUplink::Impl {
   std::uint64_t next_id = 1;
   buffer::Seq next_after;  // the last seq produced (or skipped)
   buffer::Seq acked;       // the cursor position
-  bool rewind = false;     // a delivery failed: resend from `acked` once every report is in
+  bool rewind = false;     // a delivery failed: read back and resend once every report is in
+  bool need_resume = true; // read the tail back before sending
+  std::int32_t partition = -1;
   std::size_t max_records = 0;
   Clock::time_point next_probe{};
+  Clock::time_point retry_at{};  // no resume attempt before this
+  milliseconds backoff{0};
+  std::mt19937_64 rng{std::random_device{}()};
+  double tokens = 0;  // max_bytes_per_s budget (may go negative: the debt of the last batch)
+  Clock::time_point refilled = Clock::now();
 
   mutable std::mutex mu;
   SinkStats st;
 
   Impl(KafkaOptions o, std::string id, buffer::Ring& r)
-      : opt(std::move(o)), gateway_id(std::move(id)), ring(r), max_records(opt.batch_max_records) {}
+      : opt(std::move(o)),
+        gateway_id(std::move(id)),
+        ring(r),
+        security(security_properties(opt)),
+        max_records(opt.batch_max_records),
+        tokens(static_cast<double>(opt.max_bytes_per_s)) {}
 
   void set_state(SinkState s) {
     std::lock_guard lock(mu);
     st.state = s;
+  }
+
+  void set_error(SinkState s, std::string why) {
+    std::lock_guard lock(mu);
+    st.state = s;
+    st.last_error = std::move(why);
   }
 
   // --- librdkafka callbacks (sink thread) -----------------------------------------------------
@@ -88,46 +129,73 @@ struct KafkaUplink::Impl {
   static void on_error(rd_kafka_t* rk, int err, const char* reason, void* opaque) {
     auto* self = static_cast<Impl*>(opaque);
     const auto e = static_cast<rd_kafka_resp_err_t>(err);
+    const std::string what = std::string(rd_kafka_err2name(e)) + ": " + reason;
     if (e == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
-      self->set_state(SinkState::down);
       spdlog::warn("uplink.kafka: all brokers down: {}", reason);
+      self->set_error(SinkState::down, what);
     } else if (e == RD_KAFKA_RESP_ERR__FATAL) {
       char why[512];
       const rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, why, sizeof why);
       spdlog::error("uplink.kafka: fatal producer error {}: {}", rd_kafka_err2name(orig), why);
-      self->set_state(SinkState::down);
+      self->set_error(SinkState::down, std::string("fatal ") + rd_kafka_err2name(orig) + ": " + why);
+      self->rewind = true;  // the producer is restarted once every report is in
     } else if (e == RD_KAFKA_RESP_ERR__TRANSPORT) {
       spdlog::debug("uplink.kafka: {}", reason);  // librdkafka logged it and reconnects by itself
+      std::lock_guard lock(self->mu);
+      self->st.last_error = what;
     } else {
-      spdlog::warn("uplink.kafka: {}: {}", rd_kafka_err2name(e), reason);
+      // __RESOLVE (bad broker address), __AUTHENTICATION (bad credentials), __SSL, ...
+      spdlog::error("uplink.kafka: {}", what);
+      std::lock_guard lock(self->mu);
+      self->st.last_error = what;
+      if (e == RD_KAFKA_RESP_ERR__AUTHENTICATION || e == RD_KAFKA_RESP_ERR__RESOLVE || e == RD_KAFKA_RESP_ERR__SSL) {
+        self->st.state = SinkState::down;
+      }
     }
   }
 
   void delivered(std::uint64_t id, rd_kafka_resp_err_t err) {
     auto it = std::find_if(fifo.begin(), fifo.end(), [id](const InFlight& f) { return f.id == id; });
-    if (it == fifo.end()) return;  // a report from before a rewind's producer restart
+    if (it == fifo.end()) return;  // a report from before a producer restart
     it->reported = true;
     it->ok = err == RD_KAFKA_RESP_ERR_NO_ERROR;
     if (!it->ok) {
       if (stopping.load() &&
           (err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)) {
-        return;  // stop() gave up on it; it is sent again after a restart
+        return;  // stop() gave up on it; the read-back after a restart settles it
       }
-      spdlog::warn("uplink.kafka: delivery of seq {}..{} failed: {}; resending from seq {}", it->first.value,
-                   it->last.value, rd_kafka_err2str(err), acked.value + 1);
+      spdlog::warn("uplink.kafka: delivery of seq {}..{} failed: {}; reading the partition back", it->first.value,
+                   it->last.value, rd_kafka_err2str(err));
       if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
         max_records = std::max<std::size_t>(1, it->records / 2);
       rewind = true;
       std::lock_guard lock(mu);
       ++st.delivery_errors;
       st.state = SinkState::down;
+      st.last_error = std::string("delivery failed: ") + rd_kafka_err2name(err) + ": " + rd_kafka_err2str(err);
       return;
     }
     {
       std::lock_guard lock(mu);
       st.state = SinkState::up;
+      st.last_error.clear();
     }
+    backoff = milliseconds(0);
     ack_prefix();
+  }
+
+  // Acks the cursor up to `upto` (never backwards) and trims the ring.
+  bool ack_to(buffer::Seq upto) {
+    if (upto <= acked) return true;
+    if (auto r = ring.ack(opt.cursor, upto); !r) {
+      // The batches are delivered; a lagging cursor only means a read-back after a restart.
+      spdlog::error("uplink.kafka: ack of cursor {} to seq {} failed: {}", opt.cursor, upto.value,
+                    r.error().message());
+      return false;
+    }
+    acked = upto;
+    if (auto t = ring.trim(); !t) spdlog::warn("uplink.kafka: trim failed: {}", t.error().message());
+    return true;
   }
 
   // Acks the longest prefix of delivered batches, then trims the ring.
@@ -141,16 +209,7 @@ struct KafkaUplink::Impl {
       batches += fifo.front().records > 0 ? 1 : 0;
       fifo.pop_front();
     }
-    if (upto > acked) {
-      if (auto r = ring.ack(opt.cursor, upto); !r) {
-        // The batches are delivered; a lagging cursor only means resends after a restart.
-        spdlog::error("uplink.kafka: ack of cursor {} to seq {} failed: {}", opt.cursor, upto.value,
-                      r.error().message());
-      } else {
-        acked = upto;
-        if (auto t = ring.trim(); !t) spdlog::warn("uplink.kafka: trim failed: {}", t.error().message());
-      }
-    }
+    ack_to(upto);
     std::lock_guard lock(mu);
     st.batches_acked += batches;
     st.records_acked += records;
@@ -167,9 +226,11 @@ struct KafkaUplink::Impl {
         {"enable.idempotence", "true"},
         {"acks", "all"},
         {"compression.codec", "none"},  // batches are zstd frames already
-        {"message.timeout.ms", "0"},    // never give up on a message: the buffer waits for it
+        // Finite: a batch the broker never confirms is settled by reading the partition back.
+        {"message.timeout.ms", std::to_string(std::max<std::int64_t>(1, opt.message_timeout.count()))},
+        {"retry.backoff.ms", std::to_string(std::clamp<std::int64_t>(opt.retry_backoff.count(), 1, 300000))},
     });
-    if (!conf) return std::unexpected(make_error_code(errc::kafka));
+    if (!conf || !detail::set_props(conf.get(), security)) return std::unexpected(make_error_code(errc::kafka));
     rd_kafka_conf_set_opaque(conf.get(), this);
     rd_kafka_conf_set_dr_msg_cb(conf.get(), &Impl::on_delivery);
     rd_kafka_conf_set_error_cb(conf.get(), &Impl::on_error);
@@ -177,6 +238,7 @@ struct KafkaUplink::Impl {
     rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), err, sizeof err);
     if (rk == nullptr) {
       spdlog::error("uplink.kafka: cannot create producer: {}", err);
+      set_error(SinkState::down, std::string("cannot create producer: ") + err);
       return std::unexpected(make_error_code(errc::kafka));
     }
     (void)conf.release();  // rd_kafka_new owns it now
@@ -190,6 +252,89 @@ struct KafkaUplink::Impl {
     rd_kafka_destroy(rk);
     rk = nullptr;
   }
+
+  // --- resume: the partition and its tail ----------------------------------------------------
+
+  // The partition this gateway writes, from the topic's metadata; nullopt (state down) if unknown.
+  std::optional<std::int32_t> find_partition() {
+    rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, opt.topic.c_str(), nullptr);
+    const rd_kafka_metadata_t* md = nullptr;
+    const rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, to_int_ms(std::min(opt.read_back_timeout, milliseconds(2000))));
+    std::optional<std::int32_t> out;
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      set_error(SinkState::down, std::string("metadata of topic ") + opt.topic + ": " + rd_kafka_err2str(e));
+    } else if (md->topic_cnt != 1 || md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR ||
+               md->topics[0].partition_cnt < 1) {
+      const auto te = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+      set_error(SinkState::down, "topic " + opt.topic + ": " + rd_kafka_err2str(te));
+    } else {
+      const std::int32_t count = md->topics[0].partition_cnt;
+      if (opt.partition >= count) {
+        set_error(SinkState::down, "partition " + std::to_string(opt.partition) + " does not exist: topic " +
+                                       opt.topic + " has " + std::to_string(count));
+      } else if (opt.partition >= 0) {
+        out = opt.partition;
+      } else {
+        out = rd_kafka_msg_partitioner_consistent(rkt, gateway_id.data(), gateway_id.size(), count, nullptr, nullptr);
+      }
+    }
+    if (md != nullptr) rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    return out;
+  }
+
+  // Reads the tail back and acks up to it; true when sending may (re)start after `acked`.
+  bool resume() {
+    if (partition < 0) {
+      auto p = find_partition();
+      if (!p) return false;
+      partition = *p;
+      std::lock_guard lock(mu);
+      st.partition = partition;
+    }
+    TailQuery q{opt.brokers, opt.topic, partition, gateway_id, security, opt.read_back_timeout, &stopping};
+    auto tail = read_last_seq(q);
+    if (!tail) {
+      set_error(SinkState::down, "read-back of " + opt.topic + " [" + std::to_string(partition) +
+                                     "]: " + tail.error().message());
+      return false;
+    }
+    std::uint64_t found = 0;
+    if (*tail) {
+      const buffer::Seq last = ring.last_seq();
+      if (**tail > last) {
+        // The topic holds more from this gateway id than the buffer ever stored: another gateway
+        // with the same id, or a replaced buffer. Skipping would lose new records: send them.
+        spdlog::error("uplink.kafka: {} [{}] holds seq {} from gateway {} but the buffer ends at seq {} "
+                      "(duplicate gateway_id or replaced buffer?); not skipping",
+                      opt.topic, partition, (*tail)->value, gateway_id, last.value);
+      } else if (**tail > acked) {
+        const buffer::Seq before = acked;
+        if (!ack_to(**tail)) return false;
+        found = acked.value - before.value;
+        spdlog::info("uplink.kafka: the broker already holds seq {}..{}; acked without resending", before.value + 1,
+                     acked.value);
+      }
+    }
+    spdlog::info("uplink.kafka: {} [{}]: resuming after seq {}", opt.topic, partition, acked.value);
+    next_after = acked;
+    std::lock_guard lock(mu);
+    ++st.read_backs;
+    if (*tail) st.upstream_tail = **tail;
+    st.records_found_upstream += found;  // an upper bound: seqs of skipped records count too
+    st.last_acked = acked;
+    if (st.state != SinkState::up) st.state = SinkState::connecting;
+    return true;
+  }
+
+  // The next wait of the retry loop: doubling, capped, with up to 50% random jitter.
+  void schedule_retry() {
+    backoff = backoff.count() == 0 ? opt.retry_backoff : std::min(backoff * 2, opt.retry_backoff_max);
+    std::uniform_int_distribution<std::int64_t> jitter(0, backoff.count() / 2);
+    retry_at = Clock::now() + backoff - milliseconds(jitter(rng));
+  }
+
+  // --- sending ---------------------------------------------------------------------------------
 
   // Produces [first..last] (already read) or accounts for it as skipped. Returns false if the
   // batch could not be handed to librdkafka (the caller retries later from next_after).
@@ -223,7 +368,8 @@ struct KafkaUplink::Impl {
       add(kHeaderCodec, kCodecZstd);
       add(kHeaderDictId, kNoDictionary);
       const rd_kafka_resp_err_t err = rd_kafka_producev(
-          rk, RD_KAFKA_V_TOPIC(opt.topic.c_str()), RD_KAFKA_V_KEY(gateway_id.data(), gateway_id.size()),
+          rk, RD_KAFKA_V_TOPIC(opt.topic.c_str()), RD_KAFKA_V_PARTITION(partition),
+          RD_KAFKA_V_KEY(gateway_id.data(), gateway_id.size()),
           RD_KAFKA_V_VALUE(const_cast<std::uint8_t*>(value.data()), value.size()),
           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
           RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<std::uintptr_t>(id))), RD_KAFKA_V_END);
@@ -243,10 +389,12 @@ struct KafkaUplink::Impl {
       std::lock_guard lock(mu);
       ++st.delivery_errors;
       st.state = SinkState::down;
+      st.last_error = std::string("produce failed: ") + rd_kafka_err2str(err);
       rewind = true;
       return false;
     }
     ++next_id;
+    tokens -= static_cast<double>(value.size());
     fifo.push_back({id, batch.first, batch.last, batch.records.size(), false, false});
     next_after = batch.last;
     max_records = opt.batch_max_records;
@@ -288,26 +436,25 @@ struct KafkaUplink::Impl {
     if (!produce(batch, skipped)) rd_kafka_poll(rk, 200);
   }
 
-  // Once every in-flight batch has its report: drop the unacknowledged ones, restart the producer
-  // if it is in a fatal state, and resend from the last ack.
+  // Once every in-flight batch has its report: ack what was delivered, drop the producer (so no
+  // request of it can land after the read-back), and make the next loop read the tail back.
   void do_rewind() {
-    if (rd_kafka_fatal_error(rk, nullptr, 0) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      spdlog::warn("uplink.kafka: restarting the producer after a fatal error");
-      destroy_producer();  // its purge reports are for batches about to be resent
-      for (InFlight& f : fifo) f.reported = true;
-      if (!create_producer()) {
-        spdlog::error("uplink.kafka: cannot restart the producer; the sink stops");
-        stopping = true;
-        return;
-      }
-    }
-    if (!std::all_of(fifo.begin(), fifo.end(), [](const InFlight& f) { return f.reported; })) return;
+    const bool fatal = rd_kafka_fatal_error(rk, nullptr, 0) != RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (!fatal && !std::all_of(fifo.begin(), fifo.end(), [](const InFlight& f) { return f.reported; })) return;
     ack_prefix();
+    destroy_producer();  // purge reports of a fatal producer are for batches the read-back settles
     fifo.clear();
-    next_after = acked;
+    {
+      std::lock_guard lock(mu);
+      st.in_flight = 0;
+    }
     rewind = false;
-    std::lock_guard lock(mu);
-    st.in_flight = 0;
+    need_resume = true;
+    schedule_retry();
+    if (!create_producer()) {
+      spdlog::error("uplink.kafka: cannot restart the producer; the sink stops");
+      stopping = true;
+    }
   }
 
   // While nothing is in flight and the state is not known good, asks a broker for metadata now
@@ -326,6 +473,16 @@ struct KafkaUplink::Impl {
     }
   }
 
+  // Refills the max_bytes_per_s budget; true when a batch may be sent.
+  bool budget_ok() {
+    if (opt.max_bytes_per_s == 0) return true;
+    const auto now = Clock::now();
+    const double rate = static_cast<double>(opt.max_bytes_per_s);
+    tokens = std::min(rate, tokens + rate * std::chrono::duration<double>(now - refilled).count());
+    refilled = now;
+    return tokens >= 0;
+  }
+
   void run() {
     const milliseconds tick{50};
     while (!stopping.load()) {
@@ -335,8 +492,28 @@ struct KafkaUplink::Impl {
         if (rewind) rd_kafka_poll(rk, to_int_ms(tick));
         continue;
       }
+      if (need_resume) {
+        if (Clock::now() < retry_at) {
+          rd_kafka_poll(rk, to_int_ms(tick));
+          continue;
+        }
+        if (resume()) {
+          need_resume = false;
+        } else {
+          schedule_retry();
+          spdlog::warn("uplink.kafka: cannot read the partition back yet; retrying in about {} ms",
+                       backoff.count());
+        }
+        continue;
+      }
       if (fifo.size() >= opt.max_in_flight_batches) {
         rd_kafka_poll(rk, to_int_ms(tick));
+        continue;
+      }
+      if (!budget_ok()) {
+        rd_kafka_poll(rk, to_int_ms(tick));
+        std::lock_guard lock(mu);
+        st.rate_limited_ms += static_cast<std::uint64_t>(tick.count());
         continue;
       }
       if (!ring.wait_for(next_after, tick)) {
@@ -351,7 +528,8 @@ struct KafkaUplink::Impl {
       }
       if (!rewind) send_next();
     }
-    // Stopping: give in-flight batches a bounded time, then give up on them (resent after restart).
+    // Stopping: give in-flight batches a bounded time, then give up on them (settled by the
+    // read-back after a restart).
     if (rk == nullptr) return;  // a failed producer restart stopped the sink
     rd_kafka_flush(rk, to_int_ms(opt.stop_timeout));
     destroy_producer();
@@ -368,7 +546,9 @@ std::expected<std::unique_ptr<KafkaUplink>, std::error_code> KafkaUplink::create
                                                                                  std::string gateway_id,
                                                                                  buffer::Ring& ring) {
   if (options.brokers.empty() || options.topic.empty() || options.cursor.empty() || gateway_id.empty() ||
-      options.batch_max_records == 0 || options.batch_max_bytes == 0 || options.max_in_flight_batches == 0) {
+      options.batch_max_records == 0 || options.batch_max_bytes == 0 || options.max_in_flight_batches == 0 ||
+      options.partition < -1 || options.message_timeout.count() <= 0 || options.read_back_timeout.count() <= 0 ||
+      options.retry_backoff.count() <= 0 || options.retry_backoff_max < options.retry_backoff) {
     return std::unexpected(make_error_code(errc::invalid_argument));
   }
   return std::unique_ptr<KafkaUplink>(
@@ -388,7 +568,8 @@ std::expected<void, std::error_code> KafkaUplink::start() {
   }
   if (auto r = s.create_producer(); !r) return r;
   s.started = true;
-  spdlog::info("uplink.kafka: sending to {} topic {} after seq {}", s.opt.brokers, s.opt.topic, acked->value);
+  spdlog::info("uplink.kafka: sending to {} topic {}; cursor at seq {}, reading the partition back first",
+               s.opt.brokers, s.opt.topic, acked->value);
   s.thread = std::thread([&s] { s.run(); });
   return {};
 }

@@ -1,18 +1,21 @@
 // The Kafka sink: reads the buffer through its cursor, sends zstd FlatBuffer batches
-// (uplink/FORMAT.md) to one Kafka topic with an idempotent librdkafka producer, and acknowledges
-// the cursor only from successful delivery reports, in order (at-least-once).
+// (uplink/FORMAT.md) to one partition of one Kafka topic with an idempotent librdkafka producer
+// (acks=all), and acknowledges the cursor only from successful delivery reports, in order.
 //
-// Every message's key is the gateway id, so one gateway's batches land in one partition in order.
-// A failed delivery rewinds sending to the last acknowledged seq: batches after it may be sent
-// twice (dedup across resends and restarts is a later issue, see uplink/README.md).
+// No duplicates across restarts: before it sends anything, and again after any failed or timed-out
+// delivery, the sink reads back the tail of its partition (read_last_seq in kafka_reader.h), acks
+// its cursor up to the last seq the broker holds from this gateway, and resumes after it. So the
+// topic holds every record once, also across kill -9, unless the broker itself duplicates a retried
+// request (a real broker's idempotence prevents that; librdkafka 2.0.2's mock cluster does not).
 //
 // Thread-safety: start()/stop() from the owner thread; stats() from any thread. The sink runs one
-// thread of its own (reading, producing and serving delivery reports) plus librdkafka's threads.
-// The Ring must outlive the sink (stop() or destroy the sink first).
+// thread of its own (reading, producing, serving delivery reports, reading back) plus librdkafka's
+// threads. The Ring must outlive the sink (stop() or destroy the sink first).
 #pragma once
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <expected>
 #include <memory>
 #include <string>
@@ -26,6 +29,9 @@ namespace gw::uplink {
 struct KafkaOptions {
   std::string brokers;                     // bootstrap list "host:port[,host:port]"; required
   std::string topic = "telemetry";         // must exist (or the cluster must auto-create it)
+  // The partition this gateway writes; -1: the partition of its key (the gateway id) by librdkafka's
+  // consistent (CRC32) partitioner. Either way one gateway = one partition, so order holds.
+  std::int32_t partition = -1;
   int zstd_level = 3;                      // 1..19: higher is smaller and slower
   std::size_t batch_max_records = 1000;    // records per message at most
   std::size_t batch_max_bytes = 1 << 20;   // stored payload bytes per message, about (at least one record)
@@ -33,6 +39,26 @@ struct KafkaOptions {
   std::size_t max_in_flight_batches = 16;  // unconfirmed batches at most; bounds memory and resends
   std::string cursor = "uplink.kafka";     // the buffer cursor this sink acknowledges
   std::chrono::milliseconds stop_timeout{5000};  // stop() waits this long for confirmations at most
+  // A batch not confirmed in this time counts as failed: the sink reads the partition's tail back to
+  // learn whether the broker has it, and resumes after what it has (message.timeout.ms).
+  std::chrono::milliseconds message_timeout{30000};
+  std::chrono::milliseconds read_back_timeout{10000};  // one read-back of the tail gives up after this
+  // After a failure, retries wait retry_backoff, doubling up to retry_backoff_max, each with a
+  // random jitter of up to half the wait (so that many gateways do not retry in step).
+  std::chrono::milliseconds retry_backoff{500};
+  std::chrono::milliseconds retry_backoff_max{30000};
+  // Caps the compressed bytes per second sent upstream (metered links); 0 = no cap. Bursts of one
+  // second's budget. A backlog drains at this rate too.
+  std::uint64_t max_bytes_per_s = 0;
+  // Passed to librdkafka unchanged when not empty (see librdkafka's CONFIGURATION.md).
+  std::string security_protocol;           // plaintext, ssl, sasl_plaintext, sasl_ssl
+  std::string sasl_mechanism;              // PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, ...
+  std::string sasl_username;
+  std::string sasl_password;
+  std::string ssl_ca_location;             // PEM file of the CA that signed the brokers' certificates
+  std::string ssl_certificate_location;    // client certificate (PEM) for TLS client authentication
+  std::string ssl_key_location;            // its private key (PEM)
+  std::string ssl_key_password;
 };
 
 class KafkaUplink final : public Sink {
@@ -44,9 +70,10 @@ class KafkaUplink final : public Sink {
   KafkaUplink(const KafkaUplink&) = delete;
   KafkaUplink& operator=(const KafkaUplink&) = delete;
 
-  // Registers the cursor, creates the producer and starts the sending thread, which resumes after
-  // the cursor's acknowledged seq. Errors: already_started, kafka (bad client configuration), or
-  // the buffer's error.
+  // Registers the cursor, creates the producer (errc::kafka: librdkafka refused a property, logged
+  // with its reason) and starts the sending thread. Returns without waiting for any broker: the
+  // thread reads the partition's tail back first, retrying with backoff while no broker answers
+  // (stats().state is down and last_error says why). Errors: already_started, kafka, the buffer's.
   [[nodiscard]] std::expected<void, std::error_code> start() override;
   void stop() override;
   SinkStats stats() const override;

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <expected>
+#include <string>
 #include <string_view>
 #include <system_error>
 
@@ -33,6 +34,12 @@ struct SinkStats {
   std::uint64_t delivery_errors = 0;  // failed deliveries; each one rewinds to the last ack
   buffer::Seq last_acked;             // the sink's cursor position
   std::size_t in_flight = 0;          // batches produced and not yet confirmed
+  std::uint64_t read_backs = 0;       // reads of the upstream tail (start-up, and after each failure)
+  buffer::Seq upstream_tail;          // the last seq the upstream system held at the last read-back
+  std::uint64_t records_found_upstream = 0;  // records acked because the read-back found them upstream
+  std::int32_t partition = -1;        // Kafka: the partition this gateway writes (-1: not known yet)
+  std::uint64_t rate_limited_ms = 0;  // time spent waiting for the max_bytes_per_s budget
+  std::string last_error;             // the latest connection/delivery problem; cleared by a delivery
 };
 
 class Sink {

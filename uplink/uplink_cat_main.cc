@@ -2,6 +2,7 @@
 // message with gw::uplink::decode_batch (uplink/FORMAT.md).
 //
 //   uplink-cat --kafka BOOTSTRAP [--topic T] [--idle-exit-ms N] [--max-records N] [--headers]
+//              [-X KEY=VALUE]...
 //
 // One line per record on stdout:
 //   {"gateway":"...","seq":N,"device":"...","device_seq":N,"time_ms":N,"metrics":{"temp":21.5}}
@@ -45,6 +46,7 @@ int main(int argc, char** argv) {
   long idle_exit_ms = 3000;
   std::uint64_t max_records = 0;
   bool headers = false;
+  std::vector<std::string> props;
   app.add_option("--kafka", brokers, "bootstrap servers, HOST:PORT[,...]")->required();
   app.add_option("--topic", topic, "topic to read")->capture_default_str();
   app.add_option("--idle-exit-ms", idle_exit_ms,
@@ -53,6 +55,7 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--max-records", max_records, "exit after printing this many records (0: no limit)");
   app.add_flag("--headers", headers, "print a {\"message\":{...}} line with each message's headers");
+  app.add_option("-X,--property", props, "KEY=VALUE: a librdkafka property (security.protocol, sasl.*, ssl.*)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -62,7 +65,16 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
 
-  auto reader = gw::uplink::KafkaReader::open({brokers, topic, std::chrono::milliseconds(5000)});
+  gw::uplink::ReaderOptions ropt{brokers, topic, std::chrono::milliseconds(5000), {}};
+  for (const std::string& p : props) {
+    const auto eq = p.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      std::cerr << "uplink-cat: -X " << p << ": expected KEY=VALUE\n";
+      return 2;
+    }
+    ropt.properties.emplace_back(p.substr(0, eq), p.substr(eq + 1));
+  }
+  auto reader = gw::uplink::KafkaReader::open(ropt);
   if (!reader) {
     std::cerr << "uplink-cat: " << brokers << " topic " << topic << ": " << reader.error().message() << '\n';
     return 2;

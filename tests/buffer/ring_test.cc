@@ -1,7 +1,13 @@
 // Tests of gw::buffer::Ring over a real LMDB environment in a fresh temporary directory.
 #include "buffer/ring.h"
 
+#include <lmdb.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cstdio>
+#include <stop_token>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
@@ -227,44 +233,340 @@ TEST_CASE("ack beyond the last appended sequence is an error") {
   CHECK(ring->acked("c").value() == Seq{1});
 }
 
-TEST_CASE("a full map refuses appends and the ring keeps working") {
+// Waits (bounded) until pred() holds.
+template <typename Pred>
+bool eventually(Pred pred, std::chrono::seconds limit = std::chrono::seconds(30)) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return pred();
+}
+
+TEST_CASE("overflow block: a full store makes append wait until a trim frees room") {
   TempDir dir;
-  auto ring = open_ring({.path = dir.str(), .max_bytes = 256 * 1024});
+  auto ring = open_ring({.path = dir.str(), .max_bytes = 256 * 1024, .durability = Durability::os,
+                         .overflow = gw::buffer::Overflow::block});
   REQUIRE(ring->register_cursor("c").has_value());
-  // Small records in leaf pages, and records large enough for LMDB overflow pages; single and batched.
-  const std::size_t size = GENERATE(std::size_t{100}, std::size_t{1000}, std::size_t{9000});
+  const std::size_t size = GENERATE(std::size_t{100}, std::size_t{9000});
   const std::size_t batch = GENERATE(std::size_t{1}, std::size_t{7});
   CAPTURE(size, batch);
   const std::vector<std::uint8_t> payload(size, 0x5A);
   const std::vector<RecordIn> in(batch, RecordIn{RecordType::telemetry, payload});
 
-  std::error_code full;
-  Seq last_ok{0};
-  for (int i = 0; i < 10000 && !full; ++i) {  // far beyond 256 KiB for every size
-    auto r = ring->append(in);
-    if (r) {
-      REQUIRE(r->size() == batch);
-      last_ok = r->back();
-    } else {
-      full = r.error();
+  std::stop_source stop;
+  std::atomic<std::uint64_t> appended{0};
+  std::error_code ended;
+  std::thread appender([&] {
+    for (int i = 0; i < 100000; ++i) {  // far beyond 256 KiB for every size
+      auto r = ring->append(in, stop.get_token());
+      if (!r) {
+        ended = r.error();
+        return;
+      }
+      appended += r->size();
     }
-  }
-  REQUIRE(full == gw::buffer::errc::map_full);
-  REQUIRE(last_ok.value > 5);
-  CHECK(ring->last_seq() == last_ok);
-
-  // Still fully usable: reads, stats, acks, trims, and appends once room was made.
+  });
+  REQUIRE(eventually([&] { return ring->stats().blocked_appends > 0; }));
+  auto s = ring->stats();
+  CHECK(s.full);
+  CHECK(s.blocked_total >= 1);
+  CHECK(s.bytes <= 256 * 1024);
+  const std::uint64_t before = appended.load();
+  REQUIRE(before > 5);
+  CHECK(ring->last_seq().value == before);
+  // Reads and acks work while appends wait; a trim lets the waiting append through.
   auto all = ring->read(Seq{0}, 100000, 1 << 30);
   REQUIRE(all.has_value());
-  REQUIRE(all->size() == last_ok.value);
+  REQUIRE(all->size() == before);
   CHECK(all->back().payload == payload);
-  CHECK(ring->stats().records == last_ok.value);
-  REQUIRE(ring->ack("c", last_ok).has_value());
-  auto t = ring->trim();
-  REQUIRE(t.has_value());
-  CHECK(*t == last_ok.value);
-  CHECK(append_one(*ring, payload) == last_ok.next());
-  CHECK(append_one(*ring, payload) == Seq{last_ok.value + 2});
+  REQUIRE(ring->ack("c", Seq{before}).has_value());
+  REQUIRE(ring->trim().value() == before);
+  REQUIRE(eventually([&] { return appended.load() > before; }));
+  // It fills up again and waits; a stop request ends the wait without storing anything.
+  REQUIRE(eventually([&] { return ring->stats().blocked_appends > 0; }));
+  const Seq last = ring->last_seq();
+  stop.request_stop();
+  appender.join();
+  CHECK(ended == gw::buffer::errc::stopped);
+  CHECK(ring->last_seq() == last);
+  CHECK(ring->stats().evicted_total == 0);
+
+  // close() releases a waiting append too, and refuses later ones.
+  std::thread second([&] {
+    for (int i = 0; i < 100000; ++i) {
+      auto r = ring->append(in);
+      if (!r) {
+        ended = r.error();
+        return;
+      }
+    }
+  });
+  REQUIRE(eventually([&] { return ring->stats().blocked_appends > 0; }));
+  ring->close();
+  second.join();
+  CHECK(ended == gw::buffer::errc::closed);
+  auto after_close = ring->append(in);
+  REQUIRE_FALSE(after_close.has_value());
+  CHECK(after_close.error() == gw::buffer::errc::closed);
+  CHECK(ring->ack("c", last).has_value());
+}
+
+TEST_CASE("overflow block: a batch larger than the whole store is refused, not waited for") {
+  TempDir dir;
+  auto ring = open_ring({.path = dir.str(), .max_bytes = 256 * 1024, .durability = Durability::os});
+  const std::vector<std::uint8_t> payload(400 * 1024, 1);
+  RecordIn in{RecordType::telemetry, payload};
+  auto r = ring->append(std::span<const RecordIn>(&in, 1));
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error() == gw::buffer::errc::map_full);
+  CHECK(append_one(*ring, bytes_of("small")) == Seq{1});
+}
+
+TEST_CASE("overflow drop-oldest: evicts the oldest records and counts them per cursor") {
+  TempDir dir;
+  // One group may take a quarter of the store with drop-oldest: 7 x 9000 bytes needs 512 KiB.
+  const Options options{.path = dir.str(), .max_bytes = 512 * 1024, .durability = Durability::os,
+                        .overflow = gw::buffer::Overflow::drop_oldest};
+  const std::size_t size = GENERATE(std::size_t{100}, std::size_t{9000});
+  const std::size_t batch = GENERATE(std::size_t{1}, std::size_t{7});
+  CAPTURE(size, batch);
+  const std::vector<std::uint8_t> payload(size, 0x33);
+  const std::vector<RecordIn> in(batch, RecordIn{RecordType::telemetry, payload});
+  std::uint64_t slow_evicted = 0;
+  std::uint64_t first = 0;
+  {
+    auto ring = open_ring(options);
+    REQUIRE(ring->register_cursor("fast").has_value());
+    REQUIRE(ring->register_cursor("slow").has_value());
+    std::uint64_t n = 0;
+    for (int i = 0; i < 2; ++i) n += ring->append(in).value().size();
+    REQUIRE(ring->stats().evicted_total == 0);
+    REQUIRE(ring->ack("fast", Seq{n}).has_value());  // fast has seen the first n; slow none
+    const std::uint64_t target = 5 * (512 * 1024) / size + 50;  // about five times the capacity
+    for (int i = 0; n < target && i < 100000; ++i) {
+      auto r = ring->append(in);
+      if (!r) FAIL_CHECK(r.error().message());
+      REQUIRE(r.has_value());
+      n += r->size();
+    }
+    auto s = ring->stats();
+    CHECK(s.last == Seq{n});
+    CHECK(s.full);
+    CHECK(s.bytes <= 512 * 1024);
+    REQUIRE(s.records > 0);
+    REQUIRE(s.records < n);
+    first = s.first.value;
+    CHECK(s.records == n - first + 1);  // still one contiguous range, the newest ones
+    CHECK(s.evicted_total == first - 1);  // nobody had acked them all (slow acked nothing)
+    CHECK(s.trimmed_total == 0);
+    REQUIRE(s.cursors.size() == 2);
+    CHECK(s.cursors[0].name == "fast");
+    CHECK(s.cursors[0].evicted == first - 1 - 2 * batch);
+    CHECK(s.cursors[1].name == "slow");
+    CHECK(s.cursors[1].evicted == first - 1);
+    slow_evicted = s.cursors[1].evicted;
+    // The slow reader simply continues at the oldest record left.
+    auto rest = ring->read(Seq{0}, 10, 1 << 30);
+    REQUIRE(rest.has_value());
+    REQUIRE_FALSE(rest->empty());
+    CHECK(rest->front().seq == Seq{first});
+    CHECK(ring->acked("slow").value() == Seq{0});
+  }
+  // The counts are persistent.
+  auto ring = open_ring(options);
+  auto s = ring->stats();
+  CHECK(s.evicted_total == first - 1);
+  REQUIRE(s.cursors.size() == 2);
+  CHECK(s.cursors[1].evicted == slow_evicted);
+}
+
+TEST_CASE("the map starts small and grows up to max_bytes, with readers running") {
+  TempDir dir;
+  auto ring = open_ring({.path = dir.str(), .max_bytes = 64ull << 20, .durability = Durability::os,
+                         .initial_map_bytes = 256 * 1024});
+  CHECK(ring->stats().map_bytes == 256 * 1024);
+  std::atomic<bool> done{false};
+  std::atomic<std::uint64_t> reads{0};
+  std::thread reader([&] {
+    for (int i = 0; i < 1000000 && !done; ++i) {
+      auto r = ring->read(Seq{0}, 100, 1 << 20);
+      REQUIRE(r.has_value());
+      (void)ring->stats();
+      ++reads;
+    }
+  });
+  const std::vector<std::uint8_t> payload(1000, 7);
+  const std::vector<RecordIn> in(64, RecordIn{RecordType::telemetry, payload});
+  for (int i = 0; i < 100; ++i) REQUIRE(ring->append(in).has_value());  // 6.4 MB
+  done = true;
+  reader.join();
+  auto s = ring->stats();
+  CHECK(s.map_bytes > 4ull << 20);
+  CHECK(s.map_bytes <= 64ull << 20);
+  CHECK(s.records == 6400);
+  auto all = ring->read(Seq{6000}, 1000, 1 << 30);
+  REQUIRE(all.has_value());
+  CHECK(all->size() == 400);
+  CHECK(all->back().payload == payload);
+}
+
+TEST_CASE("concurrent appends share commits and get unique, contiguous sequence numbers") {
+  TempDir dir;
+  auto ring = open_ring({.path = dir.str()});  // fsync: where group commit matters
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 60;
+  std::vector<std::vector<Seq>> got(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        const auto p = bytes_of(tagged("t", t, i));
+        RecordIn in{RecordType::telemetry, p};
+        auto r = ring->append(std::span<const RecordIn>(&in, 1));
+        if (r) got[t].push_back(r->front());
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::vector<bool> seen(kThreads * kPerThread + 1, false);
+  for (int t = 0; t < kThreads; ++t) {
+    REQUIRE(got[t].size() == kPerThread);
+    for (std::size_t i = 1; i < got[t].size(); ++i) CHECK(got[t][i - 1] < got[t][i]);
+    for (Seq s : got[t]) {
+      REQUIRE(s.value >= 1);
+      REQUIRE(s.value <= kThreads * kPerThread);
+      CHECK_FALSE(seen[s.value]);
+      seen[s.value] = true;
+    }
+  }
+  auto all = ring->read(Seq{0}, 100000, 1 << 30);
+  REQUIRE(all.has_value());
+  REQUIRE(all->size() == kThreads * kPerThread);
+  for (int t = 0; t < kThreads; ++t) {
+    for (int i = 0; i < kPerThread; ++i) CHECK((*all)[got[t][i].value - 1].payload == bytes_of(tagged("t", t, i)));
+  }
+  auto s = ring->stats();
+  CHECK(s.append_calls_total == kThreads * kPerThread);
+  CHECK(s.commits_total <= s.append_calls_total);
+  WARN("group commit: " << s.append_calls_total << " appends in " << s.commits_total << " commits");
+}
+
+TEST_CASE("a stored value that does not decode is quarantined, counted and skipped") {
+  TempDir dir;
+  {
+    auto ring = open_ring({.path = dir.str()});
+    for (int i = 1; i <= 5; ++i) append_one(*ring, bytes_of(tagged("q", i)));
+  }
+  {  // Damage records 2 (unknown format version) and 4 (shorter than the header) behind the ring's back.
+    MDB_env* env = nullptr;
+    REQUIRE(mdb_env_create(&env) == 0);
+    REQUIRE(mdb_env_set_maxdbs(env, 8) == 0);
+    REQUIRE(mdb_env_open(env, dir.str().c_str(), 0, 0640) == 0);
+    MDB_txn* txn = nullptr;
+    REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
+    MDB_dbi records;
+    REQUIRE(mdb_dbi_open(txn, "records", 0, &records) == 0);
+    std::uint8_t key2[8] = {0, 0, 0, 0, 0, 0, 0, 2};
+    std::uint8_t key4[8] = {0, 0, 0, 0, 0, 0, 0, 4};
+    std::uint8_t future[12] = {99, 1, 0, 0, 0, 0, 0, 0, 0, 0, 'x', 'y'};
+    std::uint8_t shorty[3] = {1, 1, 0};
+    MDB_val k{8, key2}, v{sizeof future, future};
+    REQUIRE(mdb_put(txn, records, &k, &v, 0) == 0);
+    k = {8, key4};
+    v = {sizeof shorty, shorty};
+    REQUIRE(mdb_put(txn, records, &k, &v, 0) == 0);
+    REQUIRE(mdb_txn_commit(txn) == 0);
+    mdb_env_close(env);
+  }
+  {
+    auto ring = open_ring({.path = dir.str()});
+    auto all = ring->read(Seq{0}, 100, 1 << 20);
+    REQUIRE(all.has_value());
+    REQUIRE(all->size() == 3);
+    CHECK((*all)[0].seq == Seq{1});
+    CHECK((*all)[1].seq == Seq{3});
+    CHECK((*all)[2].seq == Seq{5});
+    CHECK((*all)[2].payload == bytes_of("q-5"));
+    auto s = ring->stats();
+    CHECK(s.quarantined_total == 2);
+    CHECK(s.records == 3);
+    CHECK(append_one(*ring, bytes_of("q-6")) == Seq{6});
+  }
+  auto ring = open_ring({.path = dir.str()});
+  CHECK(ring->stats().quarantined_total == 2);
+  CHECK(ring->read(Seq{0}, 100, 1 << 20).value().size() == 4);
+}
+
+// A tmpfs of a few hundred KiB, mounted for the test (needs root; the test is skipped otherwise).
+class SmallFs {
+ public:
+  SmallFs() {
+    if (::geteuid() != 0) return;
+    std::filesystem::create_directories(dir_.str());
+    mounted_ = ::mount("tmpfs", dir_.str().c_str(), "tmpfs", 0, "size=1m") == 0;
+  }
+  SmallFs(const SmallFs&) = delete;
+  SmallFs& operator=(const SmallFs&) = delete;
+  ~SmallFs() {
+    if (mounted_) ::umount2(dir_.str().c_str(), MNT_DETACH);
+  }
+  bool mounted() const { return mounted_; }
+  std::string str() const { return dir_.str(); }
+
+ private:
+  TempDir dir_;
+  bool mounted_ = false;
+};
+
+TEST_CASE("a full filesystem (ENOSPC) makes appends wait, and they recover by themselves") {
+  SmallFs fs;
+  if (!fs.mounted()) {
+    WARN("skipped: cannot mount a tmpfs (needs root)");
+    return;
+  }
+  const std::string filler = fs.str() + "/filler";
+  auto ring = open_ring({.path = fs.str() + "/ring", .max_bytes = 64ull << 20, .durability = Durability::os,
+                         .initial_map_bytes = 256 * 1024});
+  REQUIRE(ring->register_cursor("c").has_value());
+  {  // Leave about 300 KiB free on the filesystem.
+    std::FILE* f = std::fopen(filler.c_str(), "wb");
+    REQUIRE(f != nullptr);
+    const std::vector<char> block(4096, 1);
+    const auto used = ring->stats().bytes;
+    for (std::uint64_t written = used; written + 300 * 1024 < 1024 * 1024; written += block.size()) {
+      if (std::fwrite(block.data(), 1, block.size(), f) != block.size()) break;
+    }
+    std::fclose(f);
+  }
+  const std::vector<std::uint8_t> payload(1000, 9);
+  const std::vector<RecordIn> in(10, RecordIn{RecordType::telemetry, payload});
+  std::atomic<std::uint64_t> appended{0};
+  std::atomic<bool> stop{false};
+  std::error_code ended;
+  std::thread appender([&] {
+    for (int i = 0; i < 100000 && !stop; ++i) {
+      auto r = ring->append(in);
+      if (!r) {
+        ended = r.error();
+        return;
+      }
+      appended += r->size();
+    }
+  });
+  REQUIRE(eventually([&] { return ring->stats().no_space && ring->stats().blocked_appends > 0; }));
+  CHECK(ring->stats().no_space_total >= 1);
+  const std::uint64_t before = appended.load();
+  std::filesystem::remove(filler);  // space returns
+  REQUIRE(eventually([&] { return appended.load() > before + 50; }));
+  stop = true;
+  appender.join();
+  CHECK_FALSE(ended);
+  CHECK_FALSE(ring->stats().no_space);
+  auto all = ring->read(Seq{0}, 1000000, 1 << 30);
+  REQUIRE(all.has_value());
+  CHECK(all->size() == appended.load());
 }
 
 TEST_CASE("durability os: records survive close and reopen") {

@@ -70,12 +70,13 @@ struct Seen {
 // Reads the topic until every seq in `want` was seen, or `limit` passes.
 Seen read_until(const std::string& bootstrap, const std::set<std::uint64_t>& want,
                 std::chrono::seconds limit) {
-  auto reader = gw::uplink::KafkaReader::open({bootstrap, "telemetry", 10s});
+  auto reader = gw::uplink::KafkaReader::open({bootstrap, "telemetry", 10s, {}});
   REQUIRE(reader.has_value());
   Seen seen;
   std::size_t missing = want.size();
   const auto deadline = Clock::now() + limit;
-  while (missing > 0 && Clock::now() < deadline) {
+  // Until everything wanted came and every partition is at its end (so late copies are seen too).
+  while ((missing > 0 || !(*reader)->at_end()) && Clock::now() < deadline) {
     auto m = (*reader)->next(200ms);
     REQUIRE(m.has_value());
     if (!m->has_value()) continue;
@@ -91,7 +92,7 @@ Seen read_until(const std::string& bootstrap, const std::set<std::uint64_t>& wan
     CHECK(msg.header(gw::uplink::kHeaderLastSeq) == std::to_string(batch->last.value));
     CHECK(msg.header(gw::uplink::kHeaderCodec) == "zstd");
     CHECK(msg.header(gw::uplink::kHeaderDictId) == "0");
-    CHECK(msg.header(gw::uplink::kHeaderSchemaVersion) == "1");
+    CHECK(msg.header(gw::uplink::kHeaderSchemaVersion) == "2");
     CHECK(batch->gateway_id == kGateway);
     for (const auto& r : batch->records) {
       if (seen.count[r.seq.value]++ == 0 && want.contains(r.seq.value)) --missing;
@@ -130,7 +131,7 @@ TEST_CASE("MockCluster answers and rejects bad arguments", "[kafka]") {
   CHECK((*cluster)->set_down(true).has_value());
   CHECK((*cluster)->set_down(false).has_value());
 
-  auto reader = gw::uplink::KafkaReader::open({bootstrap, "t", 10s});
+  auto reader = gw::uplink::KafkaReader::open({bootstrap, "t", 10s, {}});
   REQUIRE(reader.has_value());
   CHECK((*reader)->partitions() == 4);
 }
@@ -234,6 +235,200 @@ TEST_CASE("the Kafka sink loses nothing while the brokers are down", "[kafka]") 
   auto acked = ring->acked(opt.cursor);
   REQUIRE(acked.has_value());
   CHECK(*acked == seqs.back());
+}
+
+namespace {
+
+// A sink on `ring` with small batches, started.
+std::unique_ptr<gw::uplink::KafkaUplink> start_sink(gw::buffer::Ring& ring, const std::string& bootstrap,
+                                                    gw::uplink::KafkaOptions opt = {}) {
+  opt.brokers = bootstrap;
+  opt.batch_max_records = 100;
+  opt.linger = 5ms;
+  opt.retry_backoff = 100ms;
+  opt.retry_backoff_max = 500ms;
+  auto sink = gw::uplink::KafkaUplink::create(opt, kGateway, ring);
+  REQUIRE(sink.has_value());
+  REQUIRE((*sink)->start().has_value());
+  return std::move(*sink);
+}
+
+std::set<std::uint64_t> all_of(const std::vector<Seq>& seqs) {
+  std::set<std::uint64_t> want;
+  for (Seq s : seqs) want.insert(s.value);
+  return want;
+}
+
+void require_exactly_once(const Seen& seen, const std::set<std::uint64_t>& want) {
+  CHECK(seen.bad_messages == 0);
+  for (std::uint64_t s : want) {
+    INFO("seq " << s);
+    REQUIRE(seen.count.contains(s));
+    REQUIRE(seen.count.at(s) == 1);
+  }
+  for (std::size_t i = 1; i < seen.order.size(); ++i) REQUIRE(seen.order[i - 1] < seen.order[i]);
+}
+
+}  // namespace
+
+TEST_CASE("a restarted sink resumes after the broker's tail: no duplicates", "[kafka]") {
+  auto cluster = gw::uplink::MockCluster::create(1);
+  REQUIRE(cluster.has_value());
+  REQUIRE((*cluster)->create_topic("telemetry", 3).has_value());
+  const std::string bootstrap = (*cluster)->bootstrap();
+  gw::test::TempDir dir1, dir2;
+  auto ring1 = open_ring(dir1);
+  std::vector<Seq> seqs = append_events(*ring1, 1, 1000);
+  {
+    auto sink = start_sink(*ring1, bootstrap);
+    REQUIRE(wait_acked(*sink, seqs.back(), 30s).last_acked == seqs.back());
+    CHECK(sink->stats().partition >= 0);
+  }
+  // The same records in a buffer whose cursor never heard of the deliveries (as after a kill -9
+  // between the broker's confirmation and the cursor's commit), plus 500 new ones.
+  auto ring2 = open_ring(dir2);
+  REQUIRE(append_events(*ring2, 1, 1000).back() == seqs.back());
+  auto more = append_events(*ring2, 1001, 500);
+  seqs.insert(seqs.end(), more.begin(), more.end());
+  auto sink = start_sink(*ring2, bootstrap);
+  const auto st = wait_acked(*sink, seqs.back(), 30s);
+  REQUIRE(st.last_acked == seqs.back());
+  CHECK(st.read_backs >= 1);
+  CHECK(st.upstream_tail == Seq{1000});
+  CHECK(st.records_found_upstream == 1000);
+  CHECK(st.records_acked == 500);  // only the new ones were sent
+  sink->stop();
+  require_exactly_once(read_until(bootstrap, all_of(seqs), 30s), all_of(seqs));
+}
+
+TEST_CASE("the sink writes the configured partition, and reports a missing one", "[kafka]") {
+  auto cluster = gw::uplink::MockCluster::create(1);
+  REQUIRE(cluster.has_value());
+  REQUIRE((*cluster)->create_topic("telemetry", 4).has_value());
+  gw::test::TempDir dir;
+  auto ring = open_ring(dir);
+  const std::vector<Seq> seqs = append_events(*ring, 1, 300);
+  SECTION("partition 2") {
+    gw::uplink::KafkaOptions opt;
+    opt.partition = 2;
+    auto sink = start_sink(*ring, (*cluster)->bootstrap(), opt);
+    REQUIRE(wait_acked(*sink, seqs.back(), 30s).last_acked == seqs.back());
+    CHECK(sink->stats().partition == 2);
+    sink->stop();
+    auto reader = gw::uplink::KafkaReader::open({(*cluster)->bootstrap(), "telemetry", 10s, {}});
+    REQUIRE(reader.has_value());
+    std::size_t messages = 0;
+    const auto deadline = Clock::now() + 20s;
+    while (!(*reader)->at_end() || messages == 0) {
+      REQUIRE(Clock::now() < deadline);
+      auto m = (*reader)->next(100ms);
+      REQUIRE(m.has_value());
+      if (!m->has_value()) continue;
+      CHECK((*m)->partition == 2);
+      ++messages;
+    }
+    CHECK(messages >= 3);
+  }
+  SECTION("partition 9 of 4") {
+    gw::uplink::KafkaOptions opt;
+    opt.partition = 9;
+    auto sink = start_sink(*ring, (*cluster)->bootstrap(), opt);
+    auto st = sink->stats();
+    const auto deadline = Clock::now() + 20s;
+    while (st.last_error.empty() && Clock::now() < deadline) {
+      std::this_thread::sleep_for(20ms);
+      st = sink->stats();
+    }
+    CHECK(st.last_error.find("partition 9 does not exist") != std::string::npos);
+    CHECK(st.state == gw::uplink::SinkState::down);
+    CHECK(st.last_acked == Seq{0});
+  }
+}
+
+TEST_CASE("produce errors from the broker: retried, nothing lost, nothing twice", "[kafka]") {
+  auto cluster = gw::uplink::MockCluster::create(1);
+  REQUIRE(cluster.has_value());
+  REQUIRE((*cluster)->create_topic("telemetry", 1).has_value());
+  gw::test::TempDir dir;
+  auto ring = open_ring(dir);
+  std::vector<Seq> seqs = append_events(*ring, 1, 200);
+  auto sink = start_sink(*ring, (*cluster)->bootstrap());
+  REQUIRE(wait_acked(*sink, seqs.back(), 30s).last_acked == seqs.back());
+  SECTION("retriable (NOT_ENOUGH_REPLICAS): librdkafka retries") {
+    REQUIRE((*cluster)->push_produce_errors(5, 19).has_value());
+  }
+  SECTION("not retriable (INVALID_RECORD): the sink reads back and resends") {
+    REQUIRE((*cluster)->push_produce_errors(2, 87).has_value());
+  }
+  auto more = append_events(*ring, 201, 800);
+  seqs.insert(seqs.end(), more.begin(), more.end());
+  const auto st = wait_acked(*sink, seqs.back(), 60s);
+  REQUIRE(st.last_acked == seqs.back());
+  sink->stop();
+  require_exactly_once(read_until((*cluster)->bootstrap(), all_of(seqs), 30s), all_of(seqs));
+}
+
+TEST_CASE("a delivery that times out is settled by reading back, not by resending", "[kafka]") {
+  auto cluster = gw::uplink::MockCluster::create(1);
+  REQUIRE(cluster.has_value());
+  REQUIRE((*cluster)->create_topic("telemetry", 1).has_value());
+  gw::test::TempDir dir;
+  auto ring = open_ring(dir);
+  std::vector<Seq> seqs = append_events(*ring, 1, 100);
+  gw::uplink::KafkaOptions opt;
+  opt.message_timeout = 1000ms;
+  opt.read_back_timeout = 3000ms;
+  auto sink = start_sink(*ring, (*cluster)->bootstrap(), opt);
+  REQUIRE(wait_acked(*sink, seqs.back(), 30s).last_acked == seqs.back());
+  // Responses now come after the message timeout: the broker stores the batches but the producer
+  // gives up on them.
+  REQUIRE((*cluster)->set_rtt(4000ms).has_value());
+  auto more = append_events(*ring, 101, 300);
+  seqs.insert(seqs.end(), more.begin(), more.end());
+  auto st = sink->stats();
+  const auto deadline = Clock::now() + 60s;
+  while (st.delivery_errors == 0 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);
+    st = sink->stats();
+  }
+  CHECK(st.delivery_errors > 0);
+  REQUIRE((*cluster)->set_rtt(0ms).has_value());
+  st = wait_acked(*sink, seqs.back(), 60s);
+  REQUIRE(st.last_acked == seqs.back());
+  CHECK(st.read_backs >= 2);
+  sink->stop();
+  require_exactly_once(read_until((*cluster)->bootstrap(), all_of(seqs), 30s), all_of(seqs));
+}
+
+TEST_CASE("a bad broker address is an error in the stats, never a crash or a hang", "[kafka]") {
+  gw::test::TempDir dir;
+  auto ring = open_ring(dir);
+  (void)append_events(*ring, 1, 10);
+  gw::uplink::KafkaOptions opt;
+  opt.stop_timeout = 500ms;
+  opt.read_back_timeout = 1000ms;
+  auto sink = start_sink(*ring, "no-such-host.invalid:9092", opt);
+  auto st = sink->stats();
+  const auto deadline = Clock::now() + 20s;
+  while (st.last_error.empty() && Clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+    st = sink->stats();
+  }
+  CHECK_FALSE(st.last_error.empty());
+  CHECK(st.state != gw::uplink::SinkState::up);
+  sink->stop();
+  CHECK(sink->stats().last_acked == Seq{0});
+}
+
+TEST_CASE("a property librdkafka refuses fails start()", "[kafka]") {
+  gw::test::TempDir dir;
+  auto ring = open_ring(dir);
+  gw::uplink::KafkaOptions opt;
+  opt.brokers = "127.0.0.1:1";
+  opt.security_protocol = "carrier-pigeon";
+  auto sink = gw::uplink::KafkaUplink::create(opt, kGateway, *ring);
+  REQUIRE(sink.has_value());
+  CHECK((*sink)->start().error() == gw::uplink::errc::kafka);
 }
 
 TEST_CASE("the Kafka sink stops promptly when the brokers are down", "[kafka]") {

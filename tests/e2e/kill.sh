@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# End-to-end: 20 SIGKILLs of the gateway while devices publish. kafka-mock runs in its own process,
+# so the broker keeps what the gateway delivered; after each restart the uplink reads its
+# partition's tail back and resumes after it. The verifier consumes the topic during the run and
+# must report lost=0 and duplicates=0 (no (gateway, seq) twice).
+#   tests/e2e/kill.sh BUILD_DIR SOURCE_DIR [KILLS]
+set -euo pipefail
+build=$1 src=$2 kills=${3:-20}
+source "$src/tests/e2e/lib.sh"
+source "$src/tests/e2e/uplink_lib.sh"
+work=$(mktemp -d /tmp/gw-e2e-kill.XXXXXX)
+trap 'gw_stop_all; [[ ${KEEP:-} ]] || rm -rf "$work"' EXIT
+
+mqtt_port=$(gw_free_port)
+http_port=$(gw_free_port)
+gw_start_mosquitto "$work/mosquitto" "$mqtt_port" "$src/gateway/mosquitto.conf"
+# Not in $(...): the fifo on fd 7 and the tracked pid must stay in this shell.
+gw_start_kafka_mock "$build/uplink/kafka-mock" "$work" telemetry >"$work/bootstrap"
+bootstrap=$(cat "$work/bootstrap")
+gw_uplink_config "$work/gateway.toml" "$work" "$mqtt_port" "$http_port" "$bootstrap"
+
+start_gateway() {
+  "$build/gateway/edge-gateway" --config "$work/gateway.toml" >>"$work/gateway.log" 2>&1 &
+  gateway_pid=$!
+  gw_track $gateway_pid
+}
+
+# The verifier consumes while the run goes (a mock partition keeps only about 5 MB).
+"$build/firmware-sim/firmware-sim" verify --manifest "$work/manifest.txt" --kafka "$bootstrap" --topic telemetry \
+  --done-file "$work/done" --idle-exit-ms 2000 >"$work/verify.out" 2>"$work/verify.log" &
+verify_pid=$!
+gw_track $verify_pid
+
+start_gateway
+gw_wait_http "http://127.0.0.1:$http_port/healthz" 20 || gw_die "gateway not healthy (see $work/gateway.log)"
+"$build/firmware-sim/firmware-sim" --broker "tcp://127.0.0.1:$mqtt_port" --devices 20 --rate 25 --duration 45 \
+  --qos 1 --seed 3 --manifest "$work/manifest.txt" >"$work/sim.out" 2>"$work/sim.log" &
+sim_pid=$!
+gw_track $sim_pid
+
+for ((k = 1; k <= kills; k++)); do
+  sleep "$(printf '1.%03d' $((RANDOM % 1000)))"
+  kill -KILL "$gateway_pid"
+  wait "$gateway_pid" 2>/dev/null || true
+  start_gateway
+done
+gw_log "$kills SIGKILLs done"
+wait "$sim_pid" || gw_die "firmware-sim failed (see $work/sim.log)"
+cat "$work/sim.out"
+gw_wait_http "http://127.0.0.1:$http_port/healthz" 20 || gw_die "gateway not healthy after the kills"
+status=$(gw_wait_caught_up "$http_port" 120) || gw_die "uplink did not catch up (see $work/gateway.log)"
+gw_log "uplink: $(jq -c '.uplink.kafka | {last_acked_seq, read_backs, records_found_upstream, delivery_errors}' <<<"$status")"
+touch "$work/done"
+rc=0
+wait "$verify_pid" || rc=$?
+cat "$work/verify.out"
+((rc == 0)) || gw_die "verify failed (rc=$rc, see $work/verify.log)"
+grep -q '^delivered=[0-9]* lost=0 duplicates=0 ' "$work/verify.out" || gw_die "verify: loss or duplicates"
+restarts=$(grep -c 'resuming after seq' "$work/gateway.log" || true)
+((restarts >= kills)) || gw_die "expected $kills resumes from the broker's tail, saw $restarts"
+echo "e2e.kill: kills=$kills resumes=$restarts OK"

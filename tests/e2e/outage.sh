@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# End-to-end: every Kafka broker down for OUTAGE seconds while devices publish. The gateway keeps
+# collecting (the buffer grows, /status says the uplink is down and why); when the brokers return it
+# drains the backlog in order. The verifier (consuming during the run) must report lost=0 and no
+# device's records out of order.
+#   tests/e2e/outage.sh BUILD_DIR SOURCE_DIR [OUTAGE_S]
+set -euo pipefail
+build=$1 src=$2 outage=${3:-60}
+source "$src/tests/e2e/lib.sh"
+source "$src/tests/e2e/uplink_lib.sh"
+work=$(mktemp -d /tmp/gw-e2e-outage.XXXXXX)
+trap 'gw_stop_all; [[ ${KEEP:-} ]] || rm -rf "$work"' EXIT
+
+mqtt_port=$(gw_free_port)
+http_port=$(gw_free_port)
+gw_start_mosquitto "$work/mosquitto" "$mqtt_port" "$src/gateway/mosquitto.conf"
+# Not in $(...): the fifo on fd 7 and the tracked pid must stay in this shell.
+gw_start_kafka_mock "$build/uplink/kafka-mock" "$work" telemetry >"$work/bootstrap"
+bootstrap=$(cat "$work/bootstrap")
+gw_uplink_config "$work/gateway.toml" "$work" "$mqtt_port" "$http_port" "$bootstrap"
+"$build/gateway/edge-gateway" --config "$work/gateway.toml" >"$work/gateway.log" 2>&1 &
+gw_track $!
+gw_wait_http "http://127.0.0.1:$http_port/healthz" 20 || gw_die "gateway not healthy (see $work/gateway.log)"
+
+"$build/firmware-sim/firmware-sim" verify --manifest "$work/manifest.txt" --kafka "$bootstrap" --topic telemetry \
+  --done-file "$work/done" --idle-exit-ms 2000 --check-order >"$work/verify.out" 2>"$work/verify.log" &
+verify_pid=$!
+gw_track $verify_pid
+"$build/firmware-sim/firmware-sim" --broker "tcp://127.0.0.1:$mqtt_port" --devices 20 --rate 20 \
+  --duration $((outage + 20)) --qos 1 --seed 5 --manifest "$work/manifest.txt" >"$work/sim.out" 2>"$work/sim.log" &
+sim_pid=$!
+gw_track $sim_pid
+
+sleep 8
+echo down >&7
+gw_log "brokers down for $outage s"
+sleep 10
+status=$(gw_http "http://127.0.0.1:$http_port/status")
+before=$(jq -r '.buffer.last_seq' <<<"$status")
+sleep $((outage - 10))
+status=$(gw_http "http://127.0.0.1:$http_port/status")
+state=$(jq -r '.uplink.kafka.state' <<<"$status")
+error=$(jq -r '.uplink.kafka.last_error' <<<"$status")
+during=$(jq -r '.buffer.last_seq' <<<"$status")
+gw_log "during the outage: state=$state stored $before -> $during, last_error=$error"
+[[ $state == down ]] || gw_die "uplink state during the outage: $state"
+[[ -n $error ]] || gw_die "no last_error in /status during the outage"
+((during > before)) || gw_die "the gateway stopped collecting during the outage"
+echo up >&7
+gw_log "brokers up"
+wait "$sim_pid" || gw_die "firmware-sim failed (see $work/sim.log)"
+cat "$work/sim.out"
+status=$(gw_wait_caught_up "$http_port" 120) || gw_die "uplink did not drain (see $work/gateway.log)"
+gw_log "uplink: $(jq -c '.uplink.kafka | {state, last_acked_seq, read_backs, records_found_upstream, delivery_errors}' <<<"$status")"
+touch "$work/done"
+rc=0
+wait "$verify_pid" || rc=$?
+cat "$work/verify.out"
+((rc == 0)) || gw_die "verify failed (rc=$rc, see $work/verify.log)"
+grep -q '^delivered=[0-9]* lost=0 duplicates=[0-9]* redelivered=[0-9]* order_violations=0 ' "$work/verify.out" ||
+  gw_die "verify: loss or disorder"
+echo "e2e.outage: outage_s=$outage OK"

@@ -1,0 +1,12 @@
+# cmake -DEXE=<test binary> [-DEMULATOR=<emulator>] -P check-tests-listed.cmake
+# Fails unless the Catch2 binary lists at least one test. catch_discover_tests silently registers
+# zero tests when the binary cannot run (a cross build without its emulator), which would make
+# ctest report success for tests that never ran; gw_add_test runs this after every link.
+execute_process(
+  COMMAND ${EMULATOR} ${EXE} --list-test-names-only
+  OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+string(STRIP "${out}" out)
+if(out STREQUAL "")
+  message(FATAL_ERROR "${EXE} lists no tests (exit: ${rc}; ${err}). "
+    "A cross build needs its emulator: toolchains/setup.sh --arm64 installs qemu-user-static.")
+endif()

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Cross-builds everything for an ARM target with Debian multiarch and runs the whole ctest suite
+# (unit tests, and the end-to-end tests including tests/arm/smoke.sh) under qemu user emulation.
+#   toolchains/cross-test.sh [--arm64|--armhf] [BUILD_DIR] [-- extra ctest args...]
+# Defaults: --arm64, BUILD_DIR = ./build-arm64, Release (GW_BUILD_TYPE overrides). Installs what
+# it needs first (toolchains/setup.sh --arm64). Under CI (CI=true) warnings are errors.
+#
+# ctest runs each test binary through CMAKE_CROSSCOMPILING_EMULATOR. Some tests also start the
+# target's programs themselves (kafka-mock, firmware-sim, edge-gateway), which needs the kernel to
+# hand foreign ELF files to qemu (binfmt_misc). If the machine has that registration (Debian does
+# it when qemu-user-static and systemd are installed), ctest runs as is; otherwise, as root on
+# Linux >= 6.7, the tests run in a private user+mount namespace with its own binfmt_misc instance,
+# which changes nothing outside it.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+arch=arm64
+if [[ ${1:-} == --arm64 || ${1:-} == --armhf ]]; then arch=${1#--}; shift; fi
+build=$root/build-$arch
+if [[ $# -gt 0 && $1 != -- ]]; then build=$1; shift; fi
+if [[ ${1:-} == -- ]]; then shift; fi
+case $arch in
+  arm64) toolchain=aarch64-linux-gnu.cmake qemu=aarch64 ;;
+  armhf) toolchain=arm-linux-gnueabihf.cmake qemu=arm ;;
+esac
+
+"$root/toolchains/setup.sh" --"$arch"
+
+args=(-G Ninja -DCMAKE_BUILD_TYPE="${GW_BUILD_TYPE:-Release}" --toolchain "$root/toolchains/$toolchain")
+if [[ ${CI:-} == true ]]; then args+=(-DGW_WERROR=ON); fi
+start=$SECONDS
+cmake -S "$root" -B "$build" "${args[@]}" >/dev/null
+cmake --build "$build" -j "$(nproc)"
+echo "cross-test: $arch build took $((SECONDS - start)) s"
+
+binfmt_conf=/usr/lib/binfmt.d/qemu-$qemu.conf
+
+# with_binfmt CMD...: runs CMD where the kernel starts $arch ELF files under qemu.
+with_binfmt() {
+  if [[ -r /proc/sys/fs/binfmt_misc/qemu-$qemu ]] && grep -qx enabled "/proc/sys/fs/binfmt_misc/qemu-$qemu"; then
+    "$@"
+    return
+  fi
+  if [[ $(id -u) -eq 0 ]] && unshare --user --map-root-user --mount \
+    sh -c 'mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc' 2>/dev/null; then
+    # The namespace maps every uid and gid to itself (mosquitto drops to its own user), which
+    # only root may write; the child waits on a fifo until the maps are in place.
+    local fifo pid i
+    fifo=$(mktemp -u /tmp/gw-cross.XXXXXX)
+    mkfifo "$fifo"
+    unshare --user --mount -- bash -c '
+      read -r _ <"$0"
+      mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+      grep -v "^#" "$1" >/proc/sys/fs/binfmt_misc/register
+      shift
+      exec "$@"' "$fifo" "$binfmt_conf" "$@" &
+    pid=$!
+    for ((i = 0; i < 100; i++)); do
+      [[ $(readlink "/proc/$pid/ns/user") != $(readlink /proc/self/ns/user) ]] && break
+      sleep 0.05
+    done
+    echo "0 0 4294967295" >"/proc/$pid/uid_map"
+    echo "0 0 4294967295" >"/proc/$pid/gid_map"
+    echo go >"$fifo"
+    rm -f "$fifo"
+    wait "$pid"
+    return
+  fi
+  echo "cross-test: no binfmt_misc registration for qemu-$qemu; tests that start $arch programs" \
+    "themselves will fail (register it: apt-get install binfmt-support, or run as root)" >&2
+  "$@"
+}
+
+start=$SECONDS
+rc=0
+with_binfmt ctest --test-dir "$build" --output-on-failure --timeout 600 "$@" || rc=$?
+echo "cross-test: $arch tests under qemu took $((SECONDS - start)) s"
+exit $rc

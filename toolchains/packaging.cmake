@@ -1,0 +1,52 @@
+# Debian packages with CPack, included by the top CMakeLists.txt:
+#   cmake --build BUILD && (cd BUILD && cpack -G DEB)     -> edge-gateway_<version>_<arch>.deb
+# The same for a cross build (build-arm64: edge-gateway_<version>_arm64.deb). One package holds
+# edge-gateway, its tools (firmware-sim, uplink-cat, kafka-mock) in /usr/bin, the systemd unit, the
+# default config /etc/edge-gateway/edge-gateway.toml and the mosquitto drop-in
+# /etc/mosquitto/conf.d/edge-gateway.conf (both conffiles); postinst creates the system user
+# edge-gateway and /var/lib/edge-gateway, postrm removes them on purge (toolchains/debian/).
+# The system files are installed at absolute paths, so `cmake --install` (as root) installs them
+# too, as a package would.
+set(_gw_deb ${CMAKE_CURRENT_LIST_DIR}/debian)
+
+install(FILES ${_gw_deb}/edge-gateway.service DESTINATION /lib/systemd/system)
+install(FILES ${_gw_deb}/edge-gateway.toml DESTINATION /etc/edge-gateway)
+install(FILES ${_gw_deb}/mosquitto-edge-gateway.conf DESTINATION /etc/mosquitto/conf.d
+        RENAME edge-gateway.conf)
+install(FILES ${PROJECT_SOURCE_DIR}/README.md ${PROJECT_SOURCE_DIR}/gateway/edge-gateway.example.toml
+        DESTINATION share/doc/edge-gateway)
+
+set(CPACK_GENERATOR DEB)
+set(CPACK_PACKAGE_NAME edge-gateway)
+set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
+set(CPACK_PACKAGE_VENDOR "edge-gateway")
+set(CPACK_PACKAGE_CONTACT "edge-gateway maintainers <edge-gateway@localhost>")
+set(CPACK_PACKAGE_DESCRIPTION_SUMMARY
+    "edge IoT telemetry gateway: MQTT -> LMDB ring buffer -> windowing -> zstd batches -> Kafka")
+set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
+set(CPACK_STRIP_FILES ON)     # CMAKE_STRIP: the cross strip in a cross build
+set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
+set(CPACK_DEBIAN_PACKAGE_SECTION net)
+set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser")
+set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "mosquitto")
+set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)   # library dependencies from dpkg-shlibdeps
+set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
+    ${_gw_deb}/conffiles ${_gw_deb}/postinst ${_gw_deb}/prerm ${_gw_deb}/postrm)
+set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
+
+# CPack asks dpkg for the architecture, which is the build machine's: name the target's instead.
+if(CMAKE_CROSSCOMPILING)
+  if(CMAKE_SYSTEM_PROCESSOR STREQUAL "aarch64")
+    set(CPACK_DEBIAN_PACKAGE_ARCHITECTURE arm64)
+  elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "^arm")
+    set(CPACK_DEBIAN_PACKAGE_ARCHITECTURE armhf)
+  endif()
+  # dpkg-shlibdeps must read the binaries with the target's objdump and look the libraries up in
+  # the target's multiarch directory: both follow DEB_HOST_ARCH, which cpack sets from this file.
+  set(CPACK_PROJECT_CONFIG_FILE ${PROJECT_BINARY_DIR}/CPackDebHostArch.cmake)
+  file(WRITE ${CPACK_PROJECT_CONFIG_FILE}
+       "set(ENV{DEB_HOST_ARCH} ${CPACK_DEBIAN_PACKAGE_ARCHITECTURE})\n")
+endif()
+
+include(CPack)

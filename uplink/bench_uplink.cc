@@ -1,0 +1,261 @@
+// bench-uplink: bytes per record on the wire, and delivery throughput of the Kafka sink.
+//
+//   bench-uplink [--quick] [--data DIR] [--records N]
+//
+// Sizes, on two data sets (the simulator's standard mix, and the Intel Lab sensor data replayed as
+// telemetry), in batches of 1000 records: the records as JSON lines (uplink-cat's form), JSON lines
+// in one zstd frame per batch (what a simple gateway sends), the row batch (format 1) and our
+// columnar batch (format 2), each zstd level 3. Throughput: records/s the KafkaUplink delivers from
+// an LMDB ring to an in-process mock cluster, against a plain librdkafka producer (idempotent,
+// acks=all) in the same run sending the same records, each stored payload as one message (the
+// ratio), and sending our precomputed batch values (a ceiling for reference: no reading, no encoding).
+//
+// Prints `BENCH <name> <value> <unit>` and `RATIO <name> <value>` lines on stdout; logs on stderr.
+// Single-threaded apart from the sink's and librdkafka's threads.
+#include <librdkafka/rdkafka.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+
+#include "buffer/ring.h"
+#include "firmware-sim/metrics.h"
+#include "uplink/batch.h"
+#include "uplink/kafka_mock.h"
+#include "uplink/kafka_sink.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+constexpr std::size_t kBatch = 1000;
+constexpr std::uint32_t kDevices = 50;
+
+void bench(const std::string& name, double value, const char* unit) {
+  std::printf("BENCH %s %.3f %s\n", name.c_str(), value, unit);
+  std::fflush(stdout);
+}
+void ratio(const std::string& name, double value) {
+  std::printf("RATIO %s %.3f\n", name.c_str(), value);
+  std::fflush(stdout);
+}
+
+double round_to(double v, int decimals) {
+  const double p = std::pow(10.0, decimals);
+  return std::round(v * p) / p;
+}
+
+// `n` records from `devices` devices reporting in turn every ~100 ms (a few ms of jitter), the
+// way the simulator publishes and the ring stores them.
+std::vector<gw::uplink::BatchRecord> make_records(gw::firmware_sim::MetricSource& source, std::size_t n,
+                                                  bool sensor_resolution) {
+  std::mt19937_64 rng(42);
+  std::uniform_int_distribution<int> jitter(0, 3);
+  std::vector<gw::uplink::BatchRecord> out;
+  out.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::size_t device = i % kDevices;
+    const std::uint64_t round = i / kDevices;
+    gw::ingest::Event e{gw::ingest::DeviceId{"dev-" + std::to_string(device + 1)}, gw::ingest::DeviceSeq{round + 1},
+                        gw::ingest::EventTime{1'700'000'000'000 + static_cast<std::int64_t>(round) * 100 +
+                                              static_cast<std::int64_t>(device) * 2 + jitter(rng)},
+                        source.next(device)};
+    if (sensor_resolution) {
+      // What a real sensor reports: 0.01 degC, 0.01 %RH, 0.1 lux, 1 mV.
+      static constexpr int kDecimals[] = {2, 2, 1, 3};
+      for (std::size_t m = 0; m < e.metrics.size() && m < 4; ++m)
+        e.metrics[m].value = round_to(e.metrics[m].value, kDecimals[m]);
+    }
+    out.push_back({gw::buffer::Seq{i + 1}, std::move(e)});
+  }
+  return out;
+}
+
+std::string json_line(const std::string& gateway, const gw::uplink::BatchRecord& r) {
+  nlohmann::ordered_json metrics = nlohmann::ordered_json::object();
+  for (const auto& m : r.event.metrics) metrics[m.name] = m.value;
+  nlohmann::ordered_json j;
+  j["gateway"] = gateway;
+  j["seq"] = r.seq.value;
+  j["device"] = r.event.device.value;
+  j["device_seq"] = r.event.seq.value;
+  j["time_ms"] = r.event.time.ms;
+  j["metrics"] = std::move(metrics);
+  return j.dump() + "\n";
+}
+
+void sizes(const std::string& set, const std::vector<gw::uplink::BatchRecord>& records) {
+  const std::string gateway = "edge-1";
+  double json = 0, zjson = 0, rows = 0, cols = 0;
+  for (std::size_t at = 0; at < records.size(); at += kBatch) {
+    const std::size_t end = std::min(records.size(), at + kBatch);
+    gw::uplink::Batch batch{gateway, records[at].seq, records[end - 1].seq,
+                            {records.begin() + static_cast<std::ptrdiff_t>(at),
+                             records.begin() + static_cast<std::ptrdiff_t>(end)}};
+    std::string lines;
+    for (const auto& r : batch.records) lines += json_line(gateway, r);
+    json += static_cast<double>(lines.size());
+    zjson += static_cast<double>(
+        gw::uplink::compress_frame({reinterpret_cast<const std::uint8_t*>(lines.data()), lines.size()}, 3).size());
+    rows += static_cast<double>(gw::uplink::encode_batch(batch, 3, gw::uplink::BatchLayout::rows).size());
+    const auto value = gw::uplink::encode_batch(batch, 3);
+    cols += static_cast<double>(value.size());
+    auto back = gw::uplink::decode_batch(value);
+    if (!back || back->records != batch.records) {
+      std::fprintf(stderr, "bench-uplink: the columnar batch did not round-trip\n");
+      std::exit(1);
+    }
+  }
+  const double n = static_cast<double>(records.size());
+  bench(set + ".json_lines", json / n, "bytes/record");
+  bench(set + ".json_lines_zstd", zjson / n, "bytes/record");
+  bench(set + ".row_batch_zstd", rows / n, "bytes/record");
+  bench(set + ".columnar_batch_zstd", cols / n, "bytes/record");
+  ratio(set + ".columnar_vs_json", cols / json);
+  ratio(set + ".columnar_vs_json_zstd", cols / zjson);
+}
+
+// Records/s of a plain idempotent producer sending `values` (one message each) to `topic`.
+double plain_producer(const std::string& bootstrap, const std::string& topic,
+                      const std::vector<std::vector<std::uint8_t>>& values, std::size_t records) {
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  for (auto [k, v] : {std::pair{"bootstrap.servers", bootstrap.c_str()}, {"enable.idempotence", "true"},
+                      {"acks", "all"}, {"compression.codec", "none"}, {"log_level", "3"}}) {
+    if (rd_kafka_conf_set(conf, k, v, err, sizeof err) != RD_KAFKA_CONF_OK) {
+      std::fprintf(stderr, "bench-uplink: %s\n", err);
+      std::exit(1);
+    }
+  }
+  static std::size_t delivered;
+  delivered = 0;
+  rd_kafka_conf_set_dr_msg_cb(conf, [](rd_kafka_t*, const rd_kafka_message_t* m, void*) {
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) ++delivered;
+  });
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+  if (rk == nullptr) {
+    std::fprintf(stderr, "bench-uplink: %s\n", err);
+    std::exit(1);
+  }
+  const std::string key = "edge-plain";
+  const auto t0 = Clock::now();
+  for (const auto& v : values) {
+    while (rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_KEY(key.data(), key.size()),
+                             RD_KAFKA_V_VALUE(const_cast<std::uint8_t*>(v.data()), v.size()),
+                             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+      rd_kafka_poll(rk, 10);
+    }
+    rd_kafka_poll(rk, 0);
+  }
+  rd_kafka_flush(rk, 60000);
+  const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  if (delivered != values.size()) std::fprintf(stderr, "bench-uplink: plain producer delivered %zu of %zu\n", delivered, values.size());
+  rd_kafka_destroy(rk);
+  return static_cast<double>(records) / s;
+}
+
+void throughput(const std::vector<gw::uplink::BatchRecord>& records) {
+  auto cluster = gw::uplink::MockCluster::create(1);
+  if (!cluster || !(*cluster)->create_topic("telemetry", 1) || !(*cluster)->create_topic("plain", 1)) {
+    std::fprintf(stderr, "bench-uplink: no mock cluster\n");
+    std::exit(1);
+  }
+  const fs::path dir = fs::temp_directory_path() / ("bench-uplink-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  gw::buffer::Options bopt;
+  bopt.path = dir.string();
+  bopt.max_bytes = 2ull << 30;
+  bopt.durability = gw::buffer::Durability::os;
+  auto ring = gw::buffer::Ring::open(bopt);
+  if (!ring) {
+    std::fprintf(stderr, "bench-uplink: ring: %s\n", ring.error().message().c_str());
+    std::exit(1);
+  }
+  std::vector<std::vector<std::uint8_t>> payloads;
+  for (std::size_t at = 0; at < records.size(); at += kBatch) {
+    payloads.clear();
+    std::vector<gw::buffer::RecordIn> in;
+    for (std::size_t i = at; i < std::min(records.size(), at + kBatch); ++i)
+      payloads.push_back(gw::ingest::encode_telemetry(records[i].event));
+    for (const auto& p : payloads) in.push_back({gw::buffer::RecordType::telemetry, p});
+    if (!(*ring)->append(in)) std::exit(1);
+  }
+  const gw::buffer::Seq last = (*ring)->last_seq();
+
+  // The same message values the sink will send, for the plain producer.
+  std::vector<std::vector<std::uint8_t>> values;
+  for (std::size_t at = 0; at < records.size(); at += kBatch) {
+    const std::size_t end = std::min(records.size(), at + kBatch);
+    gw::uplink::Batch batch{"edge-1", records[at].seq, records[end - 1].seq,
+                            {records.begin() + static_cast<std::ptrdiff_t>(at),
+                             records.begin() + static_cast<std::ptrdiff_t>(end)}};
+    values.push_back(gw::uplink::encode_batch(batch, 3));
+  }
+  // The baseline: a plain producer of the same records, each stored payload one message (what a
+  // simple gateway does, librdkafka batching them); and, for reference, of our batch values.
+  std::vector<std::vector<std::uint8_t>> singles;
+  singles.reserve(records.size());
+  for (const auto& r : records) singles.push_back(gw::ingest::encode_telemetry(r.event));
+  const double plain = plain_producer((*cluster)->bootstrap(), "plain", singles, records.size());
+  const double plain_batches = plain_producer((*cluster)->bootstrap(), "plain", values, records.size());
+
+  gw::uplink::KafkaOptions opt;
+  opt.brokers = (*cluster)->bootstrap();
+  opt.linger = 0ms;
+  auto sink = gw::uplink::KafkaUplink::create(opt, "edge-1", **ring);
+  if (!sink) std::exit(1);
+  const auto t0 = Clock::now();
+  if (!(*sink)->start()) std::exit(1);
+  const auto deadline = t0 + 300s;
+  while ((*sink)->stats().last_acked < last && Clock::now() < deadline) std::this_thread::sleep_for(1ms);
+  const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  const auto st = (*sink)->stats();
+  (*sink)->stop();
+  sink->reset();
+  ring->reset();
+  fs::remove_all(dir);
+  const double ours = static_cast<double>(st.records_acked) / s;
+  bench("deliver.kafka_uplink", ours, "records/s");
+  bench("deliver.plain_producer_per_record", plain, "records/s");
+  bench("deliver.plain_producer_our_batch_values", plain_batches, "records/s");
+  ratio("deliver.uplink_vs_plain_producer", ours / plain);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  spdlog::set_default_logger(spdlog::stderr_color_mt("bench-uplink"));
+  spdlog::set_level(spdlog::level::warn);
+  CLI::App app{"bench-uplink: bytes per record on the wire, and Kafka delivery throughput"};
+  bool quick = false;
+  std::string data;
+  std::size_t n = 0;
+  app.add_flag("--quick", quick, "a run of a few seconds");
+  app.add_option("--data", data, "the Intel Lab data directory (default: ../shared/data/intel-lab-ibrl from the source)");
+  app.add_option("--records", n, "records per data set (default 100000, --quick 20000)");
+  CLI11_PARSE(app, argc, argv);
+  if (n == 0) n = quick ? 20000 : 100000;
+  if (data.empty()) data = (fs::path(GW_SOURCE_DIR) / ".." / "shared" / "data" / "intel-lab-ibrl").lexically_normal();
+
+  auto synthetic = gw::firmware_sim::synthetic_source(1);
+  const auto sim = make_records(*synthetic, n, true);
+  sizes("sim", sim);
+  auto synthetic_raw = gw::firmware_sim::synthetic_source(1);
+  sizes("sim_full_precision", make_records(*synthetic_raw, n, false));
+  if (auto intel = gw::firmware_sim::intel_lab_source(data)) {
+    sizes("intel_lab", make_records(**intel, n, false));
+  } else {
+    std::fprintf(stderr, "bench-uplink: no Intel Lab data in %s (--data DIR); skipped\n", data.c_str());
+  }
+  throughput(sim);
+  return 0;
+}
