@@ -61,7 +61,8 @@ gw_start_mosquitto() {
 }
 
 # gw_start_kafka_mock BIN DIR TOPIC: prints the bootstrap address; the process stays tracked.
-# Its stdin is a fifo kept open in fd 7, so `echo down >&7` etc. drive it.
+# Its stdin is a fifo kept open in fd 7, so `echo down >&7` etc. drive it. Call it in the test's
+# own shell with stdout to a file (not inside $(...), whose subshell would lose both).
 gw_start_kafka_mock() {
   local bin=$1 dir=$2 topic=$3 i
   mkfifo "$dir/kafka-mock.in"

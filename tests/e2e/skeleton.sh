@@ -14,7 +14,9 @@ expected=$((devices * count))
 mqtt_port=$(gw_free_port)
 http_port=$(gw_free_port)
 gw_start_mosquitto "$work/mosquitto" "$mqtt_port" "$src/gateway/mosquitto.conf"
-bootstrap=$(gw_start_kafka_mock "$build/uplink/kafka-mock" "$work" telemetry)
+# Not in $(...): the helper must run in this shell so that kafka-mock is tracked (and stopped).
+gw_start_kafka_mock "$build/uplink/kafka-mock" "$work" telemetry >"$work/bootstrap"
+bootstrap=$(cat "$work/bootstrap")
 gw_log "mosquitto 127.0.0.1:$mqtt_port, kafka-mock $bootstrap"
 
 cat >"$work/gateway.toml" <<CONF
