@@ -169,7 +169,7 @@ class GatewayApp final : public App {
                             {"partition", k.partition},             {"read_backs", k.read_backs},
                             {"upstream_tail_seq", k.upstream_tail.value},
                             {"records_found_upstream", k.records_found_upstream},
-                            {"rate_limited_ms", k.rate_limited_ms}, {"max_bytes_per_s", config_.kafka.max_bytes_per_s},
+                            {"rate_limited_ms", k.rate_limited_ms}, {"drain_paced_ms", k.drain_paced_ms}, {"max_bytes_per_s", config_.kafka.max_bytes_per_s},
                             {"last_error", k.last_error}};
     auto text = std::make_shared<const std::string>(s.dump(2) + "\n");
     std::lock_guard lock(snapshot_mutex_);

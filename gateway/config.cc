@@ -266,6 +266,10 @@ const std::vector<Key>& keys() {
       bytes_key("uplink.max_bytes_per_s", [](Config& c) -> auto& { return c.kafka.max_bytes_per_s; }, 0,
                 "Cap on the compressed bytes per second sent upstream, backlog drains included (metered links); "
                 "0: no cap."),
+      int_key("uplink.drain_max_records_per_s", [](Config& c) -> auto& { return c.kafka.drain_max_records_per_s; }, 0,
+              100000000,
+              "While a backlog drains (after an outage), send at most this many records per second, so that the "
+              "drain leaves CPU and disk to ingest; live traffic below it is never held back. 0: no limit."),
 
       string_key("http.listen", [](Config& c) -> auto& { return c.http.listen; },
                  "HOST:PORT of the HTTP status server (port 0: a free port, logged)."),

@@ -97,6 +97,8 @@ struct KafkaUplink::Impl {
   std::mt19937_64 rng{std::random_device{}()};
   double tokens = 0;  // max_bytes_per_s budget (may go negative: the debt of the last batch)
   Clock::time_point refilled = Clock::now();
+  double drain_tokens = 0;  // drain_max_records_per_s budget, spent only while a backlog waits
+  Clock::time_point drain_refilled = Clock::now();
 
   mutable std::mutex mu;
   SinkStats st;
@@ -107,7 +109,8 @@ struct KafkaUplink::Impl {
         ring(r),
         security(security_properties(opt)),
         max_records(opt.batch_max_records),
-        tokens(static_cast<double>(opt.max_bytes_per_s)) {}
+        tokens(static_cast<double>(opt.max_bytes_per_s)),
+        drain_tokens(static_cast<double>(opt.drain_max_records_per_s)) {}
 
   void set_state(SinkState s) {
     std::lock_guard lock(mu);
@@ -395,6 +398,7 @@ struct KafkaUplink::Impl {
     }
     ++next_id;
     tokens -= static_cast<double>(value.size());
+    if (backlog()) drain_tokens -= static_cast<double>(batch.records.size() + skipped);
     fifo.push_back({id, batch.first, batch.last, batch.records.size(), false, false});
     next_after = batch.last;
     max_records = opt.batch_max_records;
@@ -483,6 +487,19 @@ struct KafkaUplink::Impl {
     return tokens >= 0;
   }
 
+  // More than two full batches wait behind what was sent: the sink is draining a backlog.
+  bool backlog() const { return ring.last_seq().value - next_after.value > 2 * opt.batch_max_records; }
+
+  // Refills the drain budget; true when a batch may be sent (always, without a backlog).
+  bool drain_ok() {
+    if (opt.drain_max_records_per_s == 0) return true;
+    const auto now = Clock::now();
+    const double rate = static_cast<double>(opt.drain_max_records_per_s);
+    drain_tokens = std::min(rate, drain_tokens + rate * std::chrono::duration<double>(now - drain_refilled).count());
+    drain_refilled = now;
+    return drain_tokens >= 0 || !backlog();
+  }
+
   void run() {
     const milliseconds tick{50};
     while (!stopping.load()) {
@@ -514,6 +531,12 @@ struct KafkaUplink::Impl {
         rd_kafka_poll(rk, to_int_ms(tick));
         std::lock_guard lock(mu);
         st.rate_limited_ms += static_cast<std::uint64_t>(tick.count());
+        continue;
+      }
+      if (!drain_ok()) {
+        rd_kafka_poll(rk, 10);
+        std::lock_guard lock(mu);
+        st.drain_paced_ms += 10;
         continue;
       }
       if (!ring.wait_for(next_after, tick)) {

@@ -50,6 +50,10 @@ struct KafkaOptions {
   // Caps the compressed bytes per second sent upstream (metered links); 0 = no cap. Bursts of one
   // second's budget. A backlog drains at this rate too.
   std::uint64_t max_bytes_per_s = 0;
+  // While a backlog waits (more than two full batches behind the buffer's head), records are sent
+  // at most this fast, so that draining after an outage leaves CPU and disk to ingest, which must
+  // keep acknowledging live data. 0 = no limit. Live traffic below this rate is never held back.
+  std::uint64_t drain_max_records_per_s = 50000;
   // Passed to librdkafka unchanged when not empty (see librdkafka's CONFIGURATION.md).
   std::string security_protocol;           // plaintext, ssl, sasl_plaintext, sasl_ssl
   std::string sasl_mechanism;              // PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, ...

@@ -39,6 +39,7 @@ struct SinkStats {
   std::uint64_t records_found_upstream = 0;  // records acked because the read-back found them upstream
   std::int32_t partition = -1;        // Kafka: the partition this gateway writes (-1: not known yet)
   std::uint64_t rate_limited_ms = 0;  // time spent waiting for the max_bytes_per_s budget
+  std::uint64_t drain_paced_ms = 0;   // time a backlog drain waited for drain_max_records_per_s
   std::string last_error;             // the latest connection/delivery problem; cleared by a delivery
 };
 

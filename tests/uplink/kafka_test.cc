@@ -190,6 +190,33 @@ TEST_CASE("the Kafka sink forwards every record once, in order, and acks the cur
   CHECK(ring->stats().records == 0);  // trimmed: the sink is the only cursor
 }
 
+TEST_CASE("a backlog drains under drain_max_records_per_s, completely and in order", "[kafka]") {
+  auto cluster = gw::uplink::MockCluster::create(1);
+  REQUIRE(cluster.has_value());
+  REQUIRE((*cluster)->create_topic("telemetry", 1).has_value());
+  gw::test::TempDir dir;
+  auto ring = open_ring(dir);
+  const std::vector<Seq> seqs = append_events(*ring, 1, 3000);
+
+  gw::uplink::KafkaOptions opt;
+  opt.brokers = (*cluster)->bootstrap();
+  opt.batch_max_records = 100;
+  opt.linger = 5ms;
+  opt.drain_max_records_per_s = 1000;  // a 3000-record backlog cannot go out in one second's budget
+  auto sink = gw::uplink::KafkaUplink::create(opt, kGateway, *ring);
+  REQUIRE(sink.has_value());
+  REQUIRE((*sink)->start().has_value());
+  std::set<std::uint64_t> want;
+  for (Seq s : seqs) want.insert(s.value);
+  const Seen seen = read_until((*cluster)->bootstrap(), want, 30s);
+  REQUIRE(seen.order.size() == 3000);
+  for (std::size_t i = 0; i < seen.order.size(); ++i) REQUIRE(seen.order[i] == i + 1);
+  const auto st = wait_acked(**sink, seqs.back(), 30s);
+  CHECK(st.last_acked == seqs.back());
+  CHECK(st.drain_paced_ms > 0);  // the drain waited for its budget at least once
+  (*sink)->stop();
+}
+
 TEST_CASE("the Kafka sink loses nothing while the brokers are down", "[kafka]") {
   auto cluster = gw::uplink::MockCluster::create(1);
   REQUIRE(cluster.has_value());
