@@ -118,6 +118,30 @@ int main(int argc, char** argv) {
   pub->add_option("--max-inflight", opt.max_inflight, "Unacknowledged publishes at most")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  // Fleet behaviours (off by default).
+  std::string record, format = "flatbuffers";
+  long jitter_ms = 0, offline_ms = 5000, skew_ms = 0;
+  pub->add_option("--format", format, "Payloads: flatbuffers, json, or mixed (see --json-fraction)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"flatbuffers", "json", "mixed"}));
+  pub->add_option("--json-fraction", opt.json_fraction, "With --format mixed: share of devices that send JSON")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  pub->add_option("--jitter-ms", jitter_ms, "Delay each send by up to MS (uniform)")->check(CLI::NonNegativeNumber);
+  pub->add_option("--reorder", opt.reorder_window, "Send each device's events shuffled within windows of N")
+      ->check(CLI::NonNegativeNumber);
+  pub->add_option("--duplicates", opt.duplicate_rate, "Probability that a message is published twice")
+      ->check(CLI::Range(0.0, 1.0));
+  pub->add_option("--offline", opt.offline_rate, "Per event: probability that its device goes offline")
+      ->check(CLI::Range(0.0, 1.0));
+  pub->add_option("--offline-ms", offline_ms, "How long an offline device buffers before catching up in a burst")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  pub->add_option("--clock-skew-ms", skew_ms, "Each device's clock is off by a constant within +-MS")
+      ->check(CLI::NonNegativeNumber);
+  pub->add_option("--malformed", opt.malformed_rate, "Probability of an extra malformed payload per event")
+      ->check(CLI::Range(0.0, 1.0));
+  pub->add_option("--record", record, "Write every valid event published as a JSON line to FILE");
 
   std::string verify_manifest, verify_records, done_file;
   gw::firmware_sim::KafkaVerifyOptions kafka;
@@ -160,6 +184,13 @@ int main(int argc, char** argv) {
   if (*count_opt) opt.count = count;
   opt.manifest = manifest;
   opt.data_dir = data_dir;
+  opt.record = record;
+  opt.format = format == "json"    ? gw::firmware_sim::PayloadFormat::json
+               : format == "mixed" ? gw::firmware_sim::PayloadFormat::mixed
+                                   : gw::firmware_sim::PayloadFormat::flatbuffers;
+  opt.jitter = std::chrono::milliseconds(jitter_ms);
+  opt.offline_for = std::chrono::milliseconds(offline_ms);
+  opt.clock_skew = std::chrono::milliseconds(skew_ms);
 
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
