@@ -360,6 +360,7 @@ class LmdbRing final : public Ring {
     std::unique_lock lock(queue_mutex_);
     if (closed_) return std::unexpected(make_error_code(errc::closed));
     queue_.push_back(&req);
+    if (gathering_) gather_cv_.notify_one();  // the leader is waiting for its group to fill
     // Followers wait until a leader wrote their request or they reach the front.
     for (;;) {
       if (req.done) return result_of(req);
@@ -384,6 +385,7 @@ class LmdbRing final : public Ring {
       closed_ = true;
     }
     queue_cv_.notify_all();
+    gather_cv_.notify_all();
   }
 
   std::expected<void, std::error_code> register_cursor(std::string_view name) override {
@@ -566,6 +568,20 @@ class LmdbRing final : public Ring {
   }
 
  private:
+  // fsync mode: waits (bounded by group_commit_wait) until as many requests are queued as the
+  // largest recent group held, so that concurrent appenders share one sync. queue_mutex_ held.
+  void gather(std::unique_lock<std::mutex>& lock) {
+    if (options_.durability != Durability::fsync || options_.group_commit_wait.count() <= 0) return;
+    const std::size_t want = recent_group_;
+    if (want > 1 && queue_.size() < want) {
+      gathering_ = true;
+      gather_cv_.wait_for(lock, options_.group_commit_wait, [&] { return closed_ || queue_.size() >= want; });
+      gathering_ = false;
+    }
+    // Decays by one per commit, so that appenders that went away cost at most a few short waits.
+    recent_group_ = std::max(queue_.size(), recent_group_ > 1 ? recent_group_ - 1 : std::size_t{1});
+  }
+
   // The leader's part of append(): writes groups until its own request is done. queue_mutex_ held.
   std::expected<std::vector<Seq>, std::error_code> lead(Request& req, std::unique_lock<std::mutex>& lock,
                                                         std::stop_token stop) {
@@ -573,6 +589,7 @@ class LmdbRing final : public Ring {
     bool waited = false;
     bool solo = false;  // the last group was too big as a whole: try the leader's request alone
     const auto wait_start = Clock::now();
+    gather(lock);
     for (;;) {
       std::vector<Request*> group;
       std::size_t records = 0;
@@ -1161,6 +1178,9 @@ class LmdbRing final : public Ring {
   std::deque<Request*> queue_;
   bool closed_ = false;
   bool blocked_ = false;                 // the leader waits for room
+  std::size_t recent_group_ = 1;         // requests in recent groups (gather() waits for that many)
+  bool gathering_ = false;               // the leader waits in gather() on gather_cv_
+  std::condition_variable gather_cv_;    // only the gathering leader waits here (no thundering herd)
   mutable std::uint64_t space_epoch_ = 0;  // bumped whenever a trim or quarantine frees room
 
   std::atomic<std::uint64_t> appended_total_{0};

@@ -82,6 +82,10 @@ struct Options {
   // The LMDB map starts at this size (at most max_bytes) and doubles as needed up to max_bytes. A
   // small start keeps the address space small on 32-bit devices. Default 16 MiB.
   std::uint64_t initial_map_bytes = 16ull << 20;
+  // Durability::fsync only: a leader about to commit waits up to this long for as many appenders
+  // as joined its recent groups, so that they share one sync instead of alternating between two
+  // half-full ones. A lone appender never waits. 0 turns it off.
+  std::chrono::milliseconds group_commit_wait{1};
 };
 
 struct RecordIn {

@@ -220,6 +220,8 @@ const std::vector<Key>& keys() {
 
       duration_key("windowing.size", [](Config& c) -> auto& { return c.windowing.size; }, milliseconds(1),
                    "Tumbling window length (event time)."),
+      int_key("windowing.max_results", [](Config& c) -> auto& { return c.windowing.max_results; }, 1, 10000000,
+              "Closed aggregates kept in memory for /aggregates (about 110 bytes each); the oldest go first."),
 
       string_key("uplink.kafka.brokers", [](Config& c) -> auto& { return c.kafka.brokers; },
                  "Kafka bootstrap servers HOST:PORT[,...], or \"embedded\" to start librdkafka's mock cluster "

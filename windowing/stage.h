@@ -30,7 +30,7 @@ namespace gw::windowing {
 struct Options {
   std::chrono::milliseconds size{10000};  // tumbling window length (default 10 s); must be > 0
   std::string cursor = "windowing";       // the stage's consumer cursor in the ring buffer
-  std::size_t max_results = 100000;       // closed aggregates kept in memory; the oldest are dropped beyond
+  std::size_t max_results = 20000;        // closed aggregates kept in memory (~110 B each); the oldest are dropped beyond
 };
 
 // A filter over the closed aggregates. Unset fields match everything.

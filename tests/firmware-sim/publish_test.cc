@@ -162,7 +162,7 @@ TEST_CASE("publish delivers every acknowledged message and the manifest lists ex
   sub.disconnect()->wait_for(std::chrono::seconds(5));
 }
 
-TEST_CASE("fleet faults: duplicates, malformed payloads, reordering, offline bursts, JSON, skew; manifest stays exact") {
+TEST_CASE("fleet faults: duplicates, malformed payloads, reordering, offline bursts, JSON, skew - the manifest stays exact") {
   Mosquitto broker;
   TempDir dir;
   mqtt::async_client sub(broker.url(), "test-sub-faults");
@@ -249,7 +249,7 @@ TEST_CASE("the firmware-sim program publishes, prints its summary and verifies")
     CHECK(*rc == 0);
   }
   const std::string summary = slurp(out);
-  CHECK(summary.rfind("published=10 acked=10 failed=0 elapsed_s=", 0) == 0);
+  CHECK(summary.rfind("published=10 acked=10 failed=0 duplicates=0 malformed=0 offline_episodes=0 elapsed_s=", 0) == 0);
 
   // Records as uplink-cat would print them: all but dev-2 seq 5, and one duplicate.
   {

@@ -26,7 +26,9 @@ cleanup() {
 trap cleanup EXIT
 export DEBIAN_FRONTEND=noninteractive
 
-# 1. Build and install the package.
+# 1. Build and install the package (cpack installs from the build tree: bring it up to date first,
+#    a no-op after the usual build).
+cmake --build "$build" >"$work/build.log" 2>&1 || { tail -n 30 "$work/build.log"; gw_die "build failed"; }
 (cd "$build" && cpack -G DEB -B "$work/deb" >"$work/cpack.log") || { cat "$work/cpack.log"; gw_die "cpack failed"; }
 deb=$(ls "$work"/deb/edge-gateway_*.deb)
 gw_log "built $(basename "$deb") ($(du -k "$deb" | cut -f1) KiB)"
