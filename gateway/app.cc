@@ -83,7 +83,12 @@ class GatewayApp final : public App {
     http_ = std::move(*http);
     spdlog::info("http: status at http://{}/status", http_->address());
 
-    auto source = ingest::MqttSource::create(config_.mqtt, *ring_);
+    if (config_.dead_letters.path.empty()) config_.dead_letters.path = config_.buffer.path + "/dead-letters";
+    auto dlq = ingest::DeadLetters::open(config_.dead_letters);
+    if (!dlq) return std::unexpected("dead letters: cannot open " + config_.dead_letters.path + ": " + dlq.error().message());
+    dead_letters_ = std::move(*dlq);
+
+    auto source = ingest::MqttSource::create(config_.mqtt, *ring_, dead_letters_.get());
     if (!source) return std::unexpected("mqtt: " + source.error().message());
     source_ = std::move(*source);
     source_->start();  // connects in the background; a broker that is down is retried
@@ -131,7 +136,19 @@ class GatewayApp final : public App {
                      {"events_stored", in.events_stored},   {"decode_errors", in.decode_errors_total},
                      {"store_retries", in.store_retries},   {"reconnects", in.reconnects},
                      {"subscribed", in.subscribed},
+                     {"device_mismatches", in.device_mismatches},
+                     {"dead_letter_failures", in.dead_letter_failures},
                      {"last_error", in.last_error}};
+      json reasons = json::object();
+      for (const auto& [reason, n] : in.decode_errors) reasons[std::string(ingest::reason_name(reason))] = n;
+      s["ingest"]["rejected_by_reason"] = reasons;
+    }
+    if (dead_letters_) {
+      auto d = dead_letters_->stats();
+      json reasons = json::object();
+      for (const auto& [reason, n] : d.by_reason) reasons[std::string(ingest::reason_name(reason))] = n;
+      s["dead_letters"] = {{"entries", d.entries}, {"stored_total", d.stored_total},
+                           {"evicted_total", d.evicted_total}, {"by_reason", reasons}};
     }
     auto b = ring_->stats();
     json cursors = json::array();
@@ -186,12 +203,42 @@ class GatewayApp final : public App {
     if (req.path == "/healthz") return json_response(200, {{"status", "ok"}});
     if (req.path == "/status") return {200, "application/json", *snapshot()};
     if (req.path == "/aggregates") return aggregates(req);
+    if (req.path == "/dlq") return dead_letter_list(req);
     if (req.path == "/devices") {
       json out = json::array();
       for (const auto& d : windowing_->devices()) out.push_back(d);
       return json_response(200, out);
     }
     return json_response(404, {{"error", "no such path: " + req.path}});
+  }
+
+  // GET /dlq?reason=&limit=: the newest rejected messages, with their first bytes in hex.
+  HttpResponse dead_letter_list(const HttpRequest& req) {
+    for (const auto& [name, value] : req.query) {
+      if (name != "reason" && name != "limit") return bad_parameter(name, "unknown parameter (reason, limit)");
+    }
+    std::optional<ingest::errc> reason;
+    if (auto it = req.query.find("reason"); it != req.query.end()) {
+      reason = ingest::reason_from_name(it->second);
+      if (!reason) {
+        return bad_parameter("reason", "one of malformed, unsupported_version, missing_field, bad_value, oversize, "
+                                       "bad_timestamp");
+      }
+    }
+    std::optional<std::int64_t> limit;
+    if (auto bad = int_param(req, "limit", 1, 1000, limit)) return *bad;
+    json out = json::array();
+    for (const auto& d : dead_letters_->list(reason, static_cast<std::size_t>(limit.value_or(100)))) {
+      static constexpr char kHex[] = "0123456789abcdef";
+      std::string hex;
+      for (std::uint8_t b : d.raw) {
+        hex += kHex[b >> 4];
+        hex += kHex[b & 15];
+      }
+      out.push_back({{"id", d.id}, {"received_ms", d.received_ms}, {"topic", d.topic},
+                     {"reason", std::string(ingest::reason_name(d.reason))}, {"size", d.size}, {"raw_hex", hex}});
+    }
+    return json_response(200, out);
   }
 
   HttpResponse aggregates(const HttpRequest& req) {
@@ -222,6 +269,7 @@ class GatewayApp final : public App {
   std::unique_ptr<uplink::MockCluster> mock_;
   std::unique_ptr<windowing::Stage> windowing_;
   std::unique_ptr<uplink::KafkaUplink> kafka_;
+  std::unique_ptr<ingest::DeadLetters> dead_letters_;  // before source_: outlives it
   std::unique_ptr<ingest::MqttSource> source_;
   std::unique_ptr<HttpServer> http_;
 

@@ -46,7 +46,7 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
   if (ec != std::errc{} || ptr == text.data() || value < 0) return std::nullopt;
   std::string_view unit(ptr, text.data() + text.size() - ptr);
   static const std::map<std::string_view, std::int64_t> units = {
-      {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
+      {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
   auto it = units.find(unit);
   if (it == units.end()) return std::nullopt;
   return std::chrono::milliseconds(value * it->second);
@@ -61,6 +61,7 @@ std::string show_bytes(std::uint64_t v) {
 
 std::string show_duration(std::chrono::milliseconds d) {
   auto ms = d.count();
+  if (ms != 0 && ms % 86400000 == 0) return std::to_string(ms / 86400000) + "d";
   if (ms != 0 && ms % 3600000 == 0) return std::to_string(ms / 3600000) + "h";
   if (ms != 0 && ms % 60000 == 0) return std::to_string(ms / 60000) + "m";
   if (ms != 0 && ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
@@ -115,7 +116,7 @@ Key duration_key(std::string key, Get get, std::chrono::milliseconds min, std::s
           [get, min](Config& c, const toml::node& n) -> std::optional<std::string> {
             std::optional<std::chrono::milliseconds> v;
             if (n.is_string()) v = parse_duration(*n.value<std::string>());
-            if (!v) return "expected a duration string such as \"500ms\", \"10s\", \"5m\", \"1h\"";
+            if (!v) return "expected a duration string such as \"500ms\", \"10s\", \"5m\", \"1h\", \"7d\"";
             if (*v < min) return "must be at least " + show_duration(min);
             get(c) = std::chrono::duration_cast<std::remove_reference_t<decltype(get(c))>>(*v);
             return std::nullopt;
@@ -199,6 +200,21 @@ const std::vector<Key>& keys() {
                  "PEM client certificate for TLS client authentication (empty: none).", true),
       string_key("mqtt.key_file", [](Config& c) -> auto& { return c.mqtt.key_file; },
                  "PEM private key of cert_file (empty: none).", true),
+
+      string_key("mqtt.device_pattern", [](Config& c) -> auto& { return c.mqtt.device_pattern; },
+                 "Topic pattern with one {device} level: a matching topic names the device (it wins over the "
+                 "payload's device id, a mismatch is counted). Empty: the payload's device id.",
+                 true),
+
+      bytes_key("ingest.max_payload_bytes", [](Config& c) -> auto& { return c.mqtt.limits.max_payload_bytes; }, 64,
+                "Larger payloads are rejected (dead letter, reason oversize)."),
+      duration_key("ingest.max_skew", [](Config& c) -> auto& { return c.mqtt.limits.max_skew; }, milliseconds(1000),
+                   "Events whose time is further than this from the gateway clock are rejected (dead letter, "
+                   "reason bad_timestamp)."),
+      string_key("ingest.dead_letters_path", [](Config& c) -> auto& { return c.dead_letters.path; },
+                 "Directory of the dead-letter store (LMDB). Empty: <buffer.path>/dead-letters.", true),
+      int_key("ingest.dead_letters_max", [](Config& c) -> auto& { return c.dead_letters.max_entries; }, 1, 10000000,
+              "Rejected messages kept; beyond it the oldest are evicted (counted)."),
 
       string_key("buffer.path", [](Config& c) -> auto& { return c.buffer.path; },
                  "Directory of the LMDB ring buffer (created if missing)."),

@@ -22,6 +22,7 @@ struct Config {
   std::string gateway_id = "edge-1";
   std::string log_level = "info";
   ingest::MqttOptions mqtt;
+  ingest::DeadLetterOptions dead_letters;  // path empty: <buffer.path>/dead-letters
   buffer::Options buffer;
   windowing::Options windowing;
   uplink::KafkaOptions kafka;

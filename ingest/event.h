@@ -4,9 +4,11 @@
 // Thread-safety: plain values and pure functions.
 #pragma once
 
+#include <chrono>
 #include <compare>
 #include <cstdint>
 #include <expected>
+#include <optional>
 #include <span>
 #include <string>
 #include <system_error>
@@ -82,13 +84,15 @@ std::vector<std::uint8_t> encode_telemetry(const Event& event);
 std::string encode_json(const Event& event);
 
 enum class PayloadFormat { flatbuffers, json };
+// Which encoding a payload is in, by its first bytes (no validation); nullopt if neither.
+std::optional<PayloadFormat> payload_format(std::span<const std::uint8_t> bytes) noexcept;
 // Decodes either format: a FlatBuffer carries the "GWT1" identifier at bytes 4..8; JSON starts
 // (after white space) with '{'. Anything else is errc::malformed.
 [[nodiscard]] std::expected<Event, std::error_code> decode_payload(std::span<const std::uint8_t> bytes);
 
 struct Limits {
   std::size_t max_payload_bytes = 64 * 1024;       // larger payloads are errc::oversize
-  std::int64_t max_skew_ms = 7LL * 24 * 3600 * 1000;  // event time within +-7 days of the gateway clock
+  std::chrono::milliseconds max_skew{7LL * 24 * 3600 * 1000};  // event time within +-this of the gateway clock
 };
 // Checks what decoding cannot: size and event time against the gateway clock `now_ms` (injected).
 [[nodiscard]] std::error_code validate(const Event& event, std::size_t payload_bytes, std::int64_t now_ms,

@@ -42,6 +42,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <stop_token>
 #include <thread>
 #include <vector>
@@ -65,7 +66,16 @@ bool is_tls(const MqttOptions& o) {
 // leaked when a callback is parked (see stop()).
 class Core final : public std::enable_shared_from_this<Core> {
  public:
-  Core(MqttOptions options, buffer::Ring& ring) : options_(std::move(options)), ring_(ring) {}
+  Core(MqttOptions options, buffer::Ring& ring, DeadLetters* dead_letters)
+      : options_(std::move(options)), ring_(ring), dead_letters_(dead_letters) {
+    if (!options_.clock) {
+      options_.clock = [] {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+            .count();
+      };
+    }
+  }
   Core(const Core&) = delete;
   Core& operator=(const Core&) = delete;
 
@@ -303,24 +313,72 @@ class Core final : public std::enable_shared_from_this<Core> {
     cv_.notify_all();
   }
 
+  // Rejects a message for good: counted, logged (rate-limited), kept in the dead-letter store.
+  // Returning afterwards acknowledges it, which is right: redelivery would be rejected again.
+  void reject(const mqtt::message& msg, std::span<const std::uint8_t> bytes, std::error_code why) {
+    const auto reason = static_cast<errc>(why.value());
+    bool kept = true;
+    if (dead_letters_ != nullptr) {
+      kept = dead_letters_->add(msg.get_topic(), reason, bytes, options_.clock()).has_value();
+    }
+    std::lock_guard lock(mu_);
+    ++stats_.decode_errors[reason];
+    ++stats_.decode_errors_total;
+    if (!kept) ++stats_.dead_letter_failures;
+    set_error("rejected (" + msg.get_topic() + "): " + why.message());
+    const auto now = Clock::now();
+    if (now - last_decode_log_ >= kDecodeLogInterval) {
+      spdlog::warn("ingest: rejected a payload on {}: {} ({} rejected in total)", msg.get_topic(), why.message(),
+                   stats_.decode_errors_total);
+      last_decode_log_ = now;
+    }
+  }
+
+  // The device id the topic names under options_.device_pattern, or nullopt if it does not match.
+  std::optional<std::string> device_from_topic(const std::string& topic) const {
+    const std::string& pattern = options_.device_pattern;
+    if (pattern.empty()) return std::nullopt;
+    std::size_t p = 0, t = 0;
+    std::optional<std::string> device;
+    while (p <= pattern.size() && t <= topic.size()) {
+      const std::size_t pe = std::min(pattern.find('/', p), pattern.size());
+      const std::size_t te = std::min(topic.find('/', t), topic.size());
+      const std::string_view plevel(pattern.data() + p, pe - p), tlevel(topic.data() + t, te - t);
+      if (plevel == "{device}") {
+        if (tlevel.empty()) return std::nullopt;
+        device.emplace(tlevel);
+      } else if (plevel != tlevel) {
+        return std::nullopt;
+      }
+      if ((pe == pattern.size()) != (te == topic.size())) return std::nullopt;  // different depths
+      if (pe == pattern.size()) return device;
+      p = pe + 1;
+      t = te + 1;
+    }
+    return std::nullopt;
+  }
+
   void handle(const mqtt::message& msg) {
     const auto& payload = msg.get_payload();
-    const std::span<const std::uint8_t> bytes(reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size());
-    auto event = decode_telemetry(bytes);
-    if (!event) {
-      // Rejected for good (acknowledged without storing); the dead-letter store is future work.
+    std::span<const std::uint8_t> bytes(reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size());
+    if (bytes.size() > options_.limits.max_payload_bytes) return reject(msg, bytes, make_error_code(errc::oversize));
+    auto event = decode_payload(bytes);
+    if (!event) return reject(msg, bytes, event.error());
+    if (auto bad = validate(*event, bytes.size(), options_.clock(), options_.limits)) return reject(msg, bytes, bad);
+
+    // The buffer keeps the canonical form, a Telemetry FlatBuffer: the payload itself when it is
+    // one (already verified) and names the topic's device, else a re-encoding.
+    bool canonical = payload_format(bytes) == PayloadFormat::flatbuffers;
+    if (auto device = device_from_topic(msg.get_topic()); device && *device != event->device.value) {
       std::lock_guard lock(mu_);
-      const auto reason = static_cast<errc>(event.error().value());
-      ++stats_.decode_errors[reason];
-      ++stats_.decode_errors_total;
-      set_error("decode (" + msg.get_topic() + "): " + event.error().message());
-      const auto now = Clock::now();
-      if (now - last_decode_log_ >= kDecodeLogInterval) {
-        spdlog::warn("ingest: rejected a payload on {}: {} ({} rejected in total)", msg.get_topic(),
-                     event.error().message(), stats_.decode_errors_total);
-        last_decode_log_ = now;
-      }
-      return;
+      ++stats_.device_mismatches;
+      event->device.value = std::move(*device);
+      canonical = false;
+    }
+    std::vector<std::uint8_t> encoded;
+    if (!canonical) {
+      encoded = encode_telemetry(*event);
+      bytes = encoded;
     }
 
     const buffer::RecordIn record{buffer::RecordType::telemetry, bytes};
@@ -359,8 +417,9 @@ class Core final : public std::enable_shared_from_this<Core> {
     }
   }
 
-  const MqttOptions options_;
+  MqttOptions options_;  // const after construction (the clock is filled in there)
   buffer::Ring& ring_;
+  DeadLetters* const dead_letters_;  // may be null
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -409,14 +468,15 @@ class PahoMqttSource final : public MqttSource {
 }  // namespace
 
 std::expected<std::unique_ptr<MqttSource>, std::error_code> MqttSource::create(MqttOptions options,
-                                                                               buffer::Ring& ring) {
+                                                                               buffer::Ring& ring,
+                                                                               DeadLetters* dead_letters) {
   if (options.topics.empty() || options.client_id.empty() || options.qos < 0 || options.qos > 2 ||
       (options.mqtt_version != 4 && options.mqtt_version != 5) || options.reconnect_min.count() <= 0 ||
       options.reconnect_max < options.reconnect_min || options.store_retry_min.count() <= 0 ||
       options.store_retry_max < options.store_retry_min) {
     return std::unexpected(std::make_error_code(std::errc::invalid_argument));
   }
-  auto core = std::make_shared<Core>(std::move(options), ring);
+  auto core = std::make_shared<Core>(std::move(options), ring, dead_letters);
   try {
     core->init();
   } catch (const mqtt::exception& e) {

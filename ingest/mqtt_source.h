@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cstdint>
 #include <expected>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -27,6 +28,7 @@
 #include <vector>
 
 #include "buffer/ring.h"
+#include "ingest/dead_letters.h"
 #include "ingest/event.h"
 
 namespace gw::ingest {
@@ -47,6 +49,14 @@ struct MqttOptions {
   std::uint32_t session_expiry_s = 0xFFFFFFFF;
   std::chrono::milliseconds store_retry_min{10};    // first delay between failed append attempts
   std::chrono::milliseconds store_retry_max{1000};  // the delay doubles up to this
+  // Where the device id comes from: a topic pattern with one "{device}" level, e.g.
+  // "devices/{device}/telemetry". When a message's topic matches, its device id is the topic's
+  // (the broker's ACLs are per topic), and a payload naming another device is counted in
+  // device_mismatches. Empty, or a topic that does not match: the payload's device id.
+  std::string device_pattern = "devices/{device}/telemetry";
+  Limits limits;  // payload size and event-time skew (ingest/event.h)
+  // The gateway clock, in Unix ms (injected so that tests are deterministic).
+  std::function<std::int64_t()> clock;
 };
 
 struct MqttStats {
@@ -58,6 +68,8 @@ struct MqttStats {
   std::uint64_t decode_errors_total = 0;
   std::uint64_t store_retries = 0;    // failed append attempts that were retried
   std::uint64_t unstored_at_stop = 0; // 1 if stop() parked an unstored message (see above)
+  std::uint64_t device_mismatches = 0;   // payload device id differed from the topic's (topic won)
+  std::uint64_t dead_letter_failures = 0;  // rejected messages the dead-letter store could not keep
   std::uint64_t reconnects = 0;       // successful connects after the first
   std::string last_error;             // empty if none yet
 };
@@ -66,8 +78,9 @@ class MqttSource {
  public:
   // Validates the options and creates the MQTT client; does not connect yet. Fails with
   // std::errc::invalid_argument for a bad url, qos, version or empty topic list.
-  [[nodiscard]] static std::expected<std::unique_ptr<MqttSource>, std::error_code> create(MqttOptions options,
-                                                                                          buffer::Ring& ring);
+  // dead_letters (optional, must outlive the source): where rejected messages are kept.
+  [[nodiscard]] static std::expected<std::unique_ptr<MqttSource>, std::error_code> create(
+      MqttOptions options, buffer::Ring& ring, DeadLetters* dead_letters = nullptr);
   virtual ~MqttSource() = default;  // implementations stop() first
 
   // Starts connecting in the background and returns at once. A broker that is down is not an

@@ -156,22 +156,29 @@ std::string encode_json(const Event& event) {
   return doc.dump();
 }
 
-std::expected<Event, std::error_code> decode_payload(std::span<const std::uint8_t> bytes) {
+std::optional<PayloadFormat> payload_format(std::span<const std::uint8_t> bytes) noexcept {
   if (bytes.size() >= 8 && std::memcmp(bytes.data() + 4, fb::TelemetryIdentifier(), 4) == 0) {
-    return decode_telemetry(bytes);
+    return PayloadFormat::flatbuffers;
   }
   for (std::uint8_t c : bytes) {
     if (c == ' ' || c == '\t' || c == '\r' || c == '\n') continue;
-    if (c == '{') return decode_json(bytes);
+    if (c == '{') return PayloadFormat::json;
     break;
   }
-  return std::unexpected(make_error_code(errc::malformed));
+  return std::nullopt;
+}
+
+std::expected<Event, std::error_code> decode_payload(std::span<const std::uint8_t> bytes) {
+  const auto format = payload_format(bytes);
+  if (!format) return std::unexpected(make_error_code(errc::malformed));
+  return *format == PayloadFormat::flatbuffers ? decode_telemetry(bytes) : decode_json(bytes);
 }
 
 std::error_code validate(const Event& event, std::size_t payload_bytes, std::int64_t now_ms, const Limits& limits) {
   if (payload_bytes > limits.max_payload_bytes) return make_error_code(errc::oversize);
   const std::int64_t skew = event.time.ms - now_ms;
-  if (skew > limits.max_skew_ms || skew < -limits.max_skew_ms) return make_error_code(errc::bad_timestamp);
+  const std::int64_t max_skew = limits.max_skew.count();
+  if (skew > max_skew || skew < -max_skew) return make_error_code(errc::bad_timestamp);
   return {};
 }
 

@@ -99,12 +99,16 @@ std::vector<Key> ring_keys(const buffer::Ring& ring) {
   return out;
 }
 
+// The injected gateway clock: the test events' times are around it (see send_events).
+constexpr std::int64_t kNowMs = 1'700'000'000'000;
+
 ingest::MqttOptions options_for(const Mosquitto& broker, const std::string& client_id) {
   ingest::MqttOptions o;
   o.url = broker.url();
   o.client_id = client_id;
   o.reconnect_min = 50ms;
   o.reconnect_max = 500ms;
+  o.clock = [] { return kNowMs; };  // the test events' times are around this
   return o;
 }
 
@@ -185,6 +189,59 @@ TEST_CASE("a malformed payload is counted by reason and not stored") {
   CHECK(ring_keys(*ring) == std::vector<Key>{{"dev-ok", 1}});
 }
 
+TEST_CASE("JSON payloads, the topic's device id, limits and dead letters") {
+  Mosquitto broker;
+  TempDir dir;
+  auto ring = open_ring(dir);
+  auto dlq = ingest::DeadLetters::open({.path = (dir.path() / "dlq").string()});
+  REQUIRE(dlq.has_value());
+  auto opts = options_for(broker, "gw-formats");
+  opts.limits.max_payload_bytes = 512;
+  opts.limits.max_skew = std::chrono::hours(1);
+  auto made = ingest::MqttSource::create(opts, *ring, dlq->get());
+  REQUIRE(made.has_value());
+  auto& source = *made;
+  source->start();
+  REQUIRE(eventually([&] { return source->stats().subscribed; }));
+
+  auto text = [](const std::string& s) { return std::vector<std::uint8_t>(s.begin(), s.end()); };
+  Publisher pub(broker.url());
+  // JSON, stored in the canonical FlatBuffers form.
+  pub.send(text(R"({"device":"dev-j","seq":1,"time_ms":1700000000000,"metrics":{"t":1.5},"tags":{"site":"a"}})"),
+           "devices/dev-j/telemetry");
+  // The payload names another device than the topic: the topic wins, counted.
+  pub.send(ingest::encode_telemetry({ingest::DeviceId{"liar"}, ingest::DeviceSeq{1}, ingest::EventTime{kNowMs}, {}}),
+           "devices/dev-t/telemetry");
+  // Rejected: too large, event time too far off, wrong JSON type.
+  pub.send(std::vector<std::uint8_t>(600, '{'), "devices/dev-big/telemetry");
+  pub.send(ingest::encode_telemetry({ingest::DeviceId{"dev-old"}, ingest::DeviceSeq{1}, ingest::EventTime{1000}, {}}),
+           "devices/dev-old/telemetry");
+  pub.send(text(R"({"device":"dev-x","seq":"one","time_ms":1700000000000})"), "devices/dev-x/telemetry");
+  REQUIRE(eventually([&] { return source->stats().messages_received >= 5; }));
+  REQUIRE(eventually([&] { return ring->last_seq().value >= 2 && (*dlq)->stats().entries >= 3; }));
+
+  CHECK(ring_keys(*ring) == std::vector<Key>{{"dev-j", 1}, {"dev-t", 1}});
+  auto stored = ring->read(gw::buffer::Seq{0}, 10, 1 << 20);
+  REQUIRE(stored.has_value());
+  REQUIRE(stored->size() == 2);
+  auto first = ingest::decode_telemetry(stored->at(0).payload);  // JSON came in, FlatBuffers stored
+  REQUIRE(first.has_value());
+  CHECK(first->tags == std::vector<ingest::Tag>{{"site", "a"}});
+  auto st = source->stats();
+  CHECK(st.device_mismatches == 1);
+  CHECK(st.decode_errors[ingest::errc::oversize] == 1);
+  CHECK(st.decode_errors[ingest::errc::bad_timestamp] == 1);
+  CHECK(st.decode_errors[ingest::errc::malformed] == 1);
+  auto letters = (*dlq)->list(std::nullopt, 10);
+  REQUIRE(letters.size() == 3);
+  CHECK(letters[0].topic == "devices/dev-x/telemetry");
+  CHECK(letters[1].reason == ingest::errc::bad_timestamp);
+  CHECK(letters[2].reason == ingest::errc::oversize);
+  CHECK(letters[2].size == 600);
+  CHECK(letters[2].received_ms == kNowMs);
+  source->stop();
+}
+
 TEST_CASE("the persistent session delivers what was published while the source was down") {
   const int version = GENERATE(4, 5);
   INFO("MQTT version " << version);
@@ -218,6 +275,7 @@ TEST_CASE("a broker that is down at start is retried until it comes up") {
   ingest::MqttOptions o;
   o.url = "tcp://127.0.0.1:" + std::to_string(port);
   o.client_id = "gw-late";
+  o.clock = [] { return kNowMs; };
   o.reconnect_min = 50ms;
   o.reconnect_max = 200ms;
   auto source = ingest::MqttSource::create(o, *ring);

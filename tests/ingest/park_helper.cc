@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   gw::ingest::MqttOptions o;
   o.url = argv[1];
   o.client_id = argv[2];
+  o.clock = [] { return std::int64_t{1'700'000'000'000}; };  // the parent's events are around this
   auto source = gw::ingest::MqttSource::create(o, ring);
   if (!source) return 2;
   (*source)->start();

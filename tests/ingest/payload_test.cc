@@ -115,7 +115,7 @@ TEST_CASE("payloads that are neither format are malformed") {
 TEST_CASE("validation: size limit and event time skew against an injected clock") {
   Limits limits;
   limits.max_payload_bytes = 100;
-  limits.max_skew_ms = 60'000;
+  limits.max_skew = std::chrono::milliseconds(60'000);
   Event e = tagged_event();
   const std::int64_t now = e.time.ms;
   CHECK_FALSE(validate(e, 100, now, limits));
