@@ -233,6 +233,10 @@ const std::vector<Key>& keys() {
                "When the buffer is full (max_bytes). block: stop acknowledging MQTT (the broker queues) until "
                "the consumers catch up; nothing is lost. drop-oldest: evict the oldest records, counted per "
                "consumer in /status."),
+      duration_key("buffer.group_commit_wait", [](Config& c) -> auto& { return c.buffer.group_commit_wait; },
+                   milliseconds(0),
+                   "With durability = \"fsync\": how long a commit may wait for the other appenders of recent "
+                   "groups to join it (one sync for all). A lone appender never waits. \"0ms\": off."),
 
       duration_key("windowing.size", [](Config& c) -> auto& { return c.windowing.size; }, milliseconds(1),
                    "Tumbling window length (event time)."),
