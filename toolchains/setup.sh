@@ -26,7 +26,7 @@ packages=(
   libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   catch2
   # tests and demo: a real broker, a real Kafka client, the format tools
-  mosquitto mosquitto-clients kcat zstd lmdb-utils curl jq procps
+  mosquitto mosquitto-clients kcat zstd lmdb-utils curl jq procps python3
 )
 
 # The architecture-dependent libraries: a cross build needs the :ARCH package of each of them.
