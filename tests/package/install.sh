@@ -90,13 +90,17 @@ gw_log "/healthz: $(gw_http "http://127.0.0.1:$http_port/healthz" | head -c 200)
 
 /usr/bin/firmware-sim --broker "tcp://127.0.0.1:$mqtt_port" --devices 5 --count 20 --rate 100 --qos 1 \
   --seed 3 --manifest "$work/manifest.txt" >"$work/sim.out"
-for ((i = 0; i < 150; i++)); do
+for ((i = 0; i < 300; i++)); do
   status=$(gw_http "http://127.0.0.1:$http_port/status" || true)
   sent=$(jq -r '.uplink.kafka.last_acked_seq // 0' <<<"$status" 2>/dev/null || echo 0)
   ((sent >= 100)) && break
   sleep 0.2
 done
-((sent >= 100)) || gw_die "uplink acknowledged $sent of 100 events"
+if ((sent < 100)); then
+  echo "--- /status"; echo "$status"; echo "--- gateway log (tail)"; tail -n 40 "$work/gateway.log"
+  echo "--- firmware-sim"; cat "$work/sim.out"
+  gw_die "uplink acknowledged $sent of 100 events"
+fi
 
 # Graceful stop, as systemd would (KillSignal, then TimeoutStopSec).
 kill -"$(unit_value KillSignal | sed 's/^SIG//')" "$gw_pid"
