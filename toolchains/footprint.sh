@@ -38,6 +38,7 @@ ${emulator:+"$emulator"} "$gw_build/gateway/edge-gateway" --config "$work/gatewa
 gw=$!
 gw_track $gw
 gw_wait_http "http://127.0.0.1:$http_port/healthz" 60 || gw_die "gateway not healthy (see $work/gateway.log)"
+gw_wait_subscribed "http://127.0.0.1:$http_port" 120 || gw_die "the gateway did not subscribe (see its log)"
 
 kib() { sed -n "s/^$1:[[:space:]]*\([0-9]*\) kB/\1/p" "/proc/$gw/status"; }
 sleep 10

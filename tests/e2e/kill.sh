@@ -33,6 +33,7 @@ gw_track $verify_pid
 
 start_gateway
 gw_wait_http "http://127.0.0.1:$http_port/healthz" 20 || gw_die "gateway not healthy (see $work/gateway.log)"
+gw_wait_subscribed "http://127.0.0.1:$http_port" 30 || gw_die "the gateway did not subscribe (see its log)"
 "$build/firmware-sim/firmware-sim" --broker "tcp://127.0.0.1:$mqtt_port" --devices 20 --rate 25 --duration 45 \
   --qos 1 --seed 3 --manifest "$work/manifest.txt" >"$work/sim.out" 2>"$work/sim.log" &
 sim_pid=$!

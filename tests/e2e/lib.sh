@@ -91,3 +91,15 @@ gw_wait_http() {
   done
   return 1
 }
+
+# gw_wait_subscribed BASE_URL SECONDS: until the gateway's /status says its MQTT subscriptions are
+# confirmed. Until then a brand-new session has no subscription at the broker, so what devices
+# publish is acknowledged to them but queued for nobody: wait before publishing.
+gw_wait_subscribed() {
+  local base=$1 deadline=$((SECONDS + $2))
+  while ((SECONDS < deadline)); do
+    [[ $(gw_http "$base/status" 2>/dev/null | jq -r '.ingest.subscribed // false' 2>/dev/null) == true ]] && return 0
+    sleep 0.2
+  done
+  return 1
+}

@@ -21,6 +21,7 @@ gw_uplink_config "$work/gateway.toml" "$work" "$mqtt_port" "$http_port" "$bootst
 "$build/gateway/edge-gateway" --config "$work/gateway.toml" >"$work/gateway.log" 2>&1 &
 gw_track $!
 gw_wait_http "http://127.0.0.1:$http_port/healthz" 20 || gw_die "gateway not healthy (see $work/gateway.log)"
+gw_wait_subscribed "http://127.0.0.1:$http_port" 30 || gw_die "the gateway did not subscribe (see its log)"
 
 "$build/firmware-sim/firmware-sim" verify --manifest "$work/manifest.txt" --kafka "$bootstrap" --topic telemetry \
   --done-file "$work/done" --idle-exit-ms 2000 --check-order >"$work/verify.out" 2>"$work/verify.log" &

@@ -40,6 +40,7 @@ CONF
 "$build/gateway/edge-gateway" --config "$work/gateway.toml" >"$work/gateway.log" 2>&1 &
 gw_track $!
 gw_wait_http "http://127.0.0.1:$http_port/healthz" 20 || gw_die "gateway not healthy (see $work/gateway.log)"
+gw_wait_subscribed "http://127.0.0.1:$http_port" 30 || gw_die "the gateway did not subscribe (see its log)"
 
 "$build/firmware-sim/firmware-sim" --broker "tcp://127.0.0.1:$mqtt_port" --devices "$devices" --count "$count" \
   --rate 100 --qos 1 --seed 7 --manifest "$work/manifest.txt" | tee "$work/sim.out"

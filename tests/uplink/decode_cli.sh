@@ -22,6 +22,7 @@ gw_uplink_config "$work/gateway.toml" "$work" "$mqtt_port" "$http_port" "$bootst
 "$build/gateway/edge-gateway" --config "$work/gateway.toml" >"$work/gateway.log" 2>&1 &
 gw_track $!
 gw_wait_http "http://127.0.0.1:$http_port/healthz" 20 || gw_die "gateway not healthy (see $work/gateway.log)"
+gw_wait_subscribed "http://127.0.0.1:$http_port" 30 || gw_die "the gateway did not subscribe (see its log)"
 sim() { "$build/firmware-sim/firmware-sim" --broker "tcp://127.0.0.1:$mqtt_port" --qos 1 --rate 50 "$@" >/dev/null; }
 sim --devices 3 --count 20 --device-prefix sim-
 gw_wait_caught_up "$http_port" 60 >/dev/null || gw_die "uplink did not catch up"
