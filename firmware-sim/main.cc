@@ -32,6 +32,19 @@ int run_verify(const std::string& manifest_path, const std::string& records_path
                const gw::firmware_sim::KafkaVerifyOptions* kafka, bool check_order) {
   using namespace gw::firmware_sim;
   Verifier verifier;
+  // Reads the manifest into the verifier; false (logged) if it cannot be read or parsed.
+  auto load_manifest = [&] {
+    std::ifstream manifest(manifest_path);
+    if (!manifest) {
+      spdlog::error("verify: cannot open manifest {}", manifest_path);
+      return false;
+    }
+    if (auto r = read_manifest(manifest, verifier); !r) {
+      spdlog::error("verify: {}: {}", manifest_path, r.error().message());
+      return false;
+    }
+    return true;
+  };
   if (kafka != nullptr) {
     // Consume first (while the run goes), then read the manifest, complete by then.
     auto stats = consume_kafka(*kafka, verifier);
@@ -39,30 +52,14 @@ int run_verify(const std::string& manifest_path, const std::string& records_path
       spdlog::error("verify: {} topic {}: {}", kafka->brokers, kafka->topic, stats.error().message());
       return 2;
     }
-    std::ifstream manifest(manifest_path);
-    if (!manifest) {
-      spdlog::error("verify: cannot open manifest {}", manifest_path);
-      return 2;
-    }
-    if (auto r = read_manifest(manifest, verifier); !r) {
-      spdlog::error("verify: {}: {}", manifest_path, r.error().message());
-      return 2;
-    }
+    if (!load_manifest()) return 2;
     const VerifyResult result = verifier.result();
     std::cout << stats->summary(result) << '\n' << result.summary() << std::endl;
     const bool ok = result.lost == 0 && stats->duplicates == 0 && stats->bad_messages == 0 &&
                     (!check_order || stats->order_violations == 0);
     return ok ? 0 : 1;
   }
-  std::ifstream manifest(manifest_path);
-  if (!manifest) {
-    spdlog::error("verify: cannot open manifest {}", manifest_path);
-    return 2;
-  }
-  if (auto r = read_manifest(manifest, verifier); !r) {
-    spdlog::error("verify: {}: {}", manifest_path, r.error().message());
-    return 2;
-  }
+  if (!load_manifest()) return 2;
   std::ifstream records_file;
   std::istream* records = &std::cin;
   if (records_path != "-") {

@@ -49,8 +49,7 @@ listen = "127.0.0.1:$http_port"
 CONF
 "$build/gateway/edge-gateway" --config "$run/gateway.toml" >"$run/gateway.log" 2>&1 &
 gw_track $!
-gw_wait_http "http://127.0.0.1:$http_port/healthz" 20 || gw_die "gateway did not start (see $run/gateway.log)"
-gw_wait_subscribed "http://127.0.0.1:$http_port" 30 || gw_die "the gateway did not subscribe (see its log)"
+gw_wait_gateway_ready "$http_port" "$run/gateway.log"
 bootstrap=$(gw_http "http://127.0.0.1:$http_port/status" | jq -r '.uplink.kafka.bootstrap')
 
 data=()

@@ -37,8 +37,7 @@ CONF
 ${emulator:+"$emulator"} "$gw_build/gateway/edge-gateway" --config "$work/gateway.toml" >"$work/gateway.log" 2>&1 &
 gw=$!
 gw_track $gw
-gw_wait_http "http://127.0.0.1:$http_port/healthz" 60 || gw_die "gateway not healthy (see $work/gateway.log)"
-gw_wait_subscribed "http://127.0.0.1:$http_port" 120 || gw_die "the gateway did not subscribe (see its log)"
+gw_wait_gateway_ready "$http_port" "$work/gateway.log" 120
 
 kib() { sed -n "s/^$1:[[:space:]]*\([0-9]*\) kB/\1/p" "/proc/$gw/status"; }
 sleep 10

@@ -49,8 +49,7 @@ CONF
 "$work/bin/edge-gateway" --check-config "$work/gateway.toml"
 "$work/bin/edge-gateway" --config "$work/gateway.toml" >"$work/gateway.log" 2>&1 &
 gw_track $!
-gw_wait_http "http://127.0.0.1:$http_port/healthz" 60 || gw_die "gateway not healthy (see $work/gateway.log)"
-gw_wait_subscribed "http://127.0.0.1:$http_port" 120 || gw_die "the gateway did not subscribe (see its log)"
+gw_wait_gateway_ready "$http_port" "$work/gateway.log" 120
 
 "$work/bin/firmware-sim" --broker "tcp://127.0.0.1:$mqtt_port" --devices "$devices" --count "$count" \
   --rate 100 --qos 1 --seed 11 --manifest "$work/manifest.txt" >"$work/sim.out"

@@ -11,12 +11,8 @@ source "$src/tests/e2e/uplink_lib.sh"
 work=$(mktemp -d /tmp/gw-e2e-kill.XXXXXX)
 trap 'gw_stop_all; [[ ${KEEP:-} ]] || rm -rf "$work"' EXIT
 
-mqtt_port=$(gw_free_port)
 http_port=$(gw_free_port)
-gw_start_mosquitto "$work/mosquitto" "$mqtt_port" "$src/gateway/mosquitto.conf"
-# Not in $(...): the fifo on fd 7 and the tracked pid must stay in this shell.
-gw_start_kafka_mock "$build/uplink/kafka-mock" "$work" telemetry >"$work/bootstrap"
-bootstrap=$(cat "$work/bootstrap")
+gw_start_brokers "$build" "$src" "$work"
 gw_uplink_config "$work/gateway.toml" "$work" "$mqtt_port" "$http_port" "$bootstrap"
 
 start_gateway() {
@@ -32,8 +28,7 @@ verify_pid=$!
 gw_track $verify_pid
 
 start_gateway
-gw_wait_http "http://127.0.0.1:$http_port/healthz" 20 || gw_die "gateway not healthy (see $work/gateway.log)"
-gw_wait_subscribed "http://127.0.0.1:$http_port" 30 || gw_die "the gateway did not subscribe (see its log)"
+gw_wait_gateway_ready "$http_port" "$work/gateway.log"
 "$build/firmware-sim/firmware-sim" --broker "tcp://127.0.0.1:$mqtt_port" --devices 20 --rate 25 --duration 45 \
   --qos 1 --seed 3 --manifest "$work/manifest.txt" >"$work/sim.out" 2>"$work/sim.log" &
 sim_pid=$!

@@ -103,3 +103,28 @@ gw_wait_subscribed() {
   done
   return 1
 }
+
+# gw_start_brokers BUILD SRC WORK: a private mosquitto (the project's config) and kafka-mock (topic
+# telemetry) for one test, both tracked. Sets mqtt_port and bootstrap in the caller's shell, so
+# call it directly, not inside $(...).
+gw_start_brokers() {
+  local build=$1 src=$2 work=$3
+  mqtt_port=$(gw_free_port)
+  gw_start_mosquitto "$work/mosquitto" "$mqtt_port" "$src/gateway/mosquitto.conf"
+  gw_start_kafka_mock "$build/uplink/kafka-mock" "$work" telemetry >"$work/bootstrap"
+  bootstrap=$(<"$work/bootstrap")
+}
+
+# gw_wait_gateway_ready HTTP_PORT LOG [SECONDS]: until the gateway answers /healthz and its MQTT
+# subscription is confirmed (only then may devices publish); on failure shows LOG's tail.
+gw_wait_gateway_ready() {
+  local port=$1 log=$2 seconds=${3:-30}
+  if ! gw_wait_http "http://127.0.0.1:$port/healthz" "$seconds"; then
+    tail -n 20 "$log" >&2
+    gw_die "gateway not healthy (see $log)"
+  fi
+  if ! gw_wait_subscribed "http://127.0.0.1:$port" "$seconds"; then
+    tail -n 20 "$log" >&2
+    gw_die "the gateway did not subscribe (see $log)"
+  fi
+}

@@ -11,17 +11,12 @@ source "$src/tests/e2e/uplink_lib.sh"
 work=$(mktemp -d /tmp/gw-e2e-outage.XXXXXX)
 trap 'gw_stop_all; [[ ${KEEP:-} ]] || rm -rf "$work"' EXIT
 
-mqtt_port=$(gw_free_port)
 http_port=$(gw_free_port)
-gw_start_mosquitto "$work/mosquitto" "$mqtt_port" "$src/gateway/mosquitto.conf"
-# Not in $(...): the fifo on fd 7 and the tracked pid must stay in this shell.
-gw_start_kafka_mock "$build/uplink/kafka-mock" "$work" telemetry >"$work/bootstrap"
-bootstrap=$(cat "$work/bootstrap")
+gw_start_brokers "$build" "$src" "$work"
 gw_uplink_config "$work/gateway.toml" "$work" "$mqtt_port" "$http_port" "$bootstrap"
 "$build/gateway/edge-gateway" --config "$work/gateway.toml" >"$work/gateway.log" 2>&1 &
 gw_track $!
-gw_wait_http "http://127.0.0.1:$http_port/healthz" 20 || gw_die "gateway not healthy (see $work/gateway.log)"
-gw_wait_subscribed "http://127.0.0.1:$http_port" 30 || gw_die "the gateway did not subscribe (see its log)"
+gw_wait_gateway_ready "$http_port" "$work/gateway.log"
 
 "$build/firmware-sim/firmware-sim" verify --manifest "$work/manifest.txt" --kafka "$bootstrap" --topic telemetry \
   --done-file "$work/done" --idle-exit-ms 2000 --check-order >"$work/verify.out" 2>"$work/verify.log" &

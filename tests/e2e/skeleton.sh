@@ -11,12 +11,8 @@ work=$(mktemp -d /tmp/gw-e2e.XXXXXX)
 trap 'gw_stop_all; [[ ${KEEP:-} ]] || rm -rf "$work"' EXIT
 expected=$((devices * count))
 
-mqtt_port=$(gw_free_port)
 http_port=$(gw_free_port)
-gw_start_mosquitto "$work/mosquitto" "$mqtt_port" "$src/gateway/mosquitto.conf"
-# Not in $(...): the helper must run in this shell so that kafka-mock is tracked (and stopped).
-gw_start_kafka_mock "$build/uplink/kafka-mock" "$work" telemetry >"$work/bootstrap"
-bootstrap=$(cat "$work/bootstrap")
+gw_start_brokers "$build" "$src" "$work"
 gw_log "mosquitto 127.0.0.1:$mqtt_port, kafka-mock $bootstrap"
 
 cat >"$work/gateway.toml" <<CONF
@@ -39,8 +35,7 @@ CONF
 "$build/gateway/edge-gateway" --check-config "$work/gateway.toml"
 "$build/gateway/edge-gateway" --config "$work/gateway.toml" >"$work/gateway.log" 2>&1 &
 gw_track $!
-gw_wait_http "http://127.0.0.1:$http_port/healthz" 20 || gw_die "gateway not healthy (see $work/gateway.log)"
-gw_wait_subscribed "http://127.0.0.1:$http_port" 30 || gw_die "the gateway did not subscribe (see its log)"
+gw_wait_gateway_ready "$http_port" "$work/gateway.log"
 
 "$build/firmware-sim/firmware-sim" --broker "tcp://127.0.0.1:$mqtt_port" --devices "$devices" --count "$count" \
   --rate 100 --qos 1 --seed 7 --manifest "$work/manifest.txt" | tee "$work/sim.out"

@@ -83,8 +83,7 @@ gw_log "ExecStart as $user:$group in $workdir: ${exec_start[*]}"
   "${exec_start[@]}") >"$work/gateway.log" 2>&1 &
 gw_pid=$!
 gw_track $gw_pid
-gw_wait_http "http://127.0.0.1:$http_port/healthz" 20 || { cat "$work/gateway.log"; gw_die "no /healthz"; }
-gw_wait_subscribed "http://127.0.0.1:$http_port" 30 || gw_die "the gateway did not subscribe (see its log)"
+gw_wait_gateway_ready "$http_port" "$work/gateway.log"
 gw_log "/healthz: $(gw_http "http://127.0.0.1:$http_port/healthz" | head -c 200)"
 [[ $(stat -c %U /proc/$gw_pid) == "$user" ]] || gw_die "gateway does not run as $user"
 [[ -n $(find /var/lib/edge-gateway -mindepth 1 -user "$user" -print -quit) ]] || gw_die "no state written in /var/lib/edge-gateway"

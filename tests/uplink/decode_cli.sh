@@ -13,16 +13,12 @@ work=$(mktemp -d /tmp/gw-decode-cli.XXXXXX)
 trap 'gw_stop_all; [[ ${KEEP:-} ]] || rm -rf "$work"' EXIT
 for tool in kcat zstd flatc python3 jq; do command -v $tool >/dev/null || gw_die "$tool not installed"; done
 
-mqtt_port=$(gw_free_port)
 http_port=$(gw_free_port)
-gw_start_mosquitto "$work/mosquitto" "$mqtt_port" "$src/gateway/mosquitto.conf"
-gw_start_kafka_mock "$build/uplink/kafka-mock" "$work" telemetry >"$work/bootstrap"
-bootstrap=$(cat "$work/bootstrap")
+gw_start_brokers "$build" "$src" "$work"
 gw_uplink_config "$work/gateway.toml" "$work" "$mqtt_port" "$http_port" "$bootstrap"
 "$build/gateway/edge-gateway" --config "$work/gateway.toml" >"$work/gateway.log" 2>&1 &
 gw_track $!
-gw_wait_http "http://127.0.0.1:$http_port/healthz" 20 || gw_die "gateway not healthy (see $work/gateway.log)"
-gw_wait_subscribed "http://127.0.0.1:$http_port" 30 || gw_die "the gateway did not subscribe (see its log)"
+gw_wait_gateway_ready "$http_port" "$work/gateway.log"
 sim() { "$build/firmware-sim/firmware-sim" --broker "tcp://127.0.0.1:$mqtt_port" --qos 1 --rate 50 "$@" >/dev/null; }
 sim --devices 3 --count 20 --device-prefix sim-
 gw_wait_caught_up "$http_port" 60 >/dev/null || gw_die "uplink did not catch up"
