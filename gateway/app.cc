@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "gateway/ingest_workers.h"
 #include "uplink/kafka_mock.h"
 
 namespace gw::gateway {
@@ -88,7 +89,18 @@ class GatewayApp final : public App {
     if (!dlq) return std::unexpected("dead letters: cannot open " + config_.dead_letters.path + ": " + dlq.error().message());
     dead_letters_ = std::move(*dlq);
 
-    auto source = ingest::MqttSource::create(config_.mqtt, *ring_, dead_letters_.get());
+    local_store_ = ingest::make_local_store(*ring_, dead_letters_.get());
+    if (config_.mqtt_sessions > 1) {
+      if (config_.config_path.empty()) return std::unexpected("mqtt.sessions > 1 needs a config file (--config)");
+      IngestWorkersOptions options;
+      options.sessions = config_.mqtt_sessions;
+      options.config_path = config_.config_path;
+      auto workers = IngestWorkers::start(options, *local_store_);
+      if (!workers) return std::unexpected("mqtt: " + workers.error());
+      workers_ = std::move(*workers);
+      return {};
+    }
+    auto source = ingest::MqttSource::create(config_.mqtt, *local_store_);
     if (!source) return std::unexpected("mqtt: " + source.error().message());
     source_ = std::move(*source);
     source_->start();  // connects in the background; a broker that is down is retried
@@ -98,6 +110,7 @@ class GatewayApp final : public App {
   void stop() override {
     if (stopped_.exchange(true)) return;
     if (source_) source_->stop();
+    if (workers_) workers_->stop();
     if (kafka_) kafka_->stop();
     if (windowing_) windowing_->stop();
     if (http_) http_->stop();
@@ -130,10 +143,11 @@ class GatewayApp final : public App {
     s["version"] = kVersion;
     s["uptime_s"] = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - started_).count();
 
-    if (source_) {
-      auto in = source_->stats();
+    if (source_ || workers_) {
+      auto in = source_ ? source_->stats() : workers_->stats();
       s["ingest"] = {{"connected", in.connected},           {"messages_received", in.messages_received},
                      {"events_stored", in.events_stored},   {"decode_errors", in.decode_errors_total},
+                     {"duplicates", in.duplicates},         {"sessions", config_.mqtt_sessions},
                      {"store_retries", in.store_retries},   {"reconnects", in.reconnects},
                      {"subscribed", in.subscribed},
                      {"device_mismatches", in.device_mismatches},
@@ -142,6 +156,15 @@ class GatewayApp final : public App {
       json reasons = json::object();
       for (const auto& [reason, n] : in.decode_errors) reasons[std::string(ingest::reason_name(reason))] = n;
       s["ingest"]["rejected_by_reason"] = reasons;
+      if (workers_) {
+        json list = json::array();
+        for (const auto& w : workers_->workers()) {
+          list.push_back({{"index", w.index}, {"pid", w.pid}, {"starts", w.starts}, {"last_exit", w.last_exit},
+                          {"connected", w.stats.connected}, {"subscribed", w.stats.subscribed},
+                          {"events_stored", w.stats.events_stored}});
+        }
+        s["ingest"]["workers"] = list;
+      }
     }
     if (dead_letters_) {
       auto d = dead_letters_->stats();
@@ -165,6 +188,9 @@ class GatewayApp final : public App {
                    {"no_space", b.no_space},          {"no_space_total", b.no_space_total},
                    {"evicted_total", b.evicted_total}, {"quarantined_total", b.quarantined_total},
                    {"append_calls_total", b.append_calls_total},
+                   {"duplicates_total", b.duplicates_total}, {"dedup_resets_total", b.dedup_resets_total},
+                   {"dedup_unknown_total", b.dedup_unknown_total}, {"dedup_sources", b.dedup_sources},
+                   {"summarized_total", b.summarized_total},
                    {"cursors", cursors}};
     auto w = windowing_->stats();
     s["windowing"] = {{"window_size_ms", config_.windowing.size.count()},
@@ -270,7 +296,9 @@ class GatewayApp final : public App {
   std::unique_ptr<windowing::Stage> windowing_;
   std::unique_ptr<uplink::KafkaUplink> kafka_;
   std::unique_ptr<ingest::DeadLetters> dead_letters_;  // before source_: outlives it
+  std::unique_ptr<ingest::EventStore> local_store_;    // before source_ and workers_: outlives them
   std::unique_ptr<ingest::MqttSource> source_;
+  std::unique_ptr<IngestWorkers> workers_;
   std::unique_ptr<HttpServer> http_;
 
   mutable std::mutex snapshot_mutex_;

@@ -3,6 +3,7 @@
 #include "gateway/config.h"
 
 #include <charconv>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -188,6 +189,11 @@ const std::vector<Key>& keys() {
       string_key("mqtt.client_id", [](Config& c) -> auto& { return c.mqtt.client_id; },
                  "MQTT client id. Fixed, because the broker keeps the persistent session (and queues messages "
                  "while the gateway is down) under this id."),
+      int_key("mqtt.sessions", [](Config& c) -> auto& { return c.mqtt_sessions; }, 1, 16,
+              "MQTT sessions, each in its own ingest worker process on a shared subscription "
+              "($share/<client_id>/<topic>) with client id <client_id>-<n>, all storing through this "
+              "process's one buffer writer (their commits are shared). 1: one session in this process, "
+              "plain subscription. Start and stop them together; see README \"Ingest\" before lowering it."),
       enum_key("mqtt.version", [](Config& c) -> auto& { return c.mqtt.mqtt_version; },
                std::vector<std::pair<std::string, int>>{{"3.1.1", 4}, {"5", 5}}, "MQTT protocol version."),
       duration_key("mqtt.keep_alive", [](Config& c) -> auto& { return c.mqtt.keep_alive; }, milliseconds(1000),
@@ -377,7 +383,9 @@ std::expected<Config, ConfigError> load_config(const std::string& path) {
   if (!in) return std::unexpected(ConfigError{path, 0, 0, "", "cannot read the file"});
   std::stringstream text;
   text << in.rdbuf();
-  return parse_config(text.str(), path);
+  auto config = parse_config(text.str(), path);
+  if (config) config->config_path = std::filesystem::absolute(path).string();
+  return config;
 }
 
 std::vector<KeyInfo> config_keys() {

@@ -22,6 +22,8 @@ struct Config {
   std::string gateway_id = "edge-1";
   std::string log_level = "info";
   ingest::MqttOptions mqtt;
+  int mqtt_sessions = 1;          // > 1: that many ingest worker processes on a shared subscription
+  std::string config_path;        // the file it was loaded from (workers load it too); set by load_config
   ingest::DeadLetterOptions dead_letters;  // path empty: <buffer.path>/dead-letters
   buffer::Options buffer;
   windowing::Options windowing;

@@ -11,6 +11,7 @@
 
 #include "gateway/app.h"
 #include "gateway/config.h"
+#include "gateway/worker.h"
 
 namespace {
 
@@ -28,10 +29,14 @@ int main(int argc, char** argv) {
   CLI::App cli{"edge-gateway: MQTT -> crash-safe LMDB buffer -> windowed aggregates + zstd batches -> Kafka"};
   std::string config_path, check_path;
   bool version = false, help_config = false;
+  int worker_index = 0, ipc_fd = -1;
   cli.add_option("--config", config_path, "Run with this TOML config file");
   cli.add_option("--check-config", check_path, "Validate this config file and exit (non-zero on error)");
   cli.add_flag("--version", version, "Print the version and exit");
   cli.add_flag("--help-config", help_config, "Print the config reference (Markdown) and exit");
+  // Internal: the gateway starts its ingest workers ([mqtt] sessions > 1) with these.
+  cli.add_option("--ingest-worker", worker_index)->group("");
+  cli.add_option("--ipc-fd", ipc_fd)->group("");
   cli.footer(key_table_for_help());
   CLI11_PARSE(cli, argc, argv);
 
@@ -62,8 +67,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   spdlog::set_default_logger(spdlog::stderr_color_mt("edge-gateway"));  // stdout stays free for data
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  spdlog::set_pattern(worker_index > 0 ? "%Y-%m-%dT%H:%M:%S.%e %^%l%$ [ingest-" + std::to_string(worker_index) + "] %v"
+                                       : "%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   spdlog::set_level(spdlog::level::from_str(config->log_level));
+  if (worker_index > 0) return gw::gateway::run_ingest_worker(*config, worker_index, ipc_fd);
 
   sigset_t signals;
   sigemptyset(&signals);

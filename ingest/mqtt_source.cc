@@ -66,8 +66,8 @@ bool is_tls(const MqttOptions& o) {
 // leaked when a callback is parked (see stop()).
 class Core final : public std::enable_shared_from_this<Core> {
  public:
-  Core(MqttOptions options, buffer::Ring& ring, DeadLetters* dead_letters)
-      : options_(std::move(options)), ring_(ring), dead_letters_(dead_letters) {
+  Core(MqttOptions options, EventStore& store, std::unique_ptr<EventStore> owned_store)
+      : options_(std::move(options)), owned_store_(std::move(owned_store)), store_(store) {
     if (!options_.clock) {
       options_.clock = [] {
         return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -317,10 +317,7 @@ class Core final : public std::enable_shared_from_this<Core> {
   // Returning afterwards acknowledges it, which is right: redelivery would be rejected again.
   void reject(const mqtt::message& msg, std::span<const std::uint8_t> bytes, std::error_code why) {
     const auto reason = static_cast<errc>(why.value());
-    bool kept = true;
-    if (dead_letters_ != nullptr) {
-      kept = dead_letters_->add(msg.get_topic(), reason, bytes, options_.clock()).has_value();
-    }
+    const bool kept = store_.reject(msg.get_topic(), reason, bytes, options_.clock()).has_value();
     std::lock_guard lock(mu_);
     ++stats_.decode_errors[reason];
     ++stats_.decode_errors_total;
@@ -381,15 +378,18 @@ class Core final : public std::enable_shared_from_this<Core> {
       bytes = encoded;
     }
 
-    const buffer::RecordIn record{buffer::RecordType::telemetry, bytes};
+    // The buffer drops a redelivery in the same transaction that would store it.
+    const buffer::RecordIn record{buffer::RecordType::telemetry, bytes,
+                                  buffer::DedupKey{event->device.value, event->boot_id, event->seq.value,
+                                                   event->time.ms}};
     auto delay = options_.store_retry_min;
     bool episode = false;
     for (;;) {
       // With overflow = block the ring itself waits for room; stop() ends that wait (errc::stopped).
-      auto stored = ring_.append(std::span(&record, 1), store_stop_.get_token());
+      auto stored = store_.store(record, store_stop_.get_token());
       std::unique_lock lock(mu_);
       if (stored) {
-        ++stats_.events_stored;
+        ++(*stored == buffer::Seq{0} ? stats_.duplicates : stats_.events_stored);
         if (episode) spdlog::info("ingest: storing works again after {} retries", stats_.store_retries);
         return;
       }
@@ -418,8 +418,8 @@ class Core final : public std::enable_shared_from_this<Core> {
   }
 
   MqttOptions options_;  // const after construction (the clock is filled in there)
-  buffer::Ring& ring_;
-  DeadLetters* const dead_letters_;  // may be null
+  std::unique_ptr<EventStore> owned_store_;  // set when created over a ring
+  EventStore& store_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -470,13 +470,24 @@ class PahoMqttSource final : public MqttSource {
 std::expected<std::unique_ptr<MqttSource>, std::error_code> MqttSource::create(MqttOptions options,
                                                                                buffer::Ring& ring,
                                                                                DeadLetters* dead_letters) {
+  auto store = make_local_store(ring, dead_letters);
+  EventStore& ref = *store;
+  return create(std::move(options), ref, std::move(store));
+}
+
+std::expected<std::unique_ptr<MqttSource>, std::error_code> MqttSource::create(MqttOptions options, EventStore& store) {
+  return create(std::move(options), store, nullptr);
+}
+
+std::expected<std::unique_ptr<MqttSource>, std::error_code> MqttSource::create(MqttOptions options, EventStore& store,
+                                                                               std::unique_ptr<EventStore> owned) {
   if (options.topics.empty() || options.client_id.empty() || options.qos < 0 || options.qos > 2 ||
       (options.mqtt_version != 4 && options.mqtt_version != 5) || options.reconnect_min.count() <= 0 ||
       options.reconnect_max < options.reconnect_min || options.store_retry_min.count() <= 0 ||
       options.store_retry_max < options.store_retry_min) {
     return std::unexpected(std::make_error_code(std::errc::invalid_argument));
   }
-  auto core = std::make_shared<Core>(std::move(options), ring, dead_letters);
+  auto core = std::make_shared<Core>(std::move(options), store, std::move(owned));
   try {
     core->init();
   } catch (const mqtt::exception& e) {

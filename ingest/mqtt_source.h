@@ -30,6 +30,7 @@
 #include "buffer/ring.h"
 #include "ingest/dead_letters.h"
 #include "ingest/event.h"
+#include "ingest/store.h"
 
 namespace gw::ingest {
 
@@ -64,6 +65,7 @@ struct MqttStats {
   bool subscribed = false;              // the broker confirmed every subscription of this connection
   std::uint64_t messages_received = 0;  // callbacks entered (redeliveries included)
   std::uint64_t events_stored = 0;      // records appended to the ring
+  std::uint64_t duplicates = 0;         // redeliveries the buffer dropped (already stored)
   std::map<errc, std::uint64_t> decode_errors;  // by reason; such messages are rejected for good
   std::uint64_t decode_errors_total = 0;
   std::uint64_t store_retries = 0;    // failed append attempts that were retried
@@ -81,6 +83,9 @@ class MqttSource {
   // dead_letters (optional, must outlive the source): where rejected messages are kept.
   [[nodiscard]] static std::expected<std::unique_ptr<MqttSource>, std::error_code> create(
       MqttOptions options, buffer::Ring& ring, DeadLetters* dead_letters = nullptr);
+  // The same over any EventStore (e.g. the IPC store of an ingest worker); it must outlive the source.
+  [[nodiscard]] static std::expected<std::unique_ptr<MqttSource>, std::error_code> create(MqttOptions options,
+                                                                                        EventStore& store);
   virtual ~MqttSource() = default;  // implementations stop() first
 
   // Starts connecting in the background and returns at once. A broker that is down is not an
@@ -93,6 +98,10 @@ class MqttSource {
   virtual void stop() = 0;
 
   virtual MqttStats stats() const = 0;
+
+ private:
+  static std::expected<std::unique_ptr<MqttSource>, std::error_code> create(MqttOptions options, EventStore& store,
+                                                                          std::unique_ptr<EventStore> owned);
 };
 
 }  // namespace gw::ingest

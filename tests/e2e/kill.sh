@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # End-to-end: 20 SIGKILLs of the gateway while devices publish. kafka-mock runs in its own process,
 # so the broker keeps what the gateway delivered; after each restart the uplink reads its
-# partition's tail back and resumes after it. The verifier consumes the topic during the run and
-# must report lost=0 and duplicates=0 (no (gateway, seq) twice).
-#   tests/e2e/kill.sh BUILD_DIR SOURCE_DIR [KILLS]
+# partition's tail back and resumes after it, and ingest's persistent sessions get the broker's
+# redeliveries, which the buffer's dedup drops if they were stored before the kill. The verifier
+# consumes the topic during the run and must report lost=0 and duplicates=0 (every acknowledged
+# (device, seq) exactly once, and no (gateway, seq) twice).
+#   tests/e2e/kill.sh BUILD_DIR SOURCE_DIR [KILLS [SESSIONS [FIRMWARE-SIM FLAGS...]]]
+# SESSIONS > 1 runs ingest as that many worker processes ([mqtt] sessions); then every third kill
+# hits a worker instead of the gateway. Extra flags go to firmware-sim (e.g. --duplicates 0.05).
 set -euo pipefail
-build=$1 src=$2 kills=${3:-20}
+build=$1 src=$2 kills=${3:-20} sessions=${4:-1}
+shift $(($# < 4 ? $# : 4))
+sim_flags=("$@")
 source "$src/tests/e2e/lib.sh"
 source "$src/tests/e2e/uplink_lib.sh"
 work=$(mktemp -d /tmp/gw-e2e-kill.XXXXXX)
@@ -14,6 +20,7 @@ trap 'gw_stop_all; [[ ${KEEP:-} ]] || rm -rf "$work"' EXIT
 http_port=$(gw_free_port)
 gw_start_brokers "$build" "$src" "$work"
 gw_uplink_config "$work/gateway.toml" "$work" "$mqtt_port" "$http_port" "$bootstrap"
+sed -i "s/^\[mqtt\]\$/[mqtt]\nsessions = $sessions/" "$work/gateway.toml"
 
 start_gateway() {
   "$build/gateway/edge-gateway" --config "$work/gateway.toml" >>"$work/gateway.log" 2>&1 &
@@ -30,17 +37,27 @@ gw_track $verify_pid
 start_gateway
 gw_wait_gateway_ready "$http_port" "$work/gateway.log"
 "$build/firmware-sim/firmware-sim" --broker "tcp://127.0.0.1:$mqtt_port" --devices 20 --rate 25 --duration 45 \
-  --qos 1 --seed 3 --manifest "$work/manifest.txt" >"$work/sim.out" 2>"$work/sim.log" &
+  --qos 1 --seed 3 --manifest "$work/manifest.txt" "${sim_flags[@]}" >"$work/sim.out" 2>"$work/sim.log" &
 sim_pid=$!
 gw_track $sim_pid
 
+worker_kills=0
 for ((k = 1; k <= kills; k++)); do
   sleep "$(printf '1.%03d' $((RANDOM % 1000)))"
+  if ((sessions > 1 && k % 3 == 0)); then
+    # A worker dies alone: the gateway restarts it; the broker redelivers what it had not acked.
+    worker=$(pgrep -P "$gateway_pid" | shuf -n 1 || true)
+    if [[ -n $worker ]]; then
+      kill -KILL "$worker"
+      worker_kills=$((worker_kills + 1))
+      continue
+    fi
+  fi
   kill -KILL "$gateway_pid"
   wait "$gateway_pid" 2>/dev/null || true
   start_gateway
 done
-gw_log "$kills SIGKILLs done"
+gw_log "$kills SIGKILLs done ($worker_kills of them ingest workers)"
 wait "$sim_pid" || gw_die "firmware-sim failed (see $work/sim.log)"
 cat "$work/sim.out"
 gw_wait_http "http://127.0.0.1:$http_port/healthz" 20 || gw_die "gateway not healthy after the kills"
@@ -53,5 +70,6 @@ cat "$work/verify.out"
 ((rc == 0)) || gw_die "verify failed (rc=$rc, see $work/verify.log)"
 grep -q '^delivered=[0-9]* lost=0 duplicates=0 ' "$work/verify.out" || gw_die "verify: loss or duplicates"
 restarts=$(grep -c 'resuming after seq' "$work/gateway.log" || true)
-((restarts >= kills)) || gw_die "expected $kills resumes from the broker's tail, saw $restarts"
-echo "e2e.kill: kills=$kills resumes=$restarts OK"
+((restarts >= kills - worker_kills)) || gw_die "expected $((kills - worker_kills)) resumes from the broker's tail, saw $restarts"
+gw_log "buffer: $(jq -c '.buffer | {duplicates_total, dedup_resets_total, dedup_unknown_total, dedup_sources}' <<<"$status")"
+echo "e2e.kill: kills=$kills worker_kills=$worker_kills sessions=$sessions resumes=$restarts OK"
