@@ -1,0 +1,225 @@
+// bench-ingest: how fast the gateway takes MQTT messages into its buffer, against a Paho
+// subscriber that does nothing with them, on the same broker in the same run.
+//
+// Method (the same for every subscriber): create the subscriber's persistent session, take it
+// offline, let firmware-sim publish N messages at QoS 1 (the broker queues them for the session),
+// then bring the subscriber back and time how long it takes from its first stored (or received)
+// message to the last. The gateway's progress is read from its buffer's own counter (LMDB meta
+// next_seq, buffer/FORMAT.md), polled every 2 ms, so the HTTP snapshot interval does not blur it.
+// Variants: durability os / fsync, [mqtt] sessions 1..N (worker processes on a shared subscription).
+// The gateway forwards to an embedded Kafka meanwhile, as it would in production.
+//
+//   bench-ingest [--messages N] [--sessions 1,4,8] [--quick]
+// Needs mosquitto (toolchains/setup.sh) and the edge-gateway and firmware-sim binaries of this build.
+#include <lmdb.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <mqtt/async_client.h>
+#include <nlohmann/json.hpp>
+
+#include "tests/support/support.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+namespace fs = std::filesystem;
+
+constexpr auto kTimeout = std::chrono::seconds(300);
+
+// GET http://127.0.0.1:port/status as JSON (null on any failure).
+nlohmann::json get_status(int port) {
+  namespace beast = boost::beast;
+  namespace http = beast::http;
+  try {
+    boost::asio::io_context io;
+    boost::asio::ip::tcp::resolver resolver(io);
+    beast::tcp_stream stream(io);
+    stream.connect(resolver.resolve("127.0.0.1", std::to_string(port)));
+    http::request<http::empty_body> req{http::verb::get, "/status", 11};
+    req.set(http::field::host, "127.0.0.1");
+    http::write(stream, req);
+    beast::flat_buffer buffer;
+    http::response<http::string_body> res;
+    http::read(stream, buffer, res);
+    return nlohmann::json::parse(res.body());
+  } catch (const std::exception&) {
+    return nullptr;
+  }
+}
+
+// The buffer's next sequence minus one (records ever stored), read from LMDB directly.
+std::uint64_t stored_in(const fs::path& buffer_dir) {
+  if (!fs::exists(buffer_dir / "data.mdb")) return 0;
+  MDB_env* env = nullptr;
+  if (mdb_env_create(&env) != 0) return 0;
+  std::uint64_t out = 0;
+  mdb_env_set_maxdbs(env, 32);
+  if (mdb_env_open(env, buffer_dir.c_str(), MDB_RDONLY | MDB_NOTLS, 0640) == 0) {
+    MDB_txn* txn = nullptr;
+    if (mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn) == 0) {
+      MDB_dbi meta;
+      if (mdb_dbi_open(txn, "meta", 0, &meta) == 0) {
+        MDB_val key{8, const_cast<char*>("next_seq")}, val;
+        if (mdb_get(txn, meta, &key, &val) == 0 && val.mv_size >= 9) {
+          const auto* p = static_cast<const std::uint8_t*>(val.mv_data);
+          std::uint64_t v = 0;
+          for (int i = 8; i >= 1; --i) v = (v << 8) | p[i];
+          out = v > 0 ? v - 1 : 0;
+        }
+      }
+      mdb_txn_abort(txn);
+    }
+  }
+  mdb_env_close(env);
+  return out;
+}
+
+struct Result {
+  double rate = 0;        // messages/s from the first to the last
+  std::uint64_t got = 0;  // messages counted
+};
+
+// Publishes n messages (devices x count) at QoS 1 with firmware-sim; waits for it.
+void publish(const fs::path& sim, const std::string& url, std::uint64_t n, const fs::path& dir) {
+  const std::uint64_t devices = 1000;
+  gw::test::ChildProcess p({sim.string(), "publish", "--broker", url, "--devices", std::to_string(devices), "--count",
+                            std::to_string(n / devices), "--rate", "0", "--qos", "1", "--client-id", "bench-publisher"},
+                           dir / "publish.out");
+  if (p.wait(kTimeout).value_or(-1) != 0) throw std::runtime_error("firmware-sim publish failed");
+}
+
+// Waits until `count()` reaches n; the rate from the first counted message to the last.
+template <typename Count>
+Result time_drain(std::uint64_t n, Count count) {
+  const auto deadline = Clock::now() + kTimeout;
+  std::uint64_t c0 = 0;
+  Clock::time_point t0{};
+  Result r;
+  while (Clock::now() < deadline) {
+    r.got = count();
+    if (c0 == 0 && r.got > 0) {
+      c0 = r.got;
+      t0 = Clock::now();
+    }
+    if (r.got >= n) {
+      const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+      r.rate = s > 0 ? static_cast<double>(n - c0) / s : 0;
+      return r;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  throw std::runtime_error("timed out: " + std::to_string(r.got) + " of " + std::to_string(n));
+}
+
+// The baseline: a Paho subscriber in callback mode that only counts.
+Result baseline(const std::string& url, const fs::path& sim, std::uint64_t n, const fs::path& dir) {
+  std::atomic<std::uint64_t> received{0};
+  mqtt::async_client client(url, "bench-baseline", mqtt::create_options(MQTTVERSION_3_1_1));
+  client.set_message_callback([&](mqtt::const_message_ptr) { received.fetch_add(1, std::memory_order_relaxed); });
+  auto opts = mqtt::connect_options_builder().clean_session(false).finalize();
+  client.connect(opts)->wait();
+  client.subscribe("devices/+/telemetry", 1)->wait();
+  client.disconnect()->wait();
+  publish(sim, url, n, dir);
+  received = 0;
+  client.connect(opts)->wait();
+  Result r = time_drain(n, [&] { return received.load(); });
+  client.disconnect()->wait();
+  return r;
+}
+
+// The gateway with a durability and a number of sessions.
+Result gateway(const std::string& url, const fs::path& exe, const fs::path& sim, std::uint64_t n,
+               const std::string& durability, int sessions, const fs::path& dir) {
+  const int http = gw::test::free_port();
+  const fs::path conf = dir / "gateway.toml";
+  {
+    std::ofstream out(conf);
+    out << "gateway_id = \"bench\"\nlog_level = \"warn\"\n[mqtt]\nurl = \"" << url
+        << "\"\nclient_id = \"bench-gateway\"\nsessions = " << sessions << "\n[buffer]\npath = \""
+        << (dir / "buffer").string() << "\"\ndurability = \"" << durability
+        << "\"\n[uplink.kafka]\nbrokers = \"embedded\"\n[http]\nlisten = \"127.0.0.1:" << http << "\"\n";
+  }
+  auto start = [&] {
+    return std::make_unique<gw::test::ChildProcess>(std::vector<std::string>{exe.string(), "--config", conf.string()},
+                                                    std::nullopt, std::chrono::seconds(20));
+  };
+  {
+    auto gw = start();  // creates the sessions, then goes away
+    const auto deadline = Clock::now() + std::chrono::seconds(30);
+    for (;;) {
+      auto s = get_status(http);
+      if (s.is_object() && s.contains("ingest") && s["ingest"].value("subscribed", false)) break;
+      if (Clock::now() > deadline) throw std::runtime_error("gateway never subscribed");
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  publish(sim, url, n, dir);
+  auto gw = start();
+  return time_drain(n, [&] { return stored_in(dir / "buffer"); });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App cli{"bench-ingest: MQTT messages into the buffer per second, against a do-nothing Paho subscriber"};
+  std::uint64_t messages = 60000;
+  std::vector<int> sessions{1, 4, 8};
+  bool quick = false;
+  cli.add_option("--messages", messages, "Messages per run (at most 100000: the test broker's queue)");
+  cli.add_option("--sessions", sessions, "Session counts to run with durability fsync")->delimiter(',');
+  cli.add_flag("--quick", quick, "10,000 messages, sessions 1 and 4");
+  CLI11_PARSE(cli, argc, argv);
+  if (quick) {
+    messages = 10000;
+    sessions = {1, 4};
+  }
+  messages = std::min<std::uint64_t>(messages / 1000 * 1000, 100000);
+  const fs::path here = fs::read_symlink("/proc/self/exe").parent_path();
+  const fs::path exe = here / ".." / "gateway" / "edge-gateway";
+  const fs::path sim = here / ".." / "firmware-sim" / "firmware-sim";
+  std::signal(SIGPIPE, SIG_IGN);
+
+  try {
+    std::printf("bench-ingest: %llu messages per run (1000 devices), QoS 1, mosquitto on loopback, 2 ms polling\n",
+                static_cast<unsigned long long>(messages));
+    double base = 0;
+    {
+      gw::test::Mosquitto broker;
+      gw::test::TempDir dir;
+      base = baseline(broker.url(), sim, messages, dir.path()).rate;
+      std::printf("baseline  do-nothing Paho subscriber (1 session)       %9.0f msgs/s\n", base);
+    }
+    auto run = [&](const std::string& durability, int s) {
+      gw::test::Mosquitto broker;  // a fresh broker per run: no queue left over
+      gw::test::TempDir dir;
+      const Result r = gateway(broker.url(), exe, sim, messages, durability, s, dir.path());
+      std::printf("gateway   durability %-5s sessions %2d                   %9.0f msgs/s  RATIO %.2f\n",
+                  durability.c_str(), s, r.rate, base > 0 ? r.rate / base : 0.0);
+      std::fflush(stdout);
+    };
+    run("os", 1);
+    for (int s : sessions) run("fsync", s);
+    if (!quick) run("os", sessions.back());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench-ingest: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
