@@ -91,6 +91,8 @@ int main(int argc, char** argv) {
 
   CLI::App app{"Simulated telemetry devices for edge-gateway, and the loss verifier"};
   app.require_subcommand(1);
+  // A flag given twice takes the last value, so scripts can append overrides to a base command.
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
 
   gw::firmware_sim::PublishOptions opt;
   double duration_s = 0;
