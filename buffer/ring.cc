@@ -27,10 +27,14 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <tuple>
 #include <utility>
+
+#include "buffer/dedup.h"
 
 namespace gw::buffer {
 namespace {
@@ -72,6 +76,13 @@ constexpr std::size_t kRecordHeader = 1 + 1 + 8;  // version, type, ingest_time_
 constexpr std::string_view kNextSeqKey = "next_seq";
 constexpr std::string_view kEvictedKey = "evicted";
 constexpr std::string_view kQuarantinedKey = "quarantined";
+constexpr std::string_view kDuplicatesKey = "duplicates";
+constexpr std::string_view kDedupResetsKey = "dedup_resets";
+constexpr std::string_view kDedupUnknownKey = "dedup_unknown";
+constexpr std::string_view kSummarizedKey = "summarized";
+// Side tables are LMDB databases named "t:" + the table name; at most this many.
+constexpr std::size_t kMaxTables = 16;
+constexpr std::size_t kMaxTableKey = 511;
 
 // A map smaller than this leaves no useful room after the headroom below.
 constexpr std::uint64_t kMinMapPages = 64;
@@ -261,7 +272,7 @@ struct Request {
   bool in_flight = false;  // part of a group being written: it must not leave the queue
   bool done = false;
   std::error_code error;
-  std::uint64_t first = 0;  // the first assigned sequence, when done without error
+  std::vector<Seq> seqs;  // when done without error: one per record, Seq{0} for a dropped duplicate
 };
 
 // What one attempt at writing a group came to.
@@ -279,7 +290,14 @@ enum class Outcome {
 
 // What a deletion of the oldest records removed: trimmed = acked by every cursor; evicted = not.
 struct Eviction {
-  std::uint64_t first = 0, last = 0, trimmed = 0, evicted = 0;
+  std::vector<std::uint64_t> seqs;  // deleted, ascending (summarize skips aggregate records: not contiguous)
+  std::uint64_t trimmed = 0, evicted = 0;
+};
+
+// The dedup windows one group touched, written back before its commit, and what it decided.
+struct DedupBatch {
+  std::map<std::string, DedupWindow, std::less<>> windows;
+  std::uint64_t duplicates = 0, resets = 0, unknown = 0;
 };
 
 class LmdbRing final : public Ring {
@@ -321,7 +339,8 @@ class LmdbRing final : public Ring {
       return std::unexpected(lmdb_error(rc, "txn_begin"));
     TxnGuard txn(raw);
     for (auto [name, dbi] : {std::pair{"records", &records_}, std::pair{"cursors", &cursors_},
-                             std::pair{"meta", &meta_}, std::pair{"quarantine", &quarantine_}}) {
+                             std::pair{"meta", &meta_}, std::pair{"quarantine", &quarantine_},
+                             std::pair{"dedup", &dedup_}}) {
       if (int rc = mdb_dbi_open(txn.get(), name, MDB_CREATE, dbi); rc != 0) {
         return std::unexpected(lmdb_error(rc, "dbi_open"));
       }
@@ -332,6 +351,13 @@ class LmdbRing final : public Ring {
     if (!evicted) return std::unexpected(evicted.error());
     auto quarantined = get_meta(txn.get(), kQuarantinedKey);
     if (!quarantined) return std::unexpected(quarantined.error());
+    for (auto [name, counter] : {std::pair{kDuplicatesKey, &duplicates_total_}, std::pair{kDedupResetsKey, &dedup_resets_total_},
+                                 std::pair{kDedupUnknownKey, &dedup_unknown_total_},
+                                 std::pair{kSummarizedKey, &summarized_total_}}) {
+      auto v = get_meta(txn.get(), name);
+      if (!v) return std::unexpected(v.error());
+      counter->store(v->value_or(0));
+    }
     std::uint64_t next_seq = std::max<std::uint64_t>(1, next->value_or(1));
     // Defensive: never hand out a sequence at or below a stored one, even if meta were missing.
     auto last_stored = edge_key(txn.get(), MDB_LAST);
@@ -435,7 +461,99 @@ class LmdbRing final : public Ring {
     if (auto ok = put_cursor(txn.get(), name, CursorValue{upto, current->evicted}); !ok) return ok;
     if (int rc = txn.commit(); rc != 0) return std::unexpected(lmdb_error(rc, "commit ack"));
     commits_total_.fetch_add(1);
+    if (options_.overflow == Overflow::summarize && name == options_.summarize_cursor) room_made();
     return {};
+  }
+
+  std::expected<std::vector<Seq>, std::error_code> commit(const ConsumerCommit& c) override {
+    for (const TableWrite& w : c.writes) {
+      if (!valid_table_name(w.table) || w.key.empty() || w.key.size() > kMaxTableKey) {
+        return std::unexpected(make_error_code(errc::invalid_argument));
+      }
+    }
+    std::lock_guard write_lock(write_mutex_);
+    for (int attempt = 0; attempt < 16; ++attempt) {
+      std::vector<std::pair<std::string, MDB_dbi>> opened;
+      std::vector<Seq> seqs;
+      auto done = commit_once(c, opened, seqs);
+      if (done) {
+        {
+          std::lock_guard lock(tables_mutex_);
+          for (auto& [name, dbi] : opened) tables_.emplace(std::move(name), dbi);
+        }
+        commits_total_.fetch_add(1);
+        if (!seqs.empty()) {
+          appended_total_.fetch_add(seqs.size());
+          {
+            std::lock_guard lock(wait_mutex_);
+            last_seq_.store(seqs.back().value);
+          }
+          wait_cv_.notify_all();
+        }
+        if (options_.overflow == Overflow::summarize && c.cursor == options_.summarize_cursor) room_made();
+        return seqs;
+      }
+      if (done.error() == errc::map_full && map_pages_.load() < cap_pages_ && grow_map(0)) continue;
+      return std::unexpected(done.error());
+    }
+    return std::unexpected(make_error_code(errc::map_full));
+  }
+
+  std::expected<std::optional<std::vector<std::uint8_t>>, std::error_code> table_get(
+      std::string_view table, std::span<const std::uint8_t> key) const override {
+    using Result = std::optional<std::vector<std::uint8_t>>;
+    if (!valid_table_name(table) || key.empty() || key.size() > kMaxTableKey) {
+      return std::unexpected(make_error_code(errc::invalid_argument));
+    }
+    auto dbi = table_for_read(table);
+    if (!dbi) return std::unexpected(dbi.error());
+    if (!*dbi) return Result{};
+    ReadGuard gate(gate_);
+    MDB_txn* raw = nullptr;
+    if (int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &raw); rc != 0) {
+      return std::unexpected(lmdb_error(rc, "txn_begin"));
+    }
+    TxnGuard txn(raw);
+    MDB_val k = as_val(key.data(), key.size());
+    MDB_val v;
+    int rc = mdb_get(txn.get(), **dbi, &k, &v);
+    if (rc == MDB_NOTFOUND) return Result{};
+    if (rc != 0) return std::unexpected(lmdb_error(rc, "table get"));
+    const auto* p = static_cast<const std::uint8_t*>(v.mv_data);
+    return Result{std::vector<std::uint8_t>(p, p + v.mv_size)};
+  }
+
+  std::expected<std::vector<TableEntry>, std::error_code> table_scan(std::string_view table,
+                                                                     std::span<const std::uint8_t> from,
+                                                                     std::size_t max) const override {
+    std::vector<TableEntry> out;
+    if (!valid_table_name(table) || from.size() > kMaxTableKey) {
+      return std::unexpected(make_error_code(errc::invalid_argument));
+    }
+    auto dbi = table_for_read(table);
+    if (!dbi) return std::unexpected(dbi.error());
+    if (!*dbi || max == 0) return out;
+    ReadGuard gate(gate_);
+    MDB_txn* raw = nullptr;
+    if (int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &raw); rc != 0) {
+      return std::unexpected(lmdb_error(rc, "txn_begin"));
+    }
+    TxnGuard txn(raw);
+    MDB_cursor* c_raw = nullptr;
+    if (int rc = mdb_cursor_open(txn.get(), **dbi, &c_raw); rc != 0) return std::unexpected(lmdb_error(rc, "cursor_open"));
+    CursorGuard cursor(c_raw);
+    MDB_val k = as_val(from.data(), from.size());
+    MDB_val v;
+    int rc = from.empty() ? mdb_cursor_get(cursor.get(), &k, &v, MDB_FIRST)
+                          : mdb_cursor_get(cursor.get(), &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && out.size() < max) {
+      const auto* kp = static_cast<const std::uint8_t*>(k.mv_data);
+      const auto* vp = static_cast<const std::uint8_t*>(v.mv_data);
+      out.push_back(TableEntry{{kp, kp + k.mv_size}, {vp, vp + v.mv_size}});
+      rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_NEXT);
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) return std::unexpected(lmdb_error(rc, "cursor_get"));
+    return out;
   }
 
   std::expected<std::vector<StoredRecord>, std::error_code> read(Seq after, std::size_t max_records,
@@ -515,6 +633,10 @@ class LmdbRing final : public Ring {
     s.no_space = no_space_.load();
     s.no_space_total = no_space_total_.load();
     s.append_calls_total = append_calls_total_.load();
+    s.duplicates_total = duplicates_total_.load();
+    s.dedup_resets_total = dedup_resets_total_.load();
+    s.dedup_unknown_total = dedup_unknown_total_.load();
+    s.summarized_total = summarized_total_.load();
     {
       std::lock_guard lock(queue_mutex_);
       s.blocked_appends = blocked_ ? queue_.size() : 0;
@@ -532,6 +654,7 @@ class LmdbRing final : public Ring {
     TxnGuard txn(raw);
     MDB_stat st;
     if (mdb_stat(txn.get(), records_, &st) == 0) s.records = st.ms_entries;
+    if (mdb_stat(txn.get(), dedup_, &st) == 0) s.dedup_sources = st.ms_entries;
     // The snapshot's last sequence (last_seq_ may already be ahead of this read transaction).
     std::uint64_t snapshot_last = s.last.value;
     if (s.records > 0) {
@@ -568,6 +691,117 @@ class LmdbRing final : public Ring {
   }
 
  private:
+  static bool valid_table_name(std::string_view name) {
+    if (name.empty() || name.size() > 64) return false;
+    return std::all_of(name.begin(), name.end(), [](char ch) {
+      return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '.';
+    });
+  }
+
+  // The open handle of a side table, if known in this process. tables_mutex_ taken.
+  std::optional<MDB_dbi> known_table(std::string_view name) const {
+    std::lock_guard lock(tables_mutex_);
+    auto it = tables_.find(name);
+    if (it == tables_.end()) return std::nullopt;
+    return it->second;
+  }
+
+  // A side table's handle inside a write transaction, created if missing; a handle opened here is
+  // added to `opened` and becomes known only once the transaction commits.
+  std::expected<MDB_dbi, std::error_code> table_in_txn(MDB_txn* txn, std::string_view name,
+                                                       std::vector<std::pair<std::string, MDB_dbi>>& opened) {
+    if (auto dbi = known_table(name)) return *dbi;
+    for (const auto& [n, dbi] : opened) {
+      if (n == name) return dbi;
+    }
+    {
+      std::lock_guard lock(tables_mutex_);
+      if (tables_.size() + opened.size() >= kMaxTables) {
+        spdlog::error("buffer: more than {} side tables requested ({})", kMaxTables, name);
+        return std::unexpected(make_error_code(errc::invalid_argument));
+      }
+    }
+    const std::string db_name = "t:" + std::string(name);
+    MDB_dbi dbi = 0;
+    if (int rc = mdb_dbi_open(txn, db_name.c_str(), MDB_CREATE, &dbi); rc != 0) {
+      return std::unexpected(lmdb_error(rc, "dbi_open (table)"));
+    }
+    opened.emplace_back(std::string(name), dbi);
+    return dbi;
+  }
+
+  // A side table's handle for readers; nullopt if the table does not exist. Opening an existing
+  // table for the first time takes a short write transaction (LMDB handles live from a commit).
+  std::expected<std::optional<MDB_dbi>, std::error_code> table_for_read(std::string_view name) const {
+    if (auto dbi = known_table(name)) return dbi;
+    std::lock_guard write_lock(write_mutex_);
+    if (auto dbi = known_table(name)) return dbi;
+    MDB_txn* raw = nullptr;
+    if (int rc = mdb_txn_begin(env_, nullptr, 0, &raw); rc != 0) return std::unexpected(lmdb_error(rc, "txn_begin"));
+    TxnGuard txn(raw);
+    const std::string db_name = "t:" + std::string(name);
+    MDB_dbi dbi = 0;
+    int rc = mdb_dbi_open(txn.get(), db_name.c_str(), 0, &dbi);
+    if (rc == MDB_NOTFOUND) return std::optional<MDB_dbi>{};
+    if (rc != 0) return std::unexpected(lmdb_error(rc, "dbi_open (table)"));
+    if (rc = txn.commit(); rc != 0) return std::unexpected(lmdb_error(rc, "commit (table open)"));
+    std::lock_guard lock(tables_mutex_);
+    tables_.emplace(std::string(name), dbi);
+    return std::optional<MDB_dbi>{dbi};
+  }
+
+  // One attempt at a consumer commit. write_mutex_ held.
+  std::expected<void, std::error_code> commit_once(const ConsumerCommit& c,
+                                                   std::vector<std::pair<std::string, MDB_dbi>>& opened,
+                                                   std::vector<Seq>& seqs) {
+    MDB_txn* raw = nullptr;
+    if (int rc = mdb_txn_begin(env_, nullptr, 0, &raw); rc != 0) return std::unexpected(lmdb_error(rc, "txn_begin"));
+    TxnGuard txn(raw);
+    auto current = get_cursor(txn.get(), c.cursor);
+    if (!current) return std::unexpected(current.error());
+    if (c.upto.value > last_seq_.load()) return std::unexpected(make_error_code(errc::invalid_argument));
+    for (const TableWrite& w : c.writes) {
+      auto dbi = table_in_txn(txn.get(), w.table, opened);
+      if (!dbi) return std::unexpected(dbi.error());
+      MDB_val key = as_val(w.key.data(), w.key.size());
+      if (w.value) {
+        MDB_val val = as_val(w.value->data(), w.value->size());
+        if (int rc = mdb_put(txn.get(), *dbi, &key, &val, 0); rc != 0) return std::unexpected(lmdb_error(rc, "table put"));
+      } else if (int rc = mdb_del(txn.get(), *dbi, &key, nullptr); rc != 0 && rc != MDB_NOTFOUND) {
+        return std::unexpected(lmdb_error(rc, "table del"));
+      }
+    }
+    std::uint64_t seq = last_seq_.load() + 1;
+    const std::int64_t ingest_ms = now_ms();
+    for (const RecordIn& in : c.append) {
+      if (int rc = put_record(txn.get(), seq, in, ingest_ms); rc != 0) return std::unexpected(lmdb_error(rc, "put record"));
+      seqs.push_back(Seq{seq++});
+    }
+    if (!seqs.empty()) {
+      if (auto ok = put_meta(txn.get(), kNextSeqKey, seq); !ok) return ok;
+    }
+    if (c.upto > current->acked) {
+      if (auto ok = put_cursor(txn.get(), c.cursor, CursorValue{c.upto, current->evicted}); !ok) return ok;
+    }
+    if (int rc = txn.commit(); rc != 0) return std::unexpected(lmdb_error(rc, "commit (consumer)"));
+    return {};
+  }
+
+  // Writes one record at `seq` (the next in order) into the records database.
+  int put_record(MDB_txn* txn, std::uint64_t seq, const RecordIn& in, std::int64_t ingest_ms) {
+    std::uint8_t key_bytes[8];
+    put_u64_be(key_bytes, seq);
+    MDB_val key = as_val(key_bytes, sizeof key_bytes);
+    MDB_val val{kRecordHeader + in.payload.size(), nullptr};
+    if (int rc = mdb_put(txn, records_, &key, &val, MDB_APPEND | MDB_RESERVE); rc != 0) return rc;
+    auto* p = static_cast<std::uint8_t*>(val.mv_data);
+    p[0] = kRecordVersion;
+    p[1] = static_cast<std::uint8_t>(in.type);
+    put_u64_le(p + 2, static_cast<std::uint64_t>(ingest_ms));
+    if (!in.payload.empty()) std::memcpy(p + kRecordHeader, in.payload.data(), in.payload.size());
+    return 0;
+  }
+
   // fsync mode: waits (bounded by group_commit_wait) until as many requests are queued as the
   // largest recent group held, so that concurrent appenders share one sync. queue_mutex_ held.
   void gather(std::unique_lock<std::mutex>& lock) {
@@ -676,10 +910,7 @@ class LmdbRing final : public Ring {
   std::expected<std::vector<Seq>, std::error_code> result_of(const Request& req) {
     if (req.error) return std::unexpected(req.error);
     append_calls_total_.fetch_add(1);
-    std::vector<Seq> seqs;
-    seqs.reserve(req.records.size());
-    for (std::size_t i = 0; i < req.records.size(); ++i) seqs.push_back(Seq{req.first + i});
-    return seqs;
+    return req.seqs;
   }
 
   // Writes one group in one transaction, growing the map or evicting as needed.
@@ -702,7 +933,7 @@ class LmdbRing final : public Ring {
     // drop_oldest keeps room for one more group below the cap, because LMDB reuses the pages a
     // commit frees only one commit later; so one group may take at most a quarter of the cap.
     const std::uint64_t budget = cap_pages_ - headroom_pages(cap_pages_);
-    if (est_pages > (options_.overflow == Overflow::drop_oldest ? budget / 4 : budget)) return Outcome::too_big;
+    if (est_pages > (options_.overflow != Overflow::block ? budget / 4 : budget)) return Outcome::too_big;
     bool evicted_any = false;
     bool nudged = false;
     for (int attempt = 0; attempt < 64; ++attempt) {
@@ -731,7 +962,11 @@ class LmdbRing final : public Ring {
           }
           return evicted.error() == errc::no_space ? Outcome::no_space : Outcome::failed;
         }
-        if (*evicted == 0) return Outcome::too_big;
+        if (*evicted == 0) {  // summarize: nothing the windows counted is left; wait like block
+          if (options_.overflow != Overflow::summarize) return Outcome::too_big;
+          full_.store(true);
+          return Outcome::full;
+        }
         evicted_any = true;
         (void)nudge();  // so that the pages the eviction freed are reusable by the retry
         continue;
@@ -758,40 +993,48 @@ class LmdbRing final : public Ring {
     std::uint64_t seq = first_new;
     const std::int64_t ingest_ms = now_ms();
     std::size_t records = 0;
-    for (const Request* r : group) {
-      for (const RecordIn& in : r->records) {
-        std::uint8_t key_bytes[8];
-        put_u64_be(key_bytes, seq);
-        MDB_val key = as_val(key_bytes, sizeof key_bytes);
-        MDB_val val{kRecordHeader + in.payload.size(), nullptr};
-        if (int rc = mdb_put(txn.get(), records_, &key, &val, MDB_APPEND | MDB_RESERVE); rc != 0) {
+    DedupBatch dedup;
+    std::vector<std::vector<Seq>> assigned(group.size());
+    for (std::size_t gi = 0; gi < group.size(); ++gi) {
+      assigned[gi].reserve(group[gi]->records.size());
+      for (const RecordIn& in : group[gi]->records) {
+        if (in.dedup) {
+          auto verdict = dedup_admit(txn.get(), dedup, *in.dedup);
+          if (!verdict) return lmdb_failure(verdict.error(), error);
+          if (*verdict == DedupVerdict::duplicate) {
+            assigned[gi].push_back(Seq{0});
+            continue;
+          }
+        }
+        if (int rc = put_record(txn.get(), seq, in, ingest_ms); rc != 0) {
           return lmdb_failure(rc, entries_before, "put record", error);
         }
-        auto* p = static_cast<std::uint8_t*>(val.mv_data);
-        p[0] = kRecordVersion;
-        p[1] = static_cast<std::uint8_t>(in.type);
-        put_u64_le(p + 2, static_cast<std::uint64_t>(ingest_ms));
-        if (!in.payload.empty()) std::memcpy(p + kRecordHeader, in.payload.data(), in.payload.size());
+        assigned[gi].push_back(Seq{seq});
         ++seq;
         ++records;
       }
     }
     if (auto ok = put_meta(txn.get(), kNextSeqKey, seq); !ok) return lmdb_failure(ok.error(), error);
+    if (auto ok = dedup_write_back(txn.get(), dedup); !ok) return lmdb_failure(ok.error(), error);
 
     if (int rc = mdb_stat(txn.get(), records_, &st); rc != 0) return lmdb_failure(rc, entries_before, "stat", error);
     const std::uint64_t tree_pages = st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
     const std::uint64_t budget = cap_pages_ - headroom_pages(cap_pages_);
     Eviction ev;
-    const std::uint64_t keep = options_.overflow == Overflow::drop_oldest && budget > est_pages + kEvictSlackPages
+    const std::uint64_t keep = options_.overflow != Overflow::block && budget > est_pages + kEvictSlackPages
                                    ? budget - est_pages - kEvictSlackPages
                                    : budget;
     if (tree_pages > keep) {
       if (options_.overflow == Overflow::block) return entries_before == 0 ? Outcome::too_big : Outcome::full;
       auto evicted = evict_prefix(txn.get(), first_new, keep);
       if (!evicted) return lmdb_failure(evicted.error(), error);
-      ev = *evicted;
+      ev = std::move(*evicted);
       if (auto ok = account_eviction(txn.get(), ev); !ok) return lmdb_failure(ok.error(), error);
-      if (tree_pages_of(txn.get()) > keep) return Outcome::too_big;
+      if (tree_pages_of(txn.get()) > keep) {
+        // summarize may evict only what the windows counted: the rest waits like block.
+        if (options_.overflow == Overflow::summarize) return entries_before == 0 ? Outcome::too_big : Outcome::full;
+        return Outcome::too_big;
+      }
     } else if (map_pages_.load() < cap_pages_ && tree_pages + headroom_pages(map_pages_.load()) > map_pages_.load()) {
       return Outcome::grow;
     }
@@ -799,14 +1042,11 @@ class LmdbRing final : public Ring {
 
     commits_total_.fetch_add(1);
     appended_total_.fetch_add(records);
+    note_dedup(dedup);
     note_eviction(ev);
     full_.store(evicted_any || ev.trimmed + ev.evicted > 0 || tree_pages + kEvictSlackPages >= keep);
     no_space_.store(false);
-    std::uint64_t next = first_new;
-    for (Request* r : group) {
-      r->first = next;
-      next += r->records.size();
-    }
+    for (std::size_t gi = 0; gi < group.size(); ++gi) group[gi]->seqs = std::move(assigned[gi]);
     {
       std::lock_guard lock(wait_mutex_);
       last_seq_.store(seq - 1);
@@ -820,7 +1060,7 @@ class LmdbRing final : public Ring {
     if (rc == MDB_MAP_FULL) {
       (void)entries_before;
       if (map_pages_.load() < cap_pages_) return Outcome::grow;
-      if (options_.overflow == Overflow::drop_oldest) return Outcome::evict_more;
+      if (options_.overflow != Overflow::block) return Outcome::evict_more;
       return Outcome::no_page;
     }
     // LMDB reports a short write of its pages as EIO: a full filesystem often looks like that.
@@ -855,57 +1095,126 @@ class LmdbRing final : public Ring {
   }
 
   // Deletes the oldest records (those before `before`) until the records tree uses at most
-  // target_pages. The caller accounts for them with account_eviction() in the same transaction.
+  // target_pages. Under summarize only records the summarize cursor acknowledged go, and aggregate
+  // records stay. The caller accounts for them with account_eviction() in the same transaction.
   std::expected<Eviction, std::error_code> evict_prefix(MDB_txn* txn, std::uint64_t before,
                                                         std::uint64_t target_pages) {
     Eviction ev;
+    const bool summarize = options_.overflow == Overflow::summarize;
+    if (summarize) {
+      auto counted = get_cursor(txn, options_.summarize_cursor);
+      if (!counted && counted.error() != errc::unknown_cursor) return std::unexpected(counted.error());
+      before = std::min(before, counted ? counted->acked.value + 1 : 0);  // no windows yet: nothing may go
+    }
     MDB_cursor* raw = nullptr;
     if (int rc = mdb_cursor_open(txn, records_, &raw); rc != 0) return std::unexpected(lmdb_error(rc, "cursor_open"));
     CursorGuard cursor(raw);
-    std::uint64_t count = 0;
+    std::uint64_t from = 0;  // re-seek after each delete rather than rely on where a delete leaves the cursor
     while (tree_pages_of(txn) > target_pages) {
-      MDB_val key;
+      std::uint8_t key_bytes[8];
+      put_u64_be(key_bytes, from);
+      MDB_val key = as_val(key_bytes, sizeof key_bytes);
       MDB_val val;
-      int rc = mdb_cursor_get(cursor.get(), &key, &val, MDB_FIRST);
+      int rc = mdb_cursor_get(cursor.get(), &key, &val, MDB_SET_RANGE);
+      if (summarize) {  // step over aggregate records
+        while (rc == 0 && key.mv_size == 8 && val.mv_size >= 2 &&
+               static_cast<const std::uint8_t*>(val.mv_data)[1] == static_cast<std::uint8_t>(RecordType::aggregate)) {
+          rc = mdb_cursor_get(cursor.get(), &key, &val, MDB_NEXT);
+        }
+      }
       if (rc == MDB_NOTFOUND) break;
       if (rc != 0) return std::unexpected(lmdb_error(rc, "cursor_get"));
       if (key.mv_size != 8) return std::unexpected(make_error_code(errc::corrupt));
       const std::uint64_t seq = key_seq(key);
       if (seq >= before) break;
       if (rc = mdb_cursor_del(cursor.get(), 0); rc != 0) return std::unexpected(lmdb_error(rc, "cursor_del"));
-      if (count == 0) ev.first = seq;
-      ev.last = seq;
-      ++count;
+      ev.seqs.push_back(seq);
+      from = seq + 1;
     }
-    ev.evicted = count;  // split into trimmed/evicted by account_eviction()
     return ev;
   }
 
   // Splits an eviction into records every cursor had acknowledged (trimmed) and the others
   // (evicted), and adds the evicted ones to each cursor that had not acknowledged them and to the
-  // persistent total.
+  // persistent totals.
   std::expected<void, std::error_code> account_eviction(MDB_txn* txn, Eviction& ev) {
-    const std::uint64_t count = ev.evicted;
-    if (count == 0) return {};
+    if (ev.seqs.empty()) return {};
     auto all = all_cursors(txn);
     if (!all) return std::unexpected(all.error());
+    auto at_or_below = [&](Seq acked) {
+      return static_cast<std::uint64_t>(std::upper_bound(ev.seqs.begin(), ev.seqs.end(), acked.value) - ev.seqs.begin());
+    };
     std::uint64_t trimmed = 0;
     if (!all->empty()) {
       Seq min_acked = all->front().second.acked;
       for (const auto& c : *all) min_acked = std::min(min_acked, c.second.acked);
-      if (min_acked.value >= ev.first) trimmed = std::min(count, min_acked.value - ev.first + 1);
+      trimmed = at_or_below(min_acked);
     }
     ev.trimmed = trimmed;
-    ev.evicted = count - trimmed;
+    ev.evicted = ev.seqs.size() - trimmed;
     for (auto& [name, c] : *all) {
-      if (c.acked.value >= ev.last) continue;
-      c.evicted += ev.last - std::max(c.acked.value, ev.first - 1);
+      const std::uint64_t missed = ev.seqs.size() - at_or_below(c.acked);
+      if (missed == 0) continue;
+      c.evicted += missed;
       if (auto ok = put_cursor(txn, name, c); !ok) return ok;
     }
     if (ev.evicted > 0) {
       if (auto ok = put_meta(txn, kEvictedKey, evicted_total_.load() + ev.evicted); !ok) return ok;
+      if (options_.overflow == Overflow::summarize) {
+        if (auto ok = put_meta(txn, kSummarizedKey, summarized_total_.load() + ev.evicted); !ok) return ok;
+      }
     }
     return {};
+  }
+
+  // Looks up (and caches for the group) the source's window and lets it decide about the record.
+  std::expected<DedupVerdict, std::error_code> dedup_admit(MDB_txn* txn, DedupBatch& batch, const DedupKey& k) {
+    if (k.source.empty() || k.source.size() > 255) return DedupVerdict::fresh;  // not a usable key: store it
+    auto it = batch.windows.find(k.source);
+    if (it == batch.windows.end()) {
+      MDB_val key = as_val(k.source.data(), k.source.size());
+      MDB_val val;
+      int rc = mdb_get(txn, dedup_, &key, &val);
+      if (rc != 0 && rc != MDB_NOTFOUND) return std::unexpected(lmdb_error(rc, "get dedup"));
+      std::optional<DedupWindow> stored;
+      if (rc == 0) {
+        stored = DedupWindow::decode({static_cast<const std::uint8_t*>(val.mv_data), val.mv_size});
+        if (!stored) spdlog::error("buffer: dedup window of {} does not decode; starting it afresh", k.source);
+      }
+      it = batch.windows.emplace(std::string(k.source), stored ? std::move(*stored) : DedupWindow(options_.dedup_window))
+               .first;
+    }
+    const DedupVerdict v = it->second.admit(k.epoch, k.seq, k.time_ms);
+    if (v == DedupVerdict::duplicate) ++batch.duplicates;
+    if (v == DedupVerdict::reset) ++batch.resets;
+    if (v == DedupVerdict::unknown) ++batch.unknown;
+    return v;
+  }
+
+  // Stores the windows a group touched and its persistent counters, in the group's transaction.
+  std::expected<void, std::error_code> dedup_write_back(MDB_txn* txn, const DedupBatch& batch) {
+    for (const auto& [source, window] : batch.windows) {
+      const std::vector<std::uint8_t> bytes = window.encode();
+      MDB_val key = as_val(source.data(), source.size());
+      MDB_val val = as_val(bytes.data(), bytes.size());
+      if (int rc = mdb_put(txn, dedup_, &key, &val, 0); rc != 0) {
+        if (rc == MDB_MAP_FULL) return std::unexpected(make_error_code(errc::map_full));
+        return std::unexpected(lmdb_error(rc, "put dedup"));
+      }
+    }
+    for (auto [name, n, total] : {std::tuple{kDuplicatesKey, batch.duplicates, &duplicates_total_},
+                                  std::tuple{kDedupResetsKey, batch.resets, &dedup_resets_total_},
+                                  std::tuple{kDedupUnknownKey, batch.unknown, &dedup_unknown_total_}}) {
+      if (n == 0) continue;
+      if (auto ok = put_meta(txn, name, total->load() + n); !ok) return ok;
+    }
+    return {};
+  }
+
+  void note_dedup(const DedupBatch& batch) {
+    duplicates_total_.fetch_add(batch.duplicates);
+    dedup_resets_total_.fetch_add(batch.resets);
+    dedup_unknown_total_.fetch_add(batch.unknown);
   }
 
   // Counters and the log line for a committed eviction.
@@ -913,12 +1222,15 @@ class LmdbRing final : public Ring {
     if (ev.trimmed + ev.evicted == 0) return;
     trimmed_total_.fetch_add(ev.trimmed);
     evicted_total_.fetch_add(ev.evicted);
+    if (options_.overflow == Overflow::summarize) summarized_total_.fetch_add(ev.evicted);
     evicted_since_log_ += ev.evicted;
     const auto now = Clock::now();
     if (evicted_since_log_ > 0 && now - last_evict_log_ >= kEvictLogInterval) {
-      spdlog::warn("buffer: full (max_bytes {}); overflow = drop-oldest evicted {} unacknowledged records "
+      spdlog::warn("buffer: full (max_bytes {}); overflow = {} evicted {} unacknowledged records "
                    "(up to seq {}; {} in total)",
-                   cap_pages_ * page_size_, evicted_since_log_, ev.last, evicted_total_.load());
+                   cap_pages_ * page_size_,
+                   options_.overflow == Overflow::summarize ? "summarize (windows counted them)" : "drop-oldest",
+                   evicted_since_log_, ev.seqs.back(), evicted_total_.load());
       evicted_since_log_ = 0;
       last_evict_log_ = now;
     }
@@ -934,8 +1246,8 @@ class LmdbRing final : public Ring {
     const std::uint64_t need = 2 * (group_bytes / page_size_) + 4 + headroom_pages(cap_pages_) / 2;
     auto ev = evict_prefix(txn.get(), UINT64_MAX, pages > need ? pages - need : 0);
     if (!ev) return std::unexpected(ev.error());
-    if (ev->evicted == 0) return 0;
-    const std::uint64_t count = ev->evicted;
+    if (ev->seqs.empty()) return 0;
+    const std::uint64_t count = ev->seqs.size();
     if (auto ok = account_eviction(txn.get(), *ev); !ok) return std::unexpected(ok.error());
     if (int rc = txn.commit(); rc != 0) return std::unexpected(lmdb_error(rc, "commit eviction"));
     commits_total_.fetch_add(1);
@@ -1165,6 +1477,9 @@ class LmdbRing final : public Ring {
   MDB_dbi cursors_ = 0;
   MDB_dbi meta_ = 0;
   MDB_dbi quarantine_ = 0;
+  MDB_dbi dedup_ = 0;
+  mutable std::mutex tables_mutex_;  // guards tables_ (handles become valid once their txn committed)
+  mutable std::map<std::string, MDB_dbi, std::less<>> tables_;
 
   mutable std::mutex write_mutex_;
   mutable MapGate gate_;
@@ -1191,6 +1506,10 @@ class LmdbRing final : public Ring {
   mutable std::atomic<std::uint64_t> quarantined_total_{0};
   std::atomic<std::uint64_t> blocked_total_{0};
   std::atomic<std::uint64_t> no_space_total_{0};
+  std::atomic<std::uint64_t> duplicates_total_{0};
+  std::atomic<std::uint64_t> dedup_resets_total_{0};
+  std::atomic<std::uint64_t> dedup_unknown_total_{0};
+  std::atomic<std::uint64_t> summarized_total_{0};
   std::atomic<bool> full_{false};
   std::atomic<bool> no_space_{false};
   std::uint64_t evicted_since_log_ = 0;  // under write_mutex_
@@ -1236,7 +1555,7 @@ std::expected<std::unique_ptr<Ring>, std::error_code> Ring::open(const Options& 
     mdb_env_close(env);
     return std::unexpected(lmdb_error(rc, what));
   };
-  if (int rc = mdb_env_set_maxdbs(env, 8); rc != 0) return fail(rc, "env_set_maxdbs");
+  if (int rc = mdb_env_set_maxdbs(env, 8 + kMaxTables); rc != 0) return fail(rc, "env_set_maxdbs");
   // LMDB raises this to the size already in use, so a reopened store maps at least its data.
   if (int rc = mdb_env_set_mapsize(env, static_cast<std::size_t>(initial_pages * page_size)); rc != 0) {
     return fail(rc, "env_set_mapsize");
@@ -1271,7 +1590,10 @@ std::expected<std::unique_ptr<Ring>, std::error_code> Ring::open(const Options& 
   spdlog::info("buffer: opened {} (map {} bytes, max_bytes {}, durability {}, overflow {}, last seq {})", options.path,
                env_map_pages * env_page, env_cap_pages * env_page,
                options.durability == Durability::fsync ? "fsync" : "os",
-               options.overflow == Overflow::block ? "block" : "drop-oldest", ring->last_seq().value);
+               options.overflow == Overflow::block         ? "block"
+               : options.overflow == Overflow::drop_oldest ? "drop-oldest"
+                                                           : "summarize",
+               ring->last_seq().value);
   return ring;
 }
 

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <expected>
 #include <memory>
+#include <optional>
 #include <span>
 #include <stop_token>
 #include <string>
@@ -44,7 +45,7 @@ struct Seq {
 // What a stored record holds. Stored values never change meaning (buffer/FORMAT.md).
 enum class RecordType : std::uint8_t {
   telemetry = 1,  // payload: an ingest Telemetry FlatBuffer (ingest/telemetry.fbs)
-  aggregate = 2,  // payload: reserved for windowing results forwarded upstream
+  aggregate = 2,  // payload: a windowing result forwarded upstream (windowing/FORMAT.md)
 };
 
 enum class errc {
@@ -71,6 +72,9 @@ enum class Durability {
 enum class Overflow {
   block,        // append() waits until trim() frees room (ingest stops acknowledging; the broker queues)
   drop_oldest,  // the oldest records are evicted to make room; counted per cursor in Stats
+  summarize,    // like drop_oldest, but evicts only records Options::summarize_cursor (the windowing
+                // stage) has acknowledged, so the summaries of what is evicted still go upstream;
+                // aggregate records are never evicted. If nothing may be evicted, appends wait.
 };
 
 struct Options {
@@ -86,11 +90,44 @@ struct Options {
   // as joined its recent groups, so that they share one sync instead of alternating between two
   // half-full ones. A lone appender never waits. 0 turns it off.
   std::chrono::milliseconds group_commit_wait{1};
+  // Overflow::summarize: the cursor whose acknowledgement makes a record evictable.
+  std::string summarize_cursor = "windowing";
+  // Duplicate detection (RecordIn::dedup): sequence numbers remembered per source and generation
+  // (buffer/dedup.h). Each source costs about 8 x dedup_window + 64 bytes in the store.
+  std::uint32_t dedup_window = 64;
+};
+
+// Identifies a record for duplicate detection: the source's own numbering (buffer/dedup.h).
+struct DedupKey {
+  std::string_view source;     // e.g. the device id; 1..255 bytes
+  std::uint64_t epoch = 0;     // the source's boot id; 0 = it has none (a reboot is recognised by time)
+  std::uint64_t seq = 0;       // the source's sequence number within the epoch
+  std::int64_t time_ms = 0;    // the record's own time (a redelivery carries the same)
 };
 
 struct RecordIn {
   RecordType type = RecordType::telemetry;
   std::span<const std::uint8_t> payload;
+  // When set, append() drops the record if the same (source, epoch, seq, time) was stored before;
+  // the check and the record commit in one transaction. A dropped record gets Seq{0}.
+  std::optional<DedupKey> dedup{};
+};
+
+// Side tables: named key/value tables in the ring's LMDB environment, for consumers that commit
+// their own state together with their cursor (exactly-once).
+struct TableWrite {
+  std::string_view table;                               // [a-z0-9_.]+, at most 16 distinct tables
+  std::span<const std::uint8_t> key;                    // 1..511 bytes; tables sort keys bytewise
+  std::optional<std::span<const std::uint8_t>> value{};  // nullopt deletes the key
+};
+struct ConsumerCommit {
+  std::string_view cursor;              // a registered cursor
+  Seq upto;                             // new ack position (lower or equal: the cursor stays)
+  std::span<const TableWrite> writes{};  // applied in order
+  std::span<const RecordIn> append{};    // records appended in the same transaction (no dedup)
+};
+struct TableEntry {
+  std::vector<std::uint8_t> key, value;
 };
 
 struct StoredRecord {
@@ -127,6 +164,11 @@ struct Stats {
   bool no_space = false;                // the last commit failed with ENOSPC (appends wait and retry)
   std::uint64_t no_space_total = 0;     // ENOSPC failures since open
   std::uint64_t append_calls_total = 0; // append() calls that succeeded since open (vs commits_total: grouping)
+  std::uint64_t duplicates_total = 0;   // records append() dropped as duplicates, ever (persistent)
+  std::uint64_t dedup_resets_total = 0; // new generations: a source rebooted (new epoch or recognised), ever
+  std::uint64_t dedup_unknown_total = 0; // records older than their source's window: stored unchecked, ever
+  std::uint64_t dedup_sources = 0;      // sources with a dedup window now
+  std::uint64_t summarized_total = 0;   // records evicted by summarize (their windows were counted), ever
 };
 
 class Ring {
@@ -136,7 +178,8 @@ class Ring {
   virtual ~Ring() = default;
 
   // Appends the records in one transaction; returns their sequence numbers in order, once they are
-  // committed at the configured durability. On error nothing of the batch is stored. Concurrent
+  // committed at the configured durability; a record dropped as a duplicate (RecordIn::dedup) gets
+  // Seq{0}. On error nothing of the batch is stored. Concurrent
   // calls are committed together (group commit). When the store is full with Overflow::block, or
   // the filesystem is full (ENOSPC, either policy), the call waits inside the ring and retries until
   // it succeeds or close() is called (errc::closed).
@@ -167,6 +210,17 @@ class Ring {
 
   // Deletes every record acknowledged by all cursors; returns how many were deleted.
   [[nodiscard]] virtual std::expected<std::uint64_t, std::error_code> trim() = 0;
+
+  // One write transaction: the table writes, the appended records and the cursor's ack. Appends here
+  // do not wait for room (they may exceed the block limit by their own size); errc::map_full only if
+  // LMDB has no room at all. Returns the sequences of the appended records.
+  [[nodiscard]] virtual std::expected<std::vector<Seq>, std::error_code> commit(const ConsumerCommit& c) = 0;
+  // A side table's value for `key`, nullopt if absent (or the table was never written).
+  [[nodiscard]] virtual std::expected<std::optional<std::vector<std::uint8_t>>, std::error_code> table_get(
+      std::string_view table, std::span<const std::uint8_t> key) const = 0;
+  // Entries with key >= from (bytewise), in key order, at most max.
+  [[nodiscard]] virtual std::expected<std::vector<TableEntry>, std::error_code> table_scan(
+      std::string_view table, std::span<const std::uint8_t> from, std::size_t max) const = 0;
 
   virtual Seq last_seq() const = 0;
   virtual Stats stats() const = 0;

@@ -216,6 +216,10 @@ const std::vector<Key>& keys() {
       int_key("ingest.dead_letters_max", [](Config& c) -> auto& { return c.dead_letters.max_entries; }, 1, 10000000,
               "Rejected messages kept; beyond it the oldest are evicted (counted)."),
 
+      int_key("ingest.dedup_window", [](Config& c) -> auto& { return c.buffer.dedup_window; }, 8, 65536,
+              "Sequence numbers remembered per device (and per boot) to drop redelivered events; a device costs "
+              "about 8 x this many bytes in the buffer. An event older than the window is stored (counted)."),
+
       string_key("buffer.path", [](Config& c) -> auto& { return c.buffer.path; },
                  "Directory of the LMDB ring buffer (created if missing)."),
       bytes_key("buffer.max_bytes", [](Config& c) -> auto& { return c.buffer.max_bytes; }, 1ull << 20,
@@ -229,10 +233,12 @@ const std::vector<Key>& keys() {
                    "With durability = \"os\": how often the buffer is synced to disk."),
       enum_key("buffer.overflow", [](Config& c) -> auto& { return c.buffer.overflow; },
                std::vector<std::pair<std::string, buffer::Overflow>>{{"block", buffer::Overflow::block},
-                                                                     {"drop-oldest", buffer::Overflow::drop_oldest}},
+                                                                     {"drop-oldest", buffer::Overflow::drop_oldest},
+                                                                     {"summarize", buffer::Overflow::summarize}},
                "When the buffer is full (max_bytes). block: stop acknowledging MQTT (the broker queues) until "
                "the consumers catch up; nothing is lost. drop-oldest: evict the oldest records, counted per "
-               "consumer in /status."),
+               "consumer in /status. summarize: evict only records the windowing stage has counted (their "
+               "aggregates still go upstream; aggregates are never evicted), else wait as with block."),
       duration_key("buffer.group_commit_wait", [](Config& c) -> auto& { return c.buffer.group_commit_wait; },
                    milliseconds(0),
                    "With durability = \"fsync\": how long a commit may wait for the other appenders of recent "

@@ -40,6 +40,17 @@ class FaultyRing final : public gw::buffer::Ring {
     return real_.wait_for(after, timeout);
   }
   std::expected<std::uint64_t, std::error_code> trim() override { return real_.trim(); }
+  std::expected<std::vector<gw::buffer::Seq>, std::error_code> commit(const gw::buffer::ConsumerCommit& c) override {
+    return real_.commit(c);
+  }
+  std::expected<std::optional<std::vector<std::uint8_t>>, std::error_code> table_get(
+      std::string_view table, std::span<const std::uint8_t> key) const override {
+    return real_.table_get(table, key);
+  }
+  std::expected<std::vector<gw::buffer::TableEntry>, std::error_code> table_scan(
+      std::string_view table, std::span<const std::uint8_t> from, std::size_t max) const override {
+    return real_.table_scan(table, from, max);
+  }
   gw::buffer::Seq last_seq() const override { return real_.last_seq(); }
   gw::buffer::Stats stats() const override { return real_.stats(); }
 
