@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "windowing/engine.h"
-#include "windowing/watermark.h"
+#include "windowing/engine.h"
 
 namespace gw::windowing::test {
 
@@ -39,6 +39,30 @@ struct RefLate {
 // Identity of a result: (scope, key, metric, start, end).
 using RefKey = std::tuple<int, std::string, std::string, std::int64_t, std::int64_t>;
 
+// Written out here rather than taken from windowing/watermark.h and windows.h, so that a mistake
+// there shows up as a difference.
+inline bool ref_closed(std::int64_t end, std::int64_t wm, std::int64_t lateness) { return wm >= end + lateness; }
+inline std::int64_t ref_cap(std::int64_t max_time, std::int64_t now, std::int64_t skew) {
+  return std::min(max_time, now + skew);
+}
+// Every window [start, start + size) with start a multiple of slide that holds t, by trying all
+// nearby multiples.
+template <class F>
+void ref_windows(const WindowSpec& w, std::int64_t t, F&& f) {
+  const std::int64_t slide = w.kind == WindowKind::tumbling ? w.size_ms : w.slide_ms;
+  const std::int64_t k0 = t / slide;
+  for (std::int64_t k = k0 - w.size_ms / slide - 2; k <= k0 + 1; ++k) {
+    const std::int64_t start = k * slide;
+    if (start <= t && t < start + w.size_ms) f(start, start + w.size_ms);
+  }
+}
+inline std::int64_t ref_last_end(const WindowSpec& w, std::int64_t t) {
+  if (w.kind == WindowKind::session) return t + w.gap_ms;
+  std::int64_t end = std::numeric_limits<std::int64_t>::min();
+  ref_windows(w, t, [&](std::int64_t, std::int64_t e) { end = std::max(end, e); });
+  return end;
+}
+
 class Reference {
  public:
   explicit Reference(EngineOptions o) : o_(std::move(o)) {}
@@ -57,7 +81,7 @@ class Reference {
       if (group) groups_[*group];
     }
     d.group = group;
-    if (d.max_time != kNone) d.wm = std::max(d.wm, capped_watermark(d.max_time, now_, o_.max_skew_ms));
+    if (d.max_time != kNone) d.wm = std::max(d.wm, ref_cap(d.max_time, now_, o_.max_skew_ms));
     refresh_groups();
     const std::int64_t wd = d.wm;
     const std::int64_t wg = group ? groups_[*group].wm : 0;
@@ -70,14 +94,14 @@ class Reference {
     d.max_time = std::max(d.max_time, e.time.ms);
     d.last_seen = now_;
     d.active = true;
-    d.wm = std::max(d.wm, capped_watermark(d.max_time, now_, o_.max_skew_ms));
+    d.wm = std::max(d.wm, ref_cap(d.max_time, now_, o_.max_skew_ms));
     refresh_groups();
   }
 
   void advance(std::int64_t now) {
     step(now);
     for (auto& [id, d] : devs_) {
-      if (d.active && d.max_time != kNone) d.wm = std::max(d.wm, capped_watermark(d.max_time, now_, o_.max_skew_ms));
+      if (d.active && d.max_time != kNone) d.wm = std::max(d.wm, ref_cap(d.max_time, now_, o_.max_skew_ms));
     }
     refresh_groups();
   }
@@ -112,8 +136,8 @@ class Reference {
       if (d.active && now_ - d.last_seen >= o_.idle_timeout_ms) {
         d.active = false;
         if (d.max_time != kNone) {
-          const std::int64_t flush = sat_add(last_end_containing(o_.window, d.max_time), o_.allowed_lateness_ms);
-          d.wm = std::max(d.wm, std::min(flush, sat_add(now_, o_.max_skew_ms)));
+          const std::int64_t flush = ref_last_end(o_.window, d.max_time) + o_.allowed_lateness_ms;
+          d.wm = std::max(d.wm, std::min(flush, now_ + o_.max_skew_ms));
         }
       }
     }
@@ -140,7 +164,7 @@ class Reference {
     for (auto& [key, s] : series_) {
       const std::int64_t wm = std::get<0>(key) == 1 ? devs_[std::get<1>(key)].wm : groups_[std::get<1>(key)].wm;
       for (auto it = s.open.begin(); it != s.open.end();) {
-        if (window_closed(it->end, wm, o_.allowed_lateness_ms)) {
+        if (ref_closed(it->end, wm, o_.allowed_lateness_ms)) {
           closed[{std::get<0>(key), std::get<1>(key), std::get<2>(key), it->start, it->end}] = it->values;
           it = s.open.erase(it);
         } else {
@@ -154,7 +178,7 @@ class Reference {
     const RefValue rv{t, v, arrival_++};
     if (o_.window.kind == WindowKind::session) {
       const std::int64_t end = t + o_.window.gap_ms;
-      if (window_closed(end, wm, o_.allowed_lateness_ms)) {
+      if (ref_closed(end, wm, o_.allowed_lateness_ms)) {
         ++missed;
         return;
       }
@@ -174,8 +198,8 @@ class Reference {
       ++folded;
       return;
     }
-    for_each_window(o_.window, t, [&](std::int64_t start, std::int64_t end) {
-      if (window_closed(end, wm, o_.allowed_lateness_ms)) {
+    ref_windows(o_.window, t, [&](std::int64_t start, std::int64_t end) {
+      if (ref_closed(end, wm, o_.allowed_lateness_ms)) {
         ++missed;
         return;
       }
