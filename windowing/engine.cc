@@ -476,11 +476,16 @@ struct Engine::Impl {
       out.push_back({kStateGroups, limit_key(bytes_of(g.value)), w.take()});
     }
     dirty_groups.clear();
-    std::vector<std::pair<std::vector<std::uint8_t>, std::uint32_t>> keyed;
+    // Sorted as strings: GCC 12 warns falsely (stringop-overread) on sorting byte vectors.
+    std::vector<std::pair<std::string, std::uint32_t>> keyed;
     keyed.reserve(dirty_series.size());
-    for (std::uint32_t i : dirty_series) keyed.emplace_back(series_key(series[i].scope, owner_name(series[i]), series[i].metric), i);
+    for (std::uint32_t i : dirty_series) {
+      const auto k = series_key(series[i].scope, owner_name(series[i]), series[i].metric);
+      keyed.emplace_back(std::string(k.begin(), k.end()), i);
+    }
     std::sort(keyed.begin(), keyed.end());
-    for (auto& [key, i] : keyed) {
+    for (auto& [text, i] : keyed) {
+      std::vector<std::uint8_t> key(text.begin(), text.end());
       Series& s = series[i];
       s.dirty = false;
       if (s.open.empty()) {
