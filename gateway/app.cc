@@ -24,9 +24,46 @@ using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 json aggregate_json(const windowing::Aggregate& a) {
-  return {{"device", a.device.value},      {"metric", a.metric},  {"window_start_ms", a.window_start.ms},
-          {"window_end_ms", a.window_end.ms}, {"count", a.count}, {"min", a.min},
-          {"max", a.max},                  {"mean", a.mean()},   {"sum", a.sum}};
+  json j = {{"id", a.id},
+            {"kind", windowing::to_string(a.kind)},
+            {"scope", windowing::to_string(a.scope)},
+            {"metric", a.metric},
+            {"window_start_ms", a.window_start.ms},
+            {"window_end_ms", a.window_end.ms},
+            {"closed_at_ms", a.closed_at_ms},
+            {"count", a.count},
+            {"sum", a.sum},
+            {"min", a.min},
+            {"max", a.max},
+            {"mean", a.mean},
+            {"stddev", a.stddev},
+            {"first", a.first},
+            {"first_time_ms", a.first_time.ms},
+            {"last", a.last},
+            {"last_time_ms", a.last_time.ms},
+            {"rate_per_s", a.rate}};
+  if (a.scope == windowing::Scope::device) {
+    j["device"] = a.key;
+  } else {
+    j["group"] = a.key;
+    j["group_tag"] = a.group_tag;
+  }
+  if (a.has_quantiles) j["quantiles"] = {{"p50", a.p50}, {"p90", a.p90}, {"p99", a.p99}};
+  return j;
+}
+
+json late_json(const windowing::LateEvent& e) {
+  json metrics = json::object();
+  for (const auto& m : e.metrics) metrics[m.name] = m.value;
+  return {{"id", e.id},
+          {"device", e.device.value},
+          {"seq", e.seq.value},
+          {"time_ms", e.time.ms},
+          {"seen_at_ms", e.seen_at_ms},
+          {"watermark_ms", e.watermark_ms},
+          {"windows_missed", e.windows_missed},
+          {"windows_folded", e.windows_folded},
+          {"metrics", metrics}};
 }
 
 HttpResponse json_response(int status, const json& body) { return {status, "application/json", body.dump() + "\n"}; }
@@ -193,13 +230,28 @@ class GatewayApp final : public App {
                    {"summarized_total", b.summarized_total},
                    {"cursors", cursors}};
     auto w = windowing_->stats();
-    s["windowing"] = {{"window_size_ms", config_.windowing.size.count()},
+    s["windowing"] = {{"kind", windowing::to_string(config_.windowing.kind)},
+                      {"window_size_ms", config_.windowing.size.count()},
+                      {"group_by_tag", config_.windowing.group_by_tag},
                       {"events", w.events},
                       {"windows_closed", w.windows_closed},
                       {"open_windows", w.open_windows},
                       {"late_events", w.late_events},
+                      {"late_stored", w.late_stored},
+                      {"untagged_events", w.untagged_events},
+                      {"idle_transitions", w.idle_transitions},
+                      {"devices", w.devices},
+                      {"groups", w.groups},
                       {"decode_errors", w.decode_errors},
-                      {"results_dropped", w.results_dropped},
+                      {"commits", w.commits},
+                      {"commit_errors", w.commit_errors},
+                      {"aggregates_forwarded", w.aggregates_forwarded},
+                      {"results_stored", w.results_stored},
+                      {"results_pruned", w.results_pruned},
+                      {"state_restored", w.state_restored},
+                      {"state_discarded", w.state_discarded},
+                      {"gateway_time_ms", w.gateway_time_ms},
+                      {"summarized_evictions", b.summarized_total},
                       {"acked_seq", w.acked.value}};
     auto k = kafka_->stats();
     s["uplink"]["kafka"] = {{"bootstrap", config_.kafka.brokers},   {"embedded", mock_ != nullptr},
@@ -229,6 +281,7 @@ class GatewayApp final : public App {
     if (req.path == "/healthz") return json_response(200, {{"status", "ok"}});
     if (req.path == "/status") return {200, "application/json", *snapshot()};
     if (req.path == "/aggregates") return aggregates(req);
+    if (req.path == "/late") return late_list(req);
     if (req.path == "/dlq") return dead_letter_list(req);
     if (req.path == "/devices") {
       json out = json::array();
@@ -267,15 +320,25 @@ class GatewayApp final : public App {
     return json_response(200, out);
   }
 
+  // GET /aggregates?device=|group=&metric=&window=&from=&to=&limit=: stored closed windows, newest first.
   HttpResponse aggregates(const HttpRequest& req) {
     for (const auto& [name, value] : req.query) {
-      if (name != "device" && name != "metric" && name != "from" && name != "to" && name != "limit") {
-        return bad_parameter(name, "unknown parameter (device, metric, from, to, limit)");
+      if (name != "device" && name != "group" && name != "metric" && name != "window" && name != "from" &&
+          name != "to" && name != "limit") {
+        return bad_parameter(name, "unknown parameter (device, group, metric, window, from, to, limit)");
       }
     }
     windowing::Query q;
     if (auto it = req.query.find("device"); it != req.query.end()) q.device = ingest::DeviceId{it->second};
+    if (auto it = req.query.find("group"); it != req.query.end()) q.group = it->second;
+    if (q.device && q.group) return bad_parameter("group", "either device or group");
     if (auto it = req.query.find("metric"); it != req.query.end()) q.metric = it->second;
+    if (auto it = req.query.find("window"); it != req.query.end()) {
+      for (auto k : {windowing::WindowKind::tumbling, windowing::WindowKind::hopping, windowing::WindowKind::session}) {
+        if (it->second == windowing::to_string(k)) q.kind = k;
+      }
+      if (!q.kind) return bad_parameter("window", "one of tumbling, hopping, session");
+    }
     std::optional<std::int64_t> from, to, limit;
     if (auto bad = int_param(req, "from", 0, INT64_MAX, from)) return *bad;
     if (auto bad = int_param(req, "to", 0, INT64_MAX, to)) return *bad;
@@ -285,6 +348,18 @@ class GatewayApp final : public App {
     if (limit) q.limit = static_cast<std::size_t>(*limit);
     json out = json::array();
     for (const auto& a : windowing_->query(q)) out.push_back(aggregate_json(a));
+    return json_response(200, out);
+  }
+
+  // GET /late?limit=: the newest events that arrived after their window closed.
+  HttpResponse late_list(const HttpRequest& req) {
+    for (const auto& [name, value] : req.query) {
+      if (name != "limit") return bad_parameter(name, "unknown parameter (limit)");
+    }
+    std::optional<std::int64_t> limit;
+    if (auto bad = int_param(req, "limit", 1, 10000, limit)) return *bad;
+    json out = json::array();
+    for (const auto& e : windowing_->late(static_cast<std::size_t>(limit.value_or(100)))) out.push_back(late_json(e));
     return json_response(200, out);
   }
 

@@ -250,10 +250,47 @@ const std::vector<Key>& keys() {
                    "With durability = \"fsync\": how long a commit may wait for the other appenders of recent "
                    "groups to join it (one sync for all). A lone appender never waits. \"0ms\": off."),
 
+      enum_key("windowing.kind", [](Config& c) -> auto& { return c.windowing.kind; },
+               std::vector<std::pair<std::string, windowing::WindowKind>>{{"tumbling", windowing::WindowKind::tumbling},
+                                                                          {"hopping", windowing::WindowKind::hopping},
+                                                                          {"session", windowing::WindowKind::session}},
+               "Window kind (event time). tumbling: back-to-back windows of `size`; hopping: windows of `size` "
+               "starting every `slide`; session: a window per burst, ended by `gap` without events."),
       duration_key("windowing.size", [](Config& c) -> auto& { return c.windowing.size; }, milliseconds(1),
-                   "Tumbling window length (event time)."),
-      int_key("windowing.max_results", [](Config& c) -> auto& { return c.windowing.max_results; }, 1, 10000000,
-              "Closed aggregates kept in memory for /aggregates (about 110 bytes each); the oldest go first."),
+                   "Tumbling and hopping window length (event time)."),
+      duration_key("windowing.slide", [](Config& c) -> auto& { return c.windowing.slide; }, milliseconds(1),
+                   "Hopping: a window starts every slide (at most size)."),
+      duration_key("windowing.gap", [](Config& c) -> auto& { return c.windowing.gap; }, milliseconds(1),
+                   "Session: the silence (event time) that ends a session."),
+      string_key("windowing.group_by_tag", [](Config& c) -> auto& { return c.windowing.group_by_tag; },
+                 "Also aggregate each metric across the devices sharing this tag's value (e.g. \"site\"); "
+                 "empty: per device only.", true),
+      duration_key("windowing.allowed_lateness", [](Config& c) -> auto& { return c.windowing.allowed_lateness; },
+                   milliseconds(0), "How long past its end (event time) a window still takes late events."),
+      duration_key("windowing.idle_timeout", [](Config& c) -> auto& { return c.windowing.idle_timeout; },
+                   milliseconds(1), "A device silent this long (gateway clock) no longer holds group windows "
+                                    "open, and its own windows close."),
+      duration_key("windowing.max_skew", [](Config& c) -> auto& { return c.windowing.max_skew; }, milliseconds(0),
+                   "A device watermark never passes the gateway clock plus this (a clock running ahead "
+                   "cannot close windows early)."),
+      enum_key("windowing.quantiles", [](Config& c) -> auto& { return c.windowing.quantile_accuracy; },
+               std::vector<std::pair<std::string, std::optional<double>>>{{"off", std::nullopt},
+                                                                          {"0.5%", 0.005},
+                                                                          {"1%", 0.01},
+                                                                          {"2%", 0.02},
+                                                                          {"5%", 0.05}},
+               "p50/p90/p99 per window from a sketch with this relative accuracy (memory grows as it "
+               "shrinks), or off."),
+      duration_key("windowing.retention", [](Config& c) -> auto& { return c.windowing.retention; },
+                   milliseconds(60000), "Closed aggregates are kept this long in the results table (gateway clock)."),
+      int_key("windowing.max_results", [](Config& c) -> auto& { return c.windowing.max_results; }, 1, 100000000,
+              "And at most this many (about 200 bytes each on disk); the oldest go first."),
+      int_key("windowing.max_late", [](Config& c) -> auto& { return c.windowing.max_late; }, 1, 10000000,
+              "Late events kept for /late (all are counted); the oldest go first."),
+      duration_key("windowing.commit_interval", [](Config& c) -> auto& { return c.windowing.commit_interval; },
+                   milliseconds(10), "How often window state, results and cursor are committed while events flow."),
+      int_key("windowing.commit_events", [](Config& c) -> auto& { return c.windowing.commit_events; }, 1, 10000000,
+              "Also commit after this many records."),
 
       string_key("uplink.kafka.brokers", [](Config& c) -> auto& { return c.kafka.brokers; },
                  "Kafka bootstrap servers HOST:PORT[,...], or \"embedded\" to start librdkafka's mock cluster "
@@ -368,6 +405,11 @@ std::expected<Config, ConfigError> parse_config(std::string_view text, const std
     const toml::node* node = root.at_path(k.key).node();
     if (node == nullptr) continue;
     if (auto message = k.set(config, *node)) return std::unexpected(error_at(file, node->source(), k.key, *message));
+  }
+  if (config.windowing.kind == windowing::WindowKind::hopping && config.windowing.slide > config.windowing.size) {
+    const toml::node* node = root.at_path("windowing.slide").node();
+    return std::unexpected(error_at(file, node ? node->source() : toml::source_region{}, "windowing.slide",
+                                    "must not be longer than windowing.size"));
   }
   // Keys without a usable default.
   for (const char* required : {"buffer.path", "uplink.kafka.brokers"}) {

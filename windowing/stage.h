@@ -1,10 +1,13 @@
-// The windowing stage: consumes telemetry from the ring buffer through its own cursor, folds it
-// into per-device tumbling windows (windowing/tumbling.h) and keeps the closed aggregates in a
-// bounded in-memory store that the HTTP server queries.
+// The windowing stage: reads telemetry from the ring buffer through its own cursor, folds it into
+// the engine (windowing/engine.h) and commits, in ONE ring transaction (Ring::commit), the changed
+// window state, the closed aggregates (results table + RecordType::aggregate records for the
+// uplink), the late events and the cursor position. After a crash it restores the state from the
+// ring's side tables and resumes after the committed position, so every event is counted exactly
+// once (DESIGN.md invariant 5). Tables and encodings: windowing/FORMAT.md.
 //
-// Thread-safety: start() and stop() from one controlling thread; query(), devices() and stats()
-// from any thread at any time (they read a mutex-protected store). The stage owns one worker
-// thread between start() and stop().
+// Thread-safety: start() and stop() from one controlling thread; query(), late(), devices() and
+// stats() from any thread at any time (they read the ring's tables or a mutex-protected copy). The
+// stage owns one worker thread between start() and stop().
 #pragma once
 
 #include <atomic>
@@ -12,8 +15,8 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <expected>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -23,67 +26,113 @@
 
 #include "buffer/ring.h"
 #include "ingest/event.h"
-#include "windowing/tumbling.h"
+#include "windowing/aggregates.h"
+#include "windowing/engine.h"
 
 namespace gw::windowing {
 
 struct Options {
-  std::chrono::milliseconds size{10000};  // tumbling window length (default 10 s); must be > 0
-  std::string cursor = "windowing";       // the stage's consumer cursor in the ring buffer
-  std::size_t max_results = 20000;        // closed aggregates kept in memory (~110 B each); the oldest are dropped beyond
+  WindowKind kind = WindowKind::tumbling;
+  std::chrono::milliseconds size{10000};   // tumbling and hopping window length; > 0
+  std::chrono::milliseconds slide{2500};   // hopping: a new window every slide; 0 < slide <= size
+  std::chrono::milliseconds gap{30000};    // session: silence (event time) that ends a session
+  std::string group_by_tag;                // also window each metric across the devices with the same value of this tag; empty: off
+  std::chrono::milliseconds allowed_lateness{0};  // windows stay open this long past their end
+  std::chrono::milliseconds idle_timeout{60000};  // a device silent this long (gateway time) no longer holds group windows
+  std::chrono::milliseconds max_skew{60000};      // a device watermark never passes gateway time + this
+  std::optional<double> quantile_accuracy = 0.01;  // p50/p90/p99 sketch relative accuracy; nullopt: no quantiles
+  std::chrono::milliseconds retention{std::chrono::hours(24)};  // closed results kept this long (gateway time)
+  std::uint64_t max_results = 1000000;     // and at most this many (the oldest go first)
+  std::uint64_t max_late = 10000;          // late events kept (the oldest go first; all are counted)
+  std::chrono::milliseconds commit_interval{1000};  // commit at least this often while events flow
+  std::uint64_t commit_events = 100000;    // and after this many records
+  bool forward = true;                     // append closed aggregates to the ring for the uplink
+  std::string cursor = "windowing";        // the stage's consumer cursor in the ring buffer
+  // The gateway clock (Unix ms) that advances idle devices when no record arrives; injectable for
+  // tests. Default: the system clock.
+  std::function<std::int64_t()> clock{};
 };
 
-// A filter over the closed aggregates. Unset fields match everything.
+// Translates the stage options into the engine's.
+EngineOptions engine_options(const Options& o);
+
+// A filter over the stored results. Unset fields match everything.
 struct Query {
-  std::optional<ingest::DeviceId> device{};
+  std::optional<ingest::DeviceId> device{};  // device windows of this device
+  std::optional<std::string> group{};        // group windows of this tag value
   std::optional<std::string> metric{};
+  std::optional<WindowKind> kind{};
   std::optional<ingest::EventTime> from{};  // keeps windows with window_start >= from
   std::optional<ingest::EventTime> to{};    // keeps windows with window_start < to
   std::size_t limit = 100;                  // at most this many, newest (last closed) first
 };
 
 struct Stats {
-  std::uint64_t events = 0;           // events folded into windows
-  std::uint64_t windows_closed = 0;   // aggregates produced
-  std::uint64_t late_events = 0;      // events whose window had already closed (not counted)
-  std::uint64_t decode_errors = 0;    // stored telemetry records whose payload did not decode (skipped)
-  std::uint64_t results_dropped = 0;  // closed aggregates dropped from the store beyond max_results
-  std::size_t open_windows = 0;       // (device, metric, window) still accumulating
-  buffer::Seq acked;                  // the stage's cursor position in the ring
+  std::uint64_t events = 0;            // events folded (persistent: survives restarts)
+  std::uint64_t windows_closed = 0;    // aggregates produced (persistent)
+  std::uint64_t late_events = 0;       // events that missed a closed window (persistent; see late())
+  std::uint64_t untagged_events = 0;   // grouping on, event without the tag (persistent)
+  std::uint64_t idle_transitions = 0;  // devices that went idle (persistent)
+  std::uint64_t open_windows = 0;
+  std::uint64_t devices = 0;
+  std::uint64_t groups = 0;
+  std::uint64_t decode_errors = 0;     // stored telemetry that did not decode (skipped), since start
+  std::uint64_t commits = 0;           // ring commits since start
+  std::uint64_t commit_errors = 0;     // failed commits (the stage reloads its state and retries)
+  std::uint64_t aggregates_forwarded = 0;  // aggregate records appended, since start
+  std::uint64_t results_pruned = 0;    // results removed by retention or max_results, since start
+  std::uint64_t results_stored = 0;    // results in the table now
+  std::uint64_t late_stored = 0;       // late events in the table now
+  bool state_restored = false;         // start() found saved state
+  bool state_discarded = false;        // saved state of another window configuration was dropped
+  std::int64_t gateway_time_ms = 0;    // the gateway time the engine has reached
+  buffer::Seq acked;                   // the stage's committed cursor position
 };
 
 class Stage {
  public:
-  // The ring must outlive the stage. Does not touch the ring until start().
+  // The ring must outlive the stage. Invalid options abort (the gateway's config check rejects
+  // them first). Does not touch the ring until start().
   Stage(Options options, buffer::Ring& ring);
   ~Stage();  // stops the worker if it runs
   Stage(const Stage&) = delete;
   Stage& operator=(const Stage&) = delete;
 
-  // Registers the cursor (a new cursor starts at the oldest stored record) and starts the worker,
-  // which resumes after the cursor's acknowledged position. Fails if the cursor cannot be
-  // registered or read. Calling start() while the stage runs is a bug and aborts.
+  // Registers the cursor, restores the saved state and starts the worker, which resumes after the
+  // committed position. Fails if the ring cannot be read. Calling start() while running aborts.
   [[nodiscard]] std::expected<void, std::error_code> start();
-  // Stops and joins the worker (returns within about 200 ms). Idempotent. Open windows stay in
-  // memory and are lost when the stage is destroyed (see windowing/README.md).
+  // Commits what is pending, then stops and joins the worker (within about 200 ms plus one
+  // commit). Idempotent.
   void stop();
 
+  // Stored results matching the query, newest first.
   std::vector<Aggregate> query(const Query& query) const;
-  // The devices that have at least one closed aggregate in the store, sorted.
+  // The newest late events, newest first.
+  std::vector<LateEvent> late(std::size_t limit) const;
+  // The devices the engine knows, sorted (refreshed at each commit).
   std::vector<std::string> devices() const;
   Stats stats() const;
 
  private:
-  void run(buffer::Seq position);
-  void publish(std::vector<Aggregate> closed, buffer::Seq acked, std::uint64_t decode_errors);
+  struct Pending;
+  std::expected<void, std::error_code> restore();
+  bool commit(buffer::Seq upto);
+  void run();
+  void publish();
 
   Options options_;
   buffer::Ring& ring_;
-  TumblingWindows windows_;  // owned by the worker thread while it runs
+  std::optional<Engine> engine_;  // the worker's while it runs
 
-  mutable std::mutex mutex_;  // guards results_ and stats_
-  std::deque<Aggregate> results_;
+  // Worker-owned between start() and stop():
+  buffer::Seq position_;
+  std::uint64_t oldest_result_ = 1, next_result_ = 1, oldest_late_ = 1, next_late_ = 1;
+  std::vector<std::pair<std::string, std::vector<std::uint8_t>>> discard_;  // stale state to delete
+  std::uint64_t uncommitted_ = 0;
+
+  mutable std::mutex mutex_;  // guards stats_ and devices_
   Stats stats_;
+  std::vector<std::string> devices_;
 
   std::mutex stop_mutex_;
   std::condition_variable stop_cv_;

@@ -1,10 +1,9 @@
-// Tests of the windowing stage over a real ring buffer in a temporary directory.
+// Tests of the windowing stage over a real ring buffer in a temporary directory: folding, queries,
+// late events, forwarded aggregate records, and state that survives a restart.
 #include "windowing/stage.h"
 
 #include <catch2/catch.hpp>
 #include <chrono>
-#include <filesystem>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -21,14 +20,21 @@ using gw::buffer::Seq;
 using gw::ingest::DeviceId;
 using gw::ingest::EventTime;
 
-
-std::vector<std::uint8_t> telemetry(const std::string& device, std::uint64_t seq, std::int64_t t,
-                                    double value) {
-  return gw::ingest::encode_telemetry(gw::ingest::Event{
-      DeviceId{device}, gw::ingest::DeviceSeq{seq}, EventTime{t}, {{"temp", value}, {"hum", value * 2}}});
+std::vector<std::uint8_t> telemetry(const std::string& device, std::uint64_t seq, std::int64_t t, double value,
+                                    const std::string& site = "lab") {
+  return gw::ingest::encode_telemetry(gw::ingest::Event{DeviceId{device}, gw::ingest::DeviceSeq{seq}, EventTime{t},
+                                                        {{"temp", value}, {"hum", value * 2}}, {{"site", site}}});
 }
 
-// Polls until the stage has acknowledged `upto`; bounded by count and time.
+Seq append(gw::buffer::Ring& ring, const std::vector<std::vector<std::uint8_t>>& payloads) {
+  std::vector<RecordIn> in;
+  for (const auto& p : payloads) in.push_back({RecordType::telemetry, p});
+  auto seqs = ring.append(in);
+  REQUIRE(seqs.has_value());
+  return seqs->back();
+}
+
+// Polls until the stage has committed `upto`; bounded by count and time.
 bool wait_acked(const gw::windowing::Stage& stage, Seq upto) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   for (int i = 0; i < 2000 && std::chrono::steady_clock::now() < deadline; ++i) {
@@ -38,98 +44,140 @@ bool wait_acked(const gw::windowing::Stage& stage, Seq upto) {
   return false;
 }
 
+gw::windowing::Options options() {
+  gw::windowing::Options o;
+  o.size = std::chrono::milliseconds(1000);
+  o.group_by_tag = "site";
+  o.max_skew = std::chrono::hours(24 * 365 * 100);  // the test's event times are far from the clock
+  o.commit_interval = std::chrono::milliseconds(10);
+  o.clock = [] { return std::int64_t{0}; };
+  return o;
+}
+
 }  // namespace
 
-TEST_CASE("the stage folds stored telemetry into windows, acks, and answers queries") {
+TEST_CASE("the stage folds stored telemetry, commits results, late events and aggregate records") {
   gw::test::TempDir dir;
   auto opened = gw::buffer::Ring::open({.path = dir.path().string()});
   REQUIRE(opened.has_value());
   gw::buffer::Ring& ring = **opened;
+  append(ring, {telemetry("d1", 1, 100, 1.0), telemetry("d1", 2, 900, 3.0)});
 
-  // Stored before the stage starts: a new cursor starts at the oldest record, so nothing is missed.
-  std::vector<std::vector<std::uint8_t>> early = {telemetry("d1", 1, 100, 1.0), telemetry("d1", 2, 900, 3.0)};
-  std::vector<RecordIn> in;
-  for (const auto& p : early) in.push_back({RecordType::telemetry, p});
-  REQUIRE(ring.append(in).has_value());
-
-  gw::windowing::Stage stage({.size = std::chrono::milliseconds(1000), .max_results = 100}, ring);
+  gw::windowing::Stage stage(options(), ring);
   REQUIRE(stage.start().has_value());
-
-  std::vector<std::vector<std::uint8_t>> later = {
-      telemetry("d1", 3, 1500, 5.0),  // closes d1 [0,1000)
-      telemetry("d2", 1, 200, 7.0),
-      std::vector<std::uint8_t>(16, 0xEE),  // does not decode: counted and skipped
-      telemetry("d2", 2, 3000, 9.0),        // closes d2 [0,1000)
-      telemetry("d1", 4, 2100, 6.0),        // closes d1 [1000,2000)
-      telemetry("d1", 5, 50, 100.0),        // late for d1
-  };
-  in.clear();
-  for (const auto& p : later) in.push_back({RecordType::telemetry, p});
-  auto seqs = ring.append(in);
-  REQUIRE(seqs.has_value());
-  REQUIRE(wait_acked(stage, seqs->back()));
-  CHECK(ring.acked("windowing").value() == seqs->back());
+  const Seq last = append(ring, {
+                                    telemetry("d1", 3, 1500, 5.0),  // closes d1 [0,1000)
+                                    telemetry("d2", 1, 200, 7.0),  // the group's [0,1000) closed: late there
+                                    std::vector<std::uint8_t>(16, 0xEE),  // does not decode: counted, skipped
+                                    telemetry("d2", 2, 3000, 9.0),        // closes d2 [0,1000)
+                                    telemetry("d1", 4, 2100, 6.0),        // closes d1 [1000,2000)
+                                    telemetry("d1", 5, 50, 100.0),        // late for d1 and for the group
+                                });
+  REQUIRE(wait_acked(stage, last));
 
   auto s = stage.stats();
-  CHECK(s.events == 6);
-  CHECK(s.late_events == 1);
+  CHECK(s.events == 7);
+  CHECK(s.late_events == 2);
   CHECK(s.decode_errors == 1);
-  CHECK(s.windows_closed == 6);  // 3 windows x 2 metrics
-  CHECK(s.open_windows == 4);    // d1 [2000,3000) and d2 [3000,4000), 2 metrics each
+  CHECK(s.devices == 2);
+  CHECK(s.groups == 1);
+  CHECK(s.commits >= 1);
 
   auto d1_temp = stage.query({.device = DeviceId{"d1"}, .metric = std::string("temp")});
   REQUIRE(d1_temp.size() == 2);
   CHECK(d1_temp[0].window_start == EventTime{1000});  // newest first
   CHECK(d1_temp[0].count == 1);
-  CHECK(d1_temp[0].sum == 5.0);
   CHECK(d1_temp[1].window_start == EventTime{0});
   CHECK(d1_temp[1].count == 2);
   CHECK(d1_temp[1].min == 1.0);
   CHECK(d1_temp[1].max == 3.0);
-  CHECK(d1_temp[1].mean() == 2.0);
+  CHECK(d1_temp[1].mean == 2.0);
+  CHECK(d1_temp[1].stddev == 1.0);
+  CHECK(d1_temp[1].first == 1.0);
+  CHECK(d1_temp[1].last == 3.0);
+  CHECK(d1_temp[1].rate == 2.0);
+  CHECK(d1_temp[1].has_quantiles);
 
-  auto d2 = stage.query({.device = DeviceId{"d2"}});
-  REQUIRE(d2.size() == 2);
-  for (const auto& a : d2) CHECK(a.device == DeviceId{"d2"});
-
-  auto ranged = stage.query({.from = EventTime{1000}, .to = EventTime{2000}});
-  REQUIRE(ranged.size() == 2);
-  for (const auto& a : ranged) CHECK(a.window_start == EventTime{1000});
-
-  CHECK(stage.query({.limit = 3}).size() == 3);
+  // The group "lab": d1 alone closed [0,1000) at 1500 (d2 had not sent yet); then min over d1
+  // (2100) and d2 (3000) closed [1000,2000).
+  auto lab = stage.query({.group = std::string("lab"), .metric = std::string("temp")});
+  REQUIRE(lab.size() == 2);
+  CHECK(lab[1].count == 2);  // d1@100, d1@900
+  CHECK(lab[0].count == 1);  // d1@1500
+  CHECK(lab[1].group_tag == "site");
   CHECK(stage.query({.device = DeviceId{"nobody"}}).empty());
+  CHECK(stage.query({.kind = gw::windowing::WindowKind::session}).empty());
+  CHECK(stage.query({.limit = 3}).size() == 3);
+  auto ranged = stage.query({.from = EventTime{1000}, .to = EventTime{2000}});
+  for (const auto& a : ranged) CHECK(a.window_start == EventTime{1000});
+  CHECK(!ranged.empty());
+
+  auto late = stage.late(10);
+  REQUIRE(late.size() == 2);
+  CHECK(late[0].device.value == "d1");  // newest first
+  CHECK(late[0].seq.value == 5);
+  CHECK(late[0].windows_missed == 4);  // 2 metrics x (device, group)
+  CHECK(late[1].device.value == "d2");
+  CHECK(late[1].windows_missed == 2);  // the group's windows only
+  CHECK(late[1].windows_folded == 2);
   CHECK(stage.devices() == std::vector<std::string>{"d1", "d2"});
 
-  const auto before_stop = std::chrono::steady_clock::now();
+  // The closed windows went into the ring as aggregate records, once each.
+  auto records = ring.read(Seq{}, 1000, 1 << 20);
+  REQUIRE(records.has_value());
+  std::size_t aggregates = 0;
+  for (const auto& r : *records) {
+    if (r.type != RecordType::aggregate) continue;
+    ++aggregates;
+    auto a = gw::windowing::decode_aggregate(r.payload);
+    REQUIRE(a.has_value());
+    CHECK(a->count > 0);
+  }
+  CHECK(aggregates == s.windows_closed);
+  CHECK(stage.stats().aggregates_forwarded == aggregates);
   stage.stop();
-  CHECK(std::chrono::steady_clock::now() - before_stop < std::chrono::seconds(5));
   stage.stop();  // idempotent
 }
 
-TEST_CASE("the result store keeps the newest max_results aggregates") {
+TEST_CASE("open windows survive a restart: a window spanning the restart counts every event once") {
   gw::test::TempDir dir;
   auto opened = gw::buffer::Ring::open({.path = dir.path().string()});
   REQUIRE(opened.has_value());
   gw::buffer::Ring& ring = **opened;
-  gw::windowing::Stage stage({.size = std::chrono::milliseconds(10), .cursor = "w2", .max_results = 4}, ring);
+  {
+    gw::windowing::Stage stage(options(), ring);
+    REQUIRE(stage.start().has_value());
+    REQUIRE(wait_acked(stage, append(ring, {telemetry("d", 1, 100, 1.0), telemetry("d", 2, 200, 2.0)})));
+    CHECK(stage.stats().open_windows == 4);  // temp and hum, device and group
+  }
+  gw::windowing::Stage again(options(), ring);
+  REQUIRE(again.start().has_value());
+  CHECK(again.stats().state_restored);
+  REQUIRE(wait_acked(again, append(ring, {telemetry("d", 3, 300, 3.0), telemetry("d", 4, 5000, 0.0)})));
+  auto r = again.query({.device = DeviceId{"d"}, .metric = std::string("temp")});
+  REQUIRE(r.size() == 1);
+  CHECK(r[0].count == 3);
+  CHECK(r[0].sum == 6.0);
+  CHECK(again.stats().events == 4);
+}
+
+TEST_CASE("a restart with another window configuration drops the open windows, keeps the results") {
+  gw::test::TempDir dir;
+  auto opened = gw::buffer::Ring::open({.path = dir.path().string()});
+  REQUIRE(opened.has_value());
+  gw::buffer::Ring& ring = **opened;
+  {
+    gw::windowing::Stage stage(options(), ring);
+    REQUIRE(stage.start().has_value());
+    REQUIRE(wait_acked(stage, append(ring, {telemetry("d", 1, 100, 1.0), telemetry("d", 2, 1200, 2.0)})));
+  }
+  auto other = options();
+  other.size = std::chrono::milliseconds(500);
+  gw::windowing::Stage stage(other, ring);
   REQUIRE(stage.start().has_value());
-
-  std::vector<std::vector<std::uint8_t>> payloads;
-  // Event times 1000..1050 (ingest treats time 0 as absent).
-  for (int i = 0; i < 6; ++i)
-    payloads.push_back(telemetry("d", static_cast<std::uint64_t>(i + 1), 1000 + i * 10, i));
-  std::vector<RecordIn> in;
-  for (const auto& p : payloads) in.push_back({RecordType::telemetry, p});
-  auto seqs = ring.append(in);
-  REQUIRE(seqs.has_value());
-  REQUIRE(wait_acked(stage, seqs->back()));
-
-  auto s = stage.stats();
-  CHECK(s.decode_errors == 0);
-  CHECK(s.windows_closed == 10);  // windows 1000..1040 closed, 2 metrics each
-  CHECK(s.results_dropped == 6);
-  auto all = stage.query({.limit = 100});
-  REQUIRE(all.size() == 4);
-  CHECK(all[0].window_start == EventTime{1040});
-  CHECK(all[3].window_start == EventTime{1030});
+  CHECK(stage.stats().state_discarded);
+  CHECK(stage.stats().open_windows == 0);
+  CHECK(stage.query({.device = DeviceId{"d"}}).size() == 2);
+  REQUIRE(wait_acked(stage, append(ring, {telemetry("d", 3, 3000, 1.0)})));
+  CHECK(stage.query({.device = DeviceId{"d"}}).size() >= 2);
 }
