@@ -46,8 +46,9 @@ void Trends::update(Snapshot& s, std::chrono::steady_clock::time_point now) {
   s.backlog = BacklogState::none;
   s.drain_eta_s.reset();
   if (s.backlog_records > 2 * std::max<std::uint64_t>(1, s.kafka.batch_max_records)) {
+    // Rates are averages over the window: a sink that just went down is not draining any more.
     double net = s.uplink_records_per_s - s.ingest_events_per_s;
-    if (net > 0) {
+    if (net > 0 && s.kafka.stats.state == uplink::SinkState::up) {
       s.backlog = BacklogState::draining;
       s.drain_eta_s = static_cast<double>(s.backlog_records) / net;
     } else {

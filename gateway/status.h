@@ -33,7 +33,7 @@ struct ReadinessOptions {
 enum class BacklogState {
   none,      // at most two full batches behind the buffer's head (live traffic)
   draining,  // behind, and catching up: drain_eta_s says when it is done at the current rates
-  growing,   // behind, and falling further behind (uplink down or slower than ingest)
+  growing,   // behind, and not catching up (uplink not up, or slower than ingest)
 };
 std::string_view to_string(BacklogState state) noexcept;
 
