@@ -4,10 +4,12 @@
 #include <algorithm>
 #include <charconv>
 #include <climits>
+#include <cmath>
 #include <initializer_list>
 #include <map>
 #include <string_view>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "gateway/metrics.h"
@@ -62,10 +64,30 @@ std::optional<HttpResponse> string_param(const HttpRequest& req, std::string_vie
   return std::nullopt;
 }
 
-json aggregate_json(const windowing::Aggregate& a) {
-  return {{"device", a.device.value},      {"metric", a.metric},  {"window_start_ms", a.window_start.ms},
-          {"window_end_ms", a.window_end.ms}, {"count", a.count}, {"min", a.min},
-          {"max", a.max},                  {"mean", a.mean()},   {"sum", a.sum}};
+// JSON of a list of aggregates, written directly (the hot path of /aggregates: several times
+// faster than building nlohmann objects); strings are escaped by nlohmann.
+std::string aggregates_json(const std::vector<windowing::Aggregate>& list) {
+  std::string out = "[";
+  auto out_it = std::back_inserter(out);
+  auto number = [&](const char* name, double v) {
+    if (std::isfinite(v)) {
+      fmt::format_to(out_it, ",\"{}\":{}", name, v);
+    } else {
+      fmt::format_to(out_it, ",\"{}\":null", name);  // as nlohmann writes them
+    }
+  };
+  for (const auto& a : list) {
+    if (out.size() > 1) out += ',';
+    fmt::format_to(out_it, R"({{"device":{},"metric":{},"window_start_ms":{},"window_end_ms":{},"count":{})",
+                   json(a.device.value).dump(), json(a.metric).dump(), a.window_start.ms, a.window_end.ms, a.count);
+    number("min", a.min);
+    number("max", a.max);
+    number("mean", a.mean());
+    number("sum", a.sum);
+    out += '}';
+  }
+  out += "]\n";
+  return out;
 }
 
 // GET /aggregates?device=&metric=&from=&to=&limit=: closed windows, newest first.
@@ -85,9 +107,7 @@ HttpResponse aggregates(const ApiSources& sources, const HttpRequest& req) {
   if (from) q.from = ingest::EventTime{*from};
   if (to) q.to = ingest::EventTime{*to};
   if (limit) q.limit = static_cast<std::size_t>(*limit);
-  json out = json::array();
-  for (const auto& a : sources.aggregates(q)) out.push_back(aggregate_json(a));
-  return json_response(200, out);
+  return {200, "application/json", aggregates_json(sources.aggregates(q))};
 }
 
 // GET /devices?limit=: the devices that have closed windows, with their newest window (last seen,

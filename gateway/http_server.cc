@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <cerrno>
+#include <cstring>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
@@ -13,7 +15,9 @@
 #include <boost/beast/version.hpp>
 #include <charconv>
 #include <optional>
+#include <sys/resource.h>
 #include <thread>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 #include <openssl/crypto.h>
@@ -98,6 +102,17 @@ bool bearer_matches(std::string_view header, const std::string& token) {
     return false;
   }
   return CRYPTO_memcmp(given.data(), token.data(), token.size()) == 0;
+}
+
+// Makes the calling thread `increment` nicer than it is (Linux threads have their own nice value).
+// Only ever lowers the priority, which needs no privilege; a failure changes nothing and is logged.
+void lower_priority(int increment) {
+  if (increment <= 0) return;
+  const auto tid = static_cast<id_t>(::gettid());
+  errno = 0;
+  int nice = ::getpriority(PRIO_PROCESS, tid);
+  if (errno == 0 && ::setpriority(PRIO_PROCESS, tid, std::min(nice + increment, 19)) == 0) return;
+  spdlog::warn("http: cannot lower the server thread's priority: {}", std::strerror(errno));
 }
 
 struct Counters {
@@ -234,7 +249,10 @@ class BeastServer final : public HttpServer {
     auto bound = acceptor_.local_endpoint();
     address_ = bound.address().to_string() + ":" + std::to_string(bound.port());
     accept();
-    thread_ = std::thread([this] { io_.run(); });
+    thread_ = std::thread([this] {
+      lower_priority(shared_->options.nice_increment);
+      io_.run();
+    });
     return {};
   }
 

@@ -34,6 +34,10 @@ struct HttpOptions {
   // (else 401). A secret: never logged.
   std::string token;
   std::vector<std::string> open_paths = {"/healthz"};  // exact paths served without the token
+  // The server's thread runs this much nicer than the process (Linux nice, capped at 19), so that
+  // under CPU contention ingest and the uplink run first and HTTP load slows only HTTP answers.
+  // 0: the same priority.
+  int nice_increment = 10;
 };
 
 struct HttpRequest {

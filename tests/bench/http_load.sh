@@ -10,7 +10,8 @@
 #
 #   tests/bench/http_load.sh [--quick] [BUILD_DIR]      (defaults: full run, ./build)
 # Environment: DEVICES (50), RATE per device (100 events/s), PHASE seconds (20; --quick 6),
-# WRK_THREADS (2), WRK_CONNECTIONS (8).
+# WRK_THREADS (2), WRK_CONNECTIONS (8), WRK_NICE (0; 19 approximates remote clients, whose CPU does
+# not compete with the gateway's).
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 phase=${PHASE:-20}
@@ -62,7 +63,7 @@ measure() {
   local name=$1 url=${2:-} n0 t0 n1 t1 wrk_pid=""
   read -r n0 t0 < <(stored)
   if [[ -n $url ]]; then
-    wrk -t"$threads" -c"$connections" -d"${phase}s" -H "Authorization: Bearer $GW_HTTP_TOKEN" "$url" >"$work/wrk-$name.txt" &
+    nice -n "${WRK_NICE:-0}" wrk -t"$threads" -c"$connections" -d"${phase}s" -H "Authorization: Bearer $GW_HTTP_TOKEN" "$url" >"$work/wrk-$name.txt" &
     wrk_pid=$!
     gw_track $wrk_pid
   fi
