@@ -347,7 +347,22 @@ const std::vector<Key>& keys() {
       int_key("http.max_connections", [](Config& c) -> auto& { return c.http.max_connections; }, 1, 10000,
               "Concurrent HTTP connections; more are closed at once."),
       duration_key("http.request_timeout", [](Config& c) -> auto& { return c.http.request_timeout; },
-                   milliseconds(100), "Time allowed to read a request or write a response."),
+                   milliseconds(100),
+                   "Time allowed to read a whole request (a client that stalls or trickles is cut off) or to "
+                   "write a response; idle keep-alive connections close after it too."),
+      bytes_key("http.max_header_bytes", [](Config& c) -> auto& { return c.http.max_header_bytes; }, 1024,
+                "Largest request line and headers; larger get 431."),
+      bytes_key("http.max_body_bytes", [](Config& c) -> auto& { return c.http.max_body_bytes; }, 0,
+                "Largest request body; larger get 413 (the API has no use for bodies)."),
+      string_key("http.token", [](Config& c) -> auto& { return c.http.token; },
+                 "Bearer token required (header \"Authorization: Bearer TOKEN\") on every path but /healthz "
+                 "and the status page's static / (whose script sends the token given as /#token=TOKEN). "
+                 "Empty: no token. A secret: never logged nor shown in /status.",
+                 true),
+      duration_key("http.ready_uplink_down", [](Config& c) -> auto& { return c.readiness.uplink_down_max; },
+                   milliseconds(0),
+                   "/readyz answers 503 once the uplink has been down this long (the gateway keeps buffering "
+                   "meanwhile). \"0ms\": the uplink never makes it unready."),
   };
   return table;
 }

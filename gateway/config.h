@@ -12,6 +12,7 @@
 
 #include "buffer/ring.h"
 #include "gateway/http_server.h"
+#include "gateway/status.h"
 #include "ingest/mqtt_source.h"
 #include "uplink/kafka_sink.h"
 #include "windowing/stage.h"
@@ -29,6 +30,7 @@ struct Config {
   windowing::Options windowing;
   uplink::KafkaOptions kafka;
   HttpOptions http;
+  ReadinessOptions readiness;
 };
 
 struct ConfigError {

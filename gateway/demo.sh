@@ -63,7 +63,8 @@ gw_track $!
 cat <<INFO
 
   edge-gateway demo is running ($devices devices x $rate events/s, Intel Lab sensor data)
-  status:      http://127.0.0.1:$http_port/status     (also /healthz, /aggregates, /devices)
+  status page: http://127.0.0.1:$http_port/            (live figures and a chart; open it in a browser)
+  status:      http://127.0.0.1:$http_port/status     (also /healthz, /readyz, /metrics, /aggregates, /devices, /dlq)
   read Kafka:  kcat -b $bootstrap -C -t telemetry -o beginning -e -f 'batch %o: %S bytes, headers %h\n'
   decode it:   $build/uplink/uplink-cat --kafka $bootstrap --topic telemetry | head
   logs:        $run/*.log

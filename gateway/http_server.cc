@@ -1,8 +1,13 @@
 // Boost.Beast adapter for gateway/http_server.h. One io_context on one thread; every connection is
 // an asynchronous session with its own timeouts, so a slow or stalled client holds only its socket.
+// Counters are atomics written on the server's thread and read by stats() from any thread.
 #include "gateway/http_server.h"
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
@@ -10,8 +15,12 @@
 #include <boost/beast/version.hpp>
 #include <charconv>
 #include <optional>
+#include <sys/resource.h>
 #include <thread>
+#include <unistd.h>
 
+#include <nlohmann/json.hpp>
+#include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
 
 namespace gw::gateway {
@@ -71,16 +80,68 @@ HttpRequest to_request(const http::request<http::string_body>& req) {
   return out;
 }
 
+// A request path or method as it may appear in a log line: bounded, control characters replaced
+// (the text comes from the network).
+std::string printable(std::string_view text) {
+  std::string out;
+  for (char c : text.substr(0, 200)) out.push_back(static_cast<unsigned char>(c) < 0x20 || c == 0x7f ? '?' : c);
+  if (text.size() > 200) out += "...";
+  return out;
+}
+
+// Whether `header` is "Bearer <token>". The comparison (OpenSSL's CRYPTO_memcmp) takes a time that
+// depends on the token's length only, not on how much of it a guess got right.
+bool bearer_matches(std::string_view header, const std::string& token) {
+  constexpr std::string_view scheme = "bearer ";  // the scheme is case-insensitive (RFC 9110)
+  auto same = [](char lower, char c) { return lower == std::tolower(static_cast<unsigned char>(c)); };
+  if (header.size() < scheme.size() || !std::equal(scheme.begin(), scheme.end(), header.begin(), same)) return false;
+  std::string_view given = header.substr(scheme.size());
+  while (!given.empty() && given.front() == ' ') given.remove_prefix(1);
+  if (given.size() != token.size()) {
+    (void)CRYPTO_memcmp(token.data(), token.data(), token.size());
+    return false;
+  }
+  return CRYPTO_memcmp(given.data(), token.data(), token.size()) == 0;
+}
+
+// Makes the calling thread `increment` nicer than it is (Linux threads have their own nice value).
+// Only ever lowers the priority, which needs no privilege; a failure changes nothing and is logged.
+void lower_priority(int increment) {
+  if (increment <= 0) return;
+  const auto tid = static_cast<id_t>(::gettid());
+  errno = 0;
+  int nice = ::getpriority(PRIO_PROCESS, tid);
+  if (errno == 0 && ::setpriority(PRIO_PROCESS, tid, std::min(nice + increment, 19)) == 0) return;
+  spdlog::warn("http: cannot lower the server thread's priority: {}", std::strerror(errno));
+}
+
+struct Counters {
+  std::atomic<std::uint64_t> connections_total{0}, connections_refused{0}, requests_total{0}, unauthorized_total{0},
+      rejected_total{0}, timeouts_total{0}, responses_4xx{0}, responses_5xx{0};
+};
+
 struct Shared {
   HttpOptions options;
   HttpHandler handler;
   std::atomic<std::size_t> connections{0};
+  Counters counters;
+
+  bool needs_token(const std::string& path) const {
+    if (options.token.empty()) return false;
+    for (const auto& open : options.open_paths) {
+      if (open == path) return false;
+    }
+    return true;
+  }
 };
+
+void count(std::atomic<std::uint64_t>& counter) { counter.fetch_add(1, std::memory_order_relaxed); }
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, std::shared_ptr<Shared> shared) : stream_(std::move(socket)), shared_(std::move(shared)) {
     ++shared_->connections;
+    count(shared_->counters.connections_total);
   }
   ~Session() { --shared_->connections; }
 
@@ -91,50 +152,70 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(shared_->options.max_header_bytes));
     parser_->body_limit(shared_->options.max_body_bytes);
-    stream_.expires_after(shared_->options.request_timeout);
+    stream_.expires_after(shared_->options.request_timeout);  // for the whole request, not per read
     http::async_read(stream_, buffer_, *parser_,
                      [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
   }
 
   void on_read(beast::error_code ec) {
-    if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::operation_aborted) {
+    if (ec == beast::error::timeout) {
+      if (parser_->got_some() || buffer_.size() > 0) count(shared_->counters.timeouts_total);  // not an idle keep-alive
       return close();
     }
-    if (ec == http::error::header_limit) return reply_error(http::status::request_header_fields_too_large, "header too large");
-    if (ec == http::error::body_limit) return reply_error(http::status::payload_too_large, "body too large");
-    if (ec) return reply_error(http::status::bad_request, ec.message());
+    if (ec == http::error::end_of_stream || ec == asio::error::operation_aborted) return close();
+    if (ec == http::error::header_limit) return reject(http::status::request_header_fields_too_large, "header too large");
+    if (ec == http::error::body_limit) return reject(http::status::payload_too_large, "body too large");
+    if (ec) return reject(http::status::bad_request, "malformed request: " + ec.message());
 
     auto& req = parser_->get();
+    HttpRequest request = to_request(req);
+    count(shared_->counters.requests_total);
     HttpResponse out;
-    try {
-      out = shared_->handler(to_request(req));
-    } catch (const std::exception& e) {
-      spdlog::error("http: handler failed on {}: {}", std::string(req.target().data(), req.target().size()), e.what());
-      out = HttpResponse{500, "application/json", R"({"error":"internal error"})"};
+    if (shared_->needs_token(request.path) && !bearer_matches(request.authorization, shared_->options.token)) {
+      count(shared_->counters.unauthorized_total);
+      out = HttpResponse{401, "application/json", R"({"error":"missing or wrong bearer token"})" "\n"};
+    } else {
+      try {
+        out = shared_->handler(request);
+      } catch (const std::exception& e) {
+        spdlog::error("http: handler failed on {}: {}", printable(request.path), e.what());
+        out = HttpResponse{500, "application/json", R"({"error":"internal error"})" "\n"};
+      }
     }
+    spdlog::debug("http: {} {} -> {} ({} bytes)", printable(request.method), printable(request.path), out.status,
+                  out.body.size());
     auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(out.status), req.version());
-    res->set(http::field::server, "edge-gateway");
     res->set(http::field::content_type, out.content_type);
-    res->set(http::field::cache_control, "no-store");
     res->keep_alive(req.keep_alive());
     res->body() = std::move(out.body);
     res->prepare_payload();
+    if (req.method() == http::verb::head) res->body().clear();  // Content-Length stays the GET's
     write(std::move(res));
   }
 
-  void reply_error(http::status status, std::string message) {
+  void reject(http::status status, std::string message) {
+    count(shared_->counters.rejected_total);
     auto res = std::make_shared<http::response<http::string_body>>(status, 11);
-    res->set(http::field::content_type, "text/plain");
+    res->set(http::field::content_type, "application/json");
     res->keep_alive(false);
-    res->body() = std::move(message) + "\n";
+    res->body() = nlohmann::json{{"error", message}}.dump() + "\n";
     res->prepare_payload();
     write(std::move(res));
   }
 
   void write(std::shared_ptr<http::response<http::string_body>> res) {
+    res->set(http::field::server, "edge-gateway");
+    res->set(http::field::cache_control, "no-store");
+    if (res->result() == http::status::unauthorized) res->set(http::field::www_authenticate, R"(Bearer realm="edge-gateway")");
+    if (res->result_int() >= 500) {
+      count(shared_->counters.responses_5xx);
+    } else if (res->result_int() >= 400) {
+      count(shared_->counters.responses_4xx);
+    }
     stream_.expires_after(shared_->options.request_timeout);
     bool keep = res->keep_alive();
     http::async_write(stream_, *res, [self = shared_from_this(), res, keep](beast::error_code ec, std::size_t) {
+      if (ec == beast::error::timeout) count(self->shared_->counters.timeouts_total);
       if (ec || !keep) return self->close();
       self->read();
     });
@@ -168,11 +249,22 @@ class BeastServer final : public HttpServer {
     auto bound = acceptor_.local_endpoint();
     address_ = bound.address().to_string() + ":" + std::to_string(bound.port());
     accept();
-    thread_ = std::thread([this] { io_.run(); });
+    thread_ = std::thread([this] {
+      lower_priority(shared_->options.nice_increment);
+      io_.run();
+    });
     return {};
   }
 
   std::string address() const override { return address_; }
+
+  HttpStats stats() const override {
+    const Counters& c = shared_->counters;
+    auto get = [](const std::atomic<std::uint64_t>& v) { return v.load(std::memory_order_relaxed); };
+    return HttpStats{get(c.connections_total), get(c.connections_refused), shared_->connections.load(),
+                     get(c.requests_total),    get(c.unauthorized_total),   get(c.rejected_total),
+                     get(c.timeouts_total),    get(c.responses_4xx),        get(c.responses_5xx)};
+  }
 
   void stop() override {
     if (!thread_.joinable()) return;
@@ -190,6 +282,7 @@ class BeastServer final : public HttpServer {
       if (ec == asio::error::operation_aborted) return;
       if (!ec) {
         if (shared_->connections.load() >= shared_->options.max_connections) {
+          count(shared_->counters.connections_refused);
           beast::error_code ignored;
           socket.close(ignored);
         } else {

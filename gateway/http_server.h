@@ -2,8 +2,12 @@
 // gateway gives it; the handler must only read published snapshots and LMDB read transactions,
 // never block on the pipeline (a slow client can only slow its own connection).
 //
-// Thread-safety: start() and stop() from one owning thread; the handler is called on the server's
-// thread, one request at a time.
+// The server enforces the transport rules itself, before the handler sees a request: header, body
+// and time limits (431, 413, connection closed), malformed requests (400), the connection cap, and
+// the bearer token (401 for every path not in open_paths; compared in constant time, never logged).
+//
+// Thread-safety: start() and stop() from one owning thread; stats() from any thread; the handler is
+// called on the server's thread, one request at a time.
 #pragma once
 
 #include <chrono>
@@ -14,6 +18,7 @@
 #include <memory>
 #include <string>
 #include <system_error>
+#include <vector>
 
 namespace gw::gateway {
 
@@ -22,7 +27,17 @@ struct HttpOptions {
   std::size_t max_connections = 64;            // further connections are closed at once
   std::size_t max_header_bytes = 8 * 1024;     // larger request headers get 431
   std::size_t max_body_bytes = 64 * 1024;      // larger bodies get 413
-  std::chrono::milliseconds request_timeout{10000};  // per read and per write
+  // Time to read one whole request (a client trickling bytes is cut off too) and to write one
+  // response; an idle keep-alive connection is closed after it as well.
+  std::chrono::milliseconds request_timeout{10000};
+  // Non-empty: every request, except to open_paths, must carry "Authorization: Bearer <token>"
+  // (else 401). A secret: never logged.
+  std::string token;
+  std::vector<std::string> open_paths = {"/healthz"};  // exact paths served without the token
+  // The server's thread runs this much nicer than the process (Linux nice, capped at 19), so that
+  // under CPU contention ingest and the uplink run first and HTTP load slows only HTTP answers.
+  // 0: the same priority.
+  int nice_increment = 10;
 };
 
 struct HttpRequest {
@@ -40,6 +55,18 @@ struct HttpResponse {
 
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
 
+struct HttpStats {
+  std::uint64_t connections_total = 0;    // accepted and served
+  std::uint64_t connections_refused = 0;  // closed at once: max_connections reached
+  std::size_t connections_open = 0;
+  std::uint64_t requests_total = 0;       // complete requests answered by the handler or with 401
+  std::uint64_t unauthorized_total = 0;   // 401: missing or wrong token
+  std::uint64_t rejected_total = 0;       // malformed or over a size limit (400, 413, 431)
+  std::uint64_t timeouts_total = 0;       // connections cut off in the middle of a request or response
+  std::uint64_t responses_4xx = 0;        // all 4xx answers, rejected and unauthorized included
+  std::uint64_t responses_5xx = 0;
+};
+
 class HttpServer {
  public:
   // Binds and starts serving on a thread of its own. Fails if the address cannot be bound.
@@ -50,6 +77,7 @@ class HttpServer {
   virtual std::string address() const = 0;
   // Stops accepting, closes connections, joins the thread. Idempotent.
   virtual void stop() = 0;
+  virtual HttpStats stats() const = 0;
 };
 
 // Splits "HOST:PORT". Returns false if it is not of that shape.

@@ -27,6 +27,8 @@ packages=(
   catch2
   # tests and demo: a real broker, a real Kafka client, the format tools
   mosquitto mosquitto-clients kcat zstd lmdb-utils curl jq procps python3
+  # HTTP tests and benchmark: promtool (checks /metrics), headless Chromium (the status page), wrk
+  prometheus chromium chromium-driver wrk
 )
 
 # The architecture-dependent libraries: a cross build needs the :ARCH package of each of them.
@@ -100,4 +102,5 @@ fi
 
 # The Debian mosquitto package starts a system broker on port 1883; the project never uses it
 # (tests and the demo start their own on free loopback ports), so it is left as the system has it.
+# Likewise the prometheus package's server (port 9090 where systemd runs): only promtool is used.
 echo "setup.sh: all packages present${arches[*]:+ (with ${arches[*]})}"

@@ -79,8 +79,9 @@ gw_start_kafka_mock() {
   gw_die "kafka-mock printed no bootstrap line (see $dir/kafka-mock.log)"
 }
 
-# gw_http URL: GET with a short timeout; prints the body.
-gw_http() { curl -fsS --max-time 5 "$1"; }
+# gw_http URL: GET with a short timeout; prints the body. With GW_HTTP_TOKEN set, sends it as the
+# bearer token ([http] token).
+gw_http() { curl -fsS --max-time 5 ${GW_HTTP_TOKEN:+-H "Authorization: Bearer $GW_HTTP_TOKEN"} "$1"; }
 
 # gw_wait_http URL SECONDS: until URL answers 2xx.
 gw_wait_http() {
