@@ -449,6 +449,12 @@ class LmdbRing final : public Ring {
   }
 
   std::expected<void, std::error_code> ack(std::string_view name, Seq upto) override {
+    auto result = ack_locked(name, upto);
+    if (result) trim_if_waiting();
+    return result;
+  }
+
+  std::expected<void, std::error_code> ack_locked(std::string_view name, Seq upto) {
     if (upto.value > last_seq_.load()) return std::unexpected(make_error_code(errc::invalid_argument));
     std::lock_guard write_lock(write_mutex_);
     MDB_txn* raw = nullptr;
@@ -466,12 +472,35 @@ class LmdbRing final : public Ring {
   }
 
   std::expected<std::vector<Seq>, std::error_code> commit(const ConsumerCommit& c) override {
+    auto result = commit_locked(c);
+    if (result) trim_if_waiting();
+    return result;
+  }
+
+  // When appends wait for room, an ack may be what frees it: trim now rather than wait for the
+  // next consumer that happens to trim (the other consumers may have nothing left to do).
+  void trim_if_waiting() {
+    {
+      std::lock_guard lock(queue_mutex_);
+      if (!blocked_) return;
+    }
+    if (auto t = trim(); !t) spdlog::warn("buffer: trim after an ack failed: {}", t.error().message());
+  }
+
+  std::expected<std::vector<Seq>, std::error_code> commit_locked(const ConsumerCommit& c) {
     for (const TableWrite& w : c.writes) {
       if (!valid_table_name(w.table) || w.key.empty() || w.key.size() > kMaxTableKey) {
         return std::unexpected(make_error_code(errc::invalid_argument));
       }
     }
+    // Appends keep room free for consumer commits: twice the largest recent one (estimated).
+    std::uint64_t bytes = 0;
+    for (const TableWrite& w : c.writes) bytes += w.key.size() + (w.value ? w.value->size() : 0) + 16;
+    for (const RecordIn& in : c.append) bytes += kRecordHeader + in.payload.size() + 24;
+    const std::uint64_t est_pages = (bytes * 3 / 2) / page_size_ + 4 * (1 + c.writes.size() / 64);
     std::lock_guard write_lock(write_mutex_);
+    consumer_reserve_pages_ = std::max({consumer_reserve_pages_ - consumer_reserve_pages_ / 64, 2 * est_pages,
+                                        initial_consumer_reserve()});
     for (int attempt = 0; attempt < 16; ++attempt) {
       std::vector<std::pair<std::string, MDB_dbi>> opened;
       std::vector<Seq> seqs;
@@ -494,6 +523,11 @@ class LmdbRing final : public Ring {
         return seqs;
       }
       if (done.error() == errc::map_full && map_pages_.load() < cap_pages_ && grow_map(0)) continue;
+      if (done.error() == errc::map_full) {
+        spdlog::warn("buffer: no room for a commit of cursor {} (about {} pages); appends now keep {} pages free "
+                     "for consumer commits",
+                     c.cursor, est_pages, consumer_reserve_pages_);
+      }
       return std::unexpected(done.error());
     }
     return std::unexpected(make_error_code(errc::map_full));
@@ -932,7 +966,7 @@ class LmdbRing final : public Ring {
     est_pages += leaf_bytes / page_size_;
     // drop_oldest keeps room for one more group below the cap, because LMDB reuses the pages a
     // commit frees only one commit later; so one group may take at most a quarter of the cap.
-    const std::uint64_t budget = cap_pages_ - headroom_pages(cap_pages_);
+    const std::uint64_t budget = cap_pages_ - headroom_pages(cap_pages_) - consumer_reserve();
     if (est_pages > (options_.overflow != Overflow::block ? budget / 4 : budget)) return Outcome::too_big;
     bool evicted_any = false;
     bool nudged = false;
@@ -1018,21 +1052,26 @@ class LmdbRing final : public Ring {
     if (auto ok = dedup_write_back(txn.get(), dedup); !ok) return lmdb_failure(ok.error(), error);
 
     if (int rc = mdb_stat(txn.get(), records_, &st); rc != 0) return lmdb_failure(rc, entries_before, "stat", error);
-    const std::uint64_t tree_pages = st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
-    const std::uint64_t budget = cap_pages_ - headroom_pages(cap_pages_);
+    // The budget covers every database of the environment (records, dedup windows, the
+    // consumers' side tables), so that the headroom stays free for acks, trims and consumer commits.
+    const std::uint64_t other_pages = other_pages_of(txn.get());
+    const std::uint64_t tree_pages = st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages + other_pages;
+    const std::uint64_t reserve = consumer_reserve();
+    const std::uint64_t budget = cap_pages_ - headroom_pages(cap_pages_) - reserve;
     Eviction ev;
     const std::uint64_t keep = options_.overflow != Overflow::block && budget > est_pages + kEvictSlackPages
                                    ? budget - est_pages - kEvictSlackPages
                                    : budget;
     if (tree_pages > keep) {
-      if (options_.overflow == Overflow::block) return entries_before == 0 ? Outcome::too_big : Outcome::full;
-      auto evicted = evict_prefix(txn.get(), first_new, keep);
+      // (With no records stored, the consumers' tables fill the budget: they shrink as they prune.)
+      if (options_.overflow == Overflow::block) return Outcome::full;
+      auto evicted = evict_prefix(txn.get(), first_new, keep > other_pages ? keep - other_pages : 0);
       if (!evicted) return lmdb_failure(evicted.error(), error);
       ev = std::move(*evicted);
       if (auto ok = account_eviction(txn.get(), ev); !ok) return lmdb_failure(ok.error(), error);
-      if (tree_pages_of(txn.get()) > keep) {
+      if (tree_pages_of(txn.get()) + other_pages > keep) {
         // summarize may evict only what the windows counted: the rest waits like block.
-        if (options_.overflow == Overflow::summarize) return entries_before == 0 ? Outcome::too_big : Outcome::full;
+        if (options_.overflow == Overflow::summarize) return Outcome::full;
         return Outcome::too_big;
       }
     } else if (map_pages_.load() < cap_pages_ && tree_pages + headroom_pages(map_pages_.load()) > map_pages_.load()) {
@@ -1086,6 +1125,31 @@ class LmdbRing final : public Ring {
     if (::statvfs(options_.path.c_str(), &fs) != 0) return false;
     const std::uint64_t avail = static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize;
     return avail < kMaxGroupBytes * 2 + 64 * page_size_;
+  }
+
+  // Pages appends leave free for consumer commits (write_mutex_ held): none until a consumer
+  // commits with commit(), then twice the largest recent one, at least initial_consumer_reserve().
+  std::uint64_t consumer_reserve() const {
+    return std::min(consumer_reserve_pages_, (cap_pages_ - headroom_pages(cap_pages_)) / 2);
+  }
+  // The least kept for consumer commits once there are any: an eighth of the cap, at most 8 MiB.
+  std::uint64_t initial_consumer_reserve() const {
+    return std::clamp<std::uint64_t>(cap_pages_ / 8, 8, (8u << 20) / page_size_);
+  }
+
+  // Pages of every database but `records` (dedup windows, side tables, cursors, meta, quarantine).
+  std::uint64_t other_pages_of(MDB_txn* txn) const {
+    std::vector<MDB_dbi> dbis{cursors_, meta_, quarantine_, dedup_};
+    {
+      std::lock_guard lock(tables_mutex_);
+      for (const auto& [name, dbi] : tables_) dbis.push_back(dbi);
+    }
+    std::uint64_t pages = 0;
+    for (MDB_dbi dbi : dbis) {
+      MDB_stat st;
+      if (mdb_stat(txn, dbi, &st) == 0) pages += st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
+    }
+    return pages;
   }
 
   std::uint64_t tree_pages_of(MDB_txn* txn) const {
@@ -1513,6 +1577,7 @@ class LmdbRing final : public Ring {
   std::atomic<bool> full_{false};
   std::atomic<bool> no_space_{false};
   std::uint64_t evicted_since_log_ = 0;  // under write_mutex_
+  std::uint64_t consumer_reserve_pages_ = 0;  // under write_mutex_; see consumer_reserve()
   Clock::time_point last_evict_log_{};
 
   std::mutex sync_mutex_;

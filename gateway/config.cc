@@ -284,7 +284,8 @@ const std::vector<Key>& keys() {
       duration_key("windowing.retention", [](Config& c) -> auto& { return c.windowing.retention; },
                    milliseconds(60000), "Closed aggregates are kept this long in the results table (gateway clock)."),
       int_key("windowing.max_results", [](Config& c) -> auto& { return c.windowing.max_results; }, 1, 100000000,
-              "And at most this many (about 200 bytes each on disk); the oldest go first."),
+              "And at most this many (about 200 bytes each); the oldest go first. They live in the buffer's "
+              "LMDB file and count against buffer.max_bytes (as do the window state and the late events)."),
       int_key("windowing.max_late", [](Config& c) -> auto& { return c.windowing.max_late; }, 1, 10000000,
               "Late events kept for /late (all are counted); the oldest go first."),
       duration_key("windowing.commit_interval", [](Config& c) -> auto& { return c.windowing.commit_interval; },

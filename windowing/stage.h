@@ -42,7 +42,7 @@ struct Options {
   std::chrono::milliseconds max_skew{60000};      // a device watermark never passes gateway time + this
   std::optional<double> quantile_accuracy = 0.01;  // p50/p90/p99 sketch relative accuracy; nullopt: no quantiles
   std::chrono::milliseconds retention{std::chrono::hours(24)};  // closed results kept this long (gateway time)
-  std::uint64_t max_results = 1000000;     // and at most this many (the oldest go first)
+  std::uint64_t max_results = 200000;      // and at most this many (the oldest go first; ~200 B each in the buffer)
   std::uint64_t max_late = 10000;          // late events kept (the oldest go first; all are counted)
   std::chrono::milliseconds commit_interval{1000};  // commit at least this often while events flow
   std::uint64_t commit_events = 100000;    // and after this many records

@@ -282,7 +282,9 @@ TEST_CASE("overflow block: a full store makes append wait until a trim frees roo
   REQUIRE(all->size() == before);
   CHECK(all->back().payload == payload);
   REQUIRE(ring->ack("c", Seq{before}).has_value());
-  REQUIRE(ring->trim().value() == before);
+  // With appends waiting, the ack trims what it freed itself (the explicit trim finds the rest).
+  REQUIRE(ring->trim().has_value());
+  CHECK(ring->stats().trimmed_total >= before);
   REQUIRE(eventually([&] { return appended.load() > before; }));
   // It fills up again and waits; a stop request ends the wait without storing anything.
   REQUIRE(eventually([&] { return ring->stats().blocked_appends > 0; }));

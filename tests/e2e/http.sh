@@ -76,11 +76,12 @@ for ((i = 0; i < 120; i++)); do
   key=$(jq -c '[.ingest.events_stored, .buffer.last_seq, .uplink.kafka.last_acked_seq, .windowing.windows_closed]' <<<"$status" 2>/dev/null || true)
   stored=$(jq -r '.ingest.events_stored // 0' <<<"$status" 2>/dev/null || echo 0)
   sent=$(jq -r '.uplink.kafka.last_acked_seq // 0' <<<"$status" 2>/dev/null || echo 0)
-  ((stored >= expected && sent == stored)) && [[ $key == "$prev" ]] && break
+  last=$(jq -r '.buffer.last_seq // -1' <<<"$status" 2>/dev/null || echo -1)  # events + aggregate records
+  ((stored >= expected && sent == last)) && [[ $key == "$prev" ]] && break
   prev=$key
   sleep 0.5
 done
-((stored >= expected && sent == stored)) || gw_die "did not settle: stored=$stored acked=$sent"
+((stored >= expected && sent == last)) || gw_die "did not settle: stored=$stored buffer last=$last acked=$sent"
 gw_log "settled: $key"
 
 if [[ $mode == metrics ]]; then
