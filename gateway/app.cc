@@ -39,8 +39,11 @@ class GatewayApp final : public App {
       auto cluster = uplink::MockCluster::create(1);
       if (!cluster) return std::unexpected("embedded kafka: " + cluster.error().message());
       mock_ = std::move(*cluster);
-      if (auto r = mock_->create_topic(config_.kafka.topic, 1); !r) {
-        return std::unexpected("embedded kafka: cannot create topic: " + r.error().message());
+      for (const std::string& topic : {config_.kafka.topic, config_.kafka_aggregates_topic}) {
+        if (topic.empty()) continue;
+        if (auto r = mock_->create_topic(topic, 1); !r) {
+          return std::unexpected("embedded kafka: cannot create topic " + topic + ": " + r.error().message());
+        }
       }
       config_.kafka.brokers = mock_->bootstrap();
       spdlog::warn("uplink: embedded Kafka (librdkafka mock cluster, in memory, demo only) at {}", config_.kafka.brokers);
@@ -49,10 +52,25 @@ class GatewayApp final : public App {
     windowing_ = std::make_unique<windowing::Stage>(config_.windowing, *ring_);
     if (auto r = windowing_->start(); !r) return std::unexpected("windowing: " + r.error().message());
 
+    // The aggregates sink starts after the raw sink; its cursor must exist before, or the raw
+    // sink's first acks could trim aggregate records it never saw (a new cursor starts at the
+    // oldest record stored when it is registered).
+    if (!config_.kafka_aggregates_topic.empty()) {
+      if (auto r = ring_->register_cursor(aggregates_options().cursor); !r) {
+        return std::unexpected("buffer: cannot register the aggregates cursor: " + r.error().message());
+      }
+    }
     auto kafka = uplink::KafkaUplink::create(config_.kafka, config_.gateway_id, *ring_);
     if (!kafka) return std::unexpected("uplink.kafka: " + kafka.error().message());
     kafka_ = std::move(*kafka);
     if (auto r = kafka_->start(); !r) return std::unexpected("uplink.kafka: " + r.error().message());
+    if (!config_.kafka_aggregates_topic.empty()) {
+      uplink::KafkaOptions options = aggregates_options();
+      auto sink = uplink::KafkaUplink::create(options, config_.gateway_id, *ring_);
+      if (!sink) return std::unexpected(options.cursor + ": " + sink.error().message());
+      kafka_aggregates_ = std::move(*sink);
+      if (auto r = kafka_aggregates_->start(); !r) return std::unexpected(options.cursor + ": " + r.error().message());
+    }
 
     if (config_.dead_letters.path.empty()) config_.dead_letters.path = config_.buffer.path + "/dead-letters";
     auto dlq = ingest::DeadLetters::open(config_.dead_letters);
@@ -103,6 +121,7 @@ class GatewayApp final : public App {
     if (stopped_.exchange(true)) return;
     if (source_) source_->stop();
     if (workers_) workers_->stop();
+    if (kafka_aggregates_) kafka_aggregates_->stop();  // stopped in reverse order of starting
     if (kafka_) kafka_->stop();
     if (windowing_) windowing_->stop();
     if (http_) http_->stop();
@@ -118,6 +137,15 @@ class GatewayApp final : public App {
   std::string http_address() const override { return http_ ? http_->address() : ""; }
 
  private:
+  // The aggregates sink: the raw sink's options with its own topic, cursor and record type.
+  uplink::KafkaOptions aggregates_options() const {
+    uplink::KafkaOptions o = config_.kafka;
+    o.topic = config_.kafka_aggregates_topic;
+    o.cursor = "uplink.kafka.aggregates";
+    o.records = buffer::RecordType::aggregate;
+    return o;
+  }
+
   void publish_loop() {
     std::unique_lock lock(publish_mutex_);
     while (publishing_) {
@@ -159,6 +187,13 @@ class GatewayApp final : public App {
     s.kafka.embedded = mock_ != nullptr;
     s.kafka.max_bytes_per_s = config_.kafka.max_bytes_per_s;
     s.kafka.batch_max_records = config_.kafka.batch_max_records;
+    if (kafka_aggregates_) {
+      Snapshot::Kafka a = s.kafka;
+      a.stats = kafka_aggregates_->stats();
+      a.topic = config_.kafka_aggregates_topic;
+      a.cursor = aggregates_options().cursor;
+      s.kafka_aggregates = std::move(a);
+    }
     if (http_) s.http = http_->stats();
     trends_.update(s, now);
     s.not_ready = readiness(s, config_.readiness);
@@ -180,6 +215,7 @@ class GatewayApp final : public App {
   std::unique_ptr<uplink::MockCluster> mock_;
   std::unique_ptr<windowing::Stage> windowing_;
   std::unique_ptr<uplink::KafkaUplink> kafka_;
+  std::unique_ptr<uplink::KafkaUplink> kafka_aggregates_;  // null: aggregates_topic is empty
   std::unique_ptr<ingest::DeadLetters> dead_letters_;  // before source_: outlives it
   std::unique_ptr<ingest::EventStore> local_store_;  // before source_ and workers_: outlives them
   std::unique_ptr<ingest::MqttSource> source_;

@@ -297,6 +297,11 @@ const std::vector<Key>& keys() {
                  "Kafka bootstrap servers HOST:PORT[,...], or \"embedded\" to start librdkafka's mock cluster "
                  "inside the gateway (demo only: it keeps data in memory); its address is logged and shown in /status."),
       string_key("uplink.kafka.topic", [](Config& c) -> auto& { return c.kafka.topic; }, "Topic of the raw batches."),
+      string_key("uplink.kafka.aggregates_topic", [](Config& c) -> auto& { return c.kafka_aggregates_topic; },
+                 "Topic of the aggregate batches (closed windows, same batch format, gw-record-type aggregate), "
+                 "sent by a second sink with its own cursor, partition and read-back; empty: aggregates are not "
+                 "forwarded.",
+                 true),
       int_key("uplink.kafka.zstd_level", [](Config& c) -> auto& { return c.kafka.zstd_level; }, 1, 19,
               "zstd compression level of each batch."),
       int_key("uplink.kafka.batch_max_records", [](Config& c) -> auto& { return c.kafka.batch_max_records; }, 1,

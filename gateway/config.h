@@ -28,7 +28,10 @@ struct Config {
   ingest::DeadLetterOptions dead_letters;  // path empty: <buffer.path>/dead-letters
   buffer::Options buffer;
   windowing::Options windowing;
-  uplink::KafkaOptions kafka;
+  uplink::KafkaOptions kafka;  // the raw (telemetry) sink; the aggregates sink is a copy of it
+  // Topic of the windowing stage's aggregate records (a second Kafka sink, cursor
+  // "uplink.kafka.aggregates"); empty: aggregates are not forwarded (no second sink).
+  std::string kafka_aggregates_topic = "telemetry-aggregates";
   HttpOptions http;
   ReadinessOptions readiness;
 };

@@ -168,6 +168,13 @@ void windowing_metrics(Writer& w, const Snapshot& s) {
 void uplink_metrics(Writer& w, const Snapshot& s) {
   const auto& k = s.kafka.stats;
   const Labels kafka = {{"sink", "kafka"}};
+  // Every sink: the raw telemetry sink and, when aggregates are forwarded, their sink.
+  std::vector<std::pair<std::string, const uplink::SinkStats*>> sinks{{"kafka", &k}};
+  if (s.kafka_aggregates) sinks.emplace_back("kafka_aggregates", &s.kafka_aggregates->stats);
+  auto per_sink = [&](std::string_view name, std::string_view type, std::string_view help, auto value) {
+    w.family(name, type, help);
+    for (const auto& [label, stats] : sinks) w.sample(name, {{"sink", label}}, value(*stats));
+  };
   auto counter = [&](std::string_view name, std::string_view help, auto value) {
     w.family(name, "counter", help);
     w.sample(name, kafka, value);
@@ -177,27 +184,35 @@ void uplink_metrics(Writer& w, const Snapshot& s) {
     w.sample(name, kafka, value);
   };
   w.family("gw_uplink_state", "gauge", "1 for the sink's current state (connecting, up, down), 0 for the others.");
-  for (auto state : {uplink::SinkState::connecting, uplink::SinkState::up, uplink::SinkState::down}) {
-    w.sample("gw_uplink_state", {{"sink", "kafka"}, {"state", uplink::to_string(state)}}, k.state == state ? 1 : 0);
+  for (const auto& [label, stats] : sinks) {
+    for (auto state : {uplink::SinkState::connecting, uplink::SinkState::up, uplink::SinkState::down}) {
+      w.sample("gw_uplink_state", {{"sink", label}, {"state", uplink::to_string(state)}}, stats->state == state ? 1 : 0);
+    }
   }
   gauge("gw_uplink_down_seconds", "How long the sink has been down (0 when it is not).",
         s.uplink_down_ms ? seconds(*s.uplink_down_ms) : 0.0);
-  counter("gw_uplink_batches_sent_total", "Batches produced (resends included).", k.batches_sent);
-  counter("gw_uplink_batches_acked_total", "Batches confirmed by the upstream system.", k.batches_acked);
-  counter("gw_uplink_records_acked_total", "Records in confirmed batches.", k.records_acked);
-  counter("gw_uplink_records_skipped_total", "Buffer records not forwarded (not telemetry, or undecodable).",
-          k.records_skipped);
-  counter("gw_uplink_bytes_sent_total", "Compressed batch bytes produced.", k.bytes_sent);
-  counter("gw_uplink_bytes_raw_total", "The same batches' bytes before compression.", k.bytes_raw);
-  counter("gw_uplink_errors_total", "Failed deliveries (each rewinds to the last acknowledged record).",
-          k.delivery_errors);
+  per_sink("gw_uplink_batches_sent_total", "counter", "Batches produced (resends included).",
+           [](const uplink::SinkStats& x) { return x.batches_sent; });
+  per_sink("gw_uplink_batches_acked_total", "counter", "Batches confirmed by the upstream system.",
+           [](const uplink::SinkStats& x) { return x.batches_acked; });
+  per_sink("gw_uplink_records_acked_total", "counter", "Records in confirmed batches.",
+           [](const uplink::SinkStats& x) { return x.records_acked; });
+  per_sink("gw_uplink_records_skipped_total", "counter",
+           "Buffer records not forwarded by this sink (another record type, or undecodable).",
+           [](const uplink::SinkStats& x) { return x.records_skipped; });
+  per_sink("gw_uplink_bytes_sent_total", "counter", "Compressed batch bytes produced.",
+           [](const uplink::SinkStats& x) { return x.bytes_sent; });
+  per_sink("gw_uplink_bytes_raw_total", "counter", "The same batches' bytes before compression.",
+           [](const uplink::SinkStats& x) { return x.bytes_raw; });
+  per_sink("gw_uplink_errors_total", "counter", "Failed deliveries (each rewinds to the last acknowledged record).",
+           [](const uplink::SinkStats& x) { return x.delivery_errors; });
   counter("gw_uplink_read_backs_total", "Reads of the upstream partition's tail.", k.read_backs);
   counter("gw_uplink_rate_limited_seconds_total", "Time spent waiting for the max bytes per second budget.",
           seconds(static_cast<std::int64_t>(k.rate_limited_ms)));
   counter("gw_uplink_drain_paced_seconds_total", "Time a backlog drain waited for the drain records per second cap.",
           seconds(static_cast<std::int64_t>(k.drain_paced_ms)));
-  gauge("gw_uplink_last_acked_seq", "The last buffer sequence number the upstream system acknowledged.",
-        k.last_acked.value);
+  per_sink("gw_uplink_last_acked_seq", "gauge", "The last buffer sequence number the upstream system acknowledged.",
+           [](const uplink::SinkStats& x) { return x.last_acked.value; });
   gauge("gw_uplink_in_flight_batches", "Batches produced and not yet confirmed.", k.in_flight);
   gauge("gw_uplink_records_per_second", "Records acknowledged upstream per second, over the last few seconds.",
         s.uplink_records_per_s);

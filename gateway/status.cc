@@ -167,6 +167,23 @@ std::string status_json(const Snapshot& snap) {
                     {"gateway_time_ms", w.gateway_time_ms},
                     {"summarized_evictions", b.summarized_total},
                     {"acked_seq", w.acked.value}};
+  auto sink_json = [](const Snapshot::Kafka& sink) {
+    const auto& k = sink.stats;
+    return json{{"bootstrap", sink.bootstrap},         {"embedded", sink.embedded},
+                {"topic", sink.topic},                 {"cursor", sink.cursor},
+                {"state", std::string(uplink::to_string(k.state))},
+                {"batches_sent", k.batches_sent},      {"batches_acked", k.batches_acked},
+                {"records_acked", k.records_acked},    {"bytes_sent", k.bytes_sent},
+                {"bytes_raw", k.bytes_raw},            {"delivery_errors", k.delivery_errors},
+                {"records_skipped", k.records_skipped}, {"last_acked_seq", k.last_acked.value},
+                {"in_flight", k.in_flight},            {"partition", k.partition},
+                {"read_backs", k.read_backs},          {"upstream_tail_seq", k.upstream_tail.value},
+                {"records_found_upstream", k.records_found_upstream},
+                {"rate_limited_ms", k.rate_limited_ms}, {"drain_paced_ms", k.drain_paced_ms},
+                {"max_bytes_per_s", sink.max_bytes_per_s},
+                {"last_error", k.last_error}};
+  };
+  if (snap.kafka_aggregates) s["uplink"]["kafka_aggregates"] = sink_json(*snap.kafka_aggregates);
   const auto& k = snap.kafka.stats;
   s["uplink"]["kafka"] = {{"bootstrap", snap.kafka.bootstrap},     {"embedded", snap.kafka.embedded},
                           {"topic", snap.kafka.topic},             {"state", std::string(uplink::to_string(k.state))},

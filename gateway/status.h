@@ -61,7 +61,9 @@ struct Snapshot {
     bool embedded = false;
     std::uint64_t max_bytes_per_s = 0;
     std::uint64_t batch_max_records = 0;
-  } kafka;
+  };
+  Kafka kafka;                           // the telemetry sink
+  std::optional<Kafka> kafka_aggregates;  // the aggregates sink, when [uplink.kafka] aggregates_topic is set
   std::optional<HttpStats> http;  // absent until the server runs
 
   // Derived by Trends::update from the snapshots of the last few seconds.

@@ -231,7 +231,100 @@ std::vector<std::uint8_t> encode_columnar(const Batch& batch) {
   return {fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize()};
 }
 
+// Format 2 with record_type aggregate: one table per closed window, every field written (also
+// zeros and -0.0, so that values come back bit for bit).
+std::vector<std::uint8_t> encode_aggregates(const Batch& batch) {
+  flatbuffers::FlatBufferBuilder fbb(256 + 256 * batch.aggregates.size());
+  fbb.ForceDefaults(true);
+  std::vector<flatbuffers::Offset<fb::Aggregate>> aggs;
+  aggs.reserve(batch.aggregates.size());
+  for (const AggregateRecord& r : batch.aggregates) {
+    const windowing::Aggregate& a = r.aggregate;
+    const auto key = fbb.CreateString(a.key);
+    const auto group_tag = fbb.CreateString(a.group_tag);
+    const auto metric = fbb.CreateString(a.metric);
+    fb::AggregateBuilder b(fbb);
+    b.add_seq(r.seq.value);
+    b.add_id(a.id);
+    b.add_kind(static_cast<fb::WindowKind>(a.kind));
+    b.add_scope(static_cast<fb::Scope>(a.scope));
+    b.add_key(key);
+    b.add_group_tag(group_tag);
+    b.add_metric(metric);
+    b.add_window_start_ms(a.window_start.ms);
+    b.add_window_end_ms(a.window_end.ms);
+    b.add_closed_at_ms(a.closed_at_ms);
+    b.add_count(a.count);
+    b.add_sum(a.sum);
+    b.add_min(a.min);
+    b.add_max(a.max);
+    b.add_mean(a.mean);
+    b.add_stddev(a.stddev);
+    b.add_first_time_ms(a.first_time.ms);
+    b.add_first(a.first);
+    b.add_last_time_ms(a.last_time.ms);
+    b.add_last(a.last);
+    b.add_rate(a.rate);
+    b.add_has_quantiles(a.has_quantiles);
+    b.add_p50(a.p50);
+    b.add_p90(a.p90);
+    b.add_p99(a.p99);
+    aggs.push_back(b.Finish());
+  }
+  const auto gateway = fbb.CreateString(batch.gateway_id);
+  const auto v_aggs = fbb.CreateVector(aggs);
+  fb::BatchBuilder root(fbb);
+  root.add_format_version(kBatchFormatVersion);
+  root.add_gateway_id(gateway);
+  root.add_first_seq(batch.first.value);
+  root.add_last_seq(batch.last.value);
+  root.add_record_type(fb::RecordType::aggregate);
+  root.add_aggregates(v_aggs);
+  fb::FinishBatchBuffer(fbb, root.Finish());
+  return {fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize()};
+}
+
 std::unexpected<std::error_code> malformed() { return std::unexpected(make_error_code(errc::malformed)); }
+
+std::expected<void, std::error_code> decode_aggregates(const fb::Batch& b, Batch& batch) {
+  if (b.aggregates() == nullptr) return {};
+  batch.aggregates.reserve(b.aggregates()->size());
+  for (const fb::Aggregate* a : *b.aggregates()) {
+    const buffer::Seq seq{a->seq()};
+    const bool in_order = batch.aggregates.empty() ? seq >= batch.first : seq > batch.aggregates.back().seq;
+    if (!in_order || seq > batch.last) return malformed();
+    const auto kind = static_cast<std::uint8_t>(a->kind());
+    const auto scope = static_cast<std::uint8_t>(a->scope());
+    if (kind < 1 || kind > 3 || scope < 1 || scope > 2) return malformed();
+    windowing::Aggregate out;
+    out.id = a->id();
+    out.kind = static_cast<windowing::WindowKind>(kind);
+    out.scope = static_cast<windowing::Scope>(scope);
+    out.key = a->key()->str();
+    out.group_tag = a->group_tag() != nullptr ? a->group_tag()->str() : std::string();
+    out.metric = a->metric()->str();
+    out.window_start = ingest::EventTime{a->window_start_ms()};
+    out.window_end = ingest::EventTime{a->window_end_ms()};
+    out.closed_at_ms = a->closed_at_ms();
+    out.count = a->count();
+    out.sum = a->sum();
+    out.min = a->min();
+    out.max = a->max();
+    out.mean = a->mean();
+    out.stddev = a->stddev();
+    out.first_time = ingest::EventTime{a->first_time_ms()};
+    out.first = a->first();
+    out.last_time = ingest::EventTime{a->last_time_ms()};
+    out.last = a->last();
+    out.rate = a->rate();
+    out.has_quantiles = a->has_quantiles();
+    out.p50 = a->p50();
+    out.p90 = a->p90();
+    out.p99 = a->p99();
+    batch.aggregates.push_back({seq, std::move(out)});
+  }
+  return {};
+}
 
 std::expected<void, std::error_code> decode_rows(const fb::Batch& b, Batch& batch) {
   if (b.records() == nullptr) return {};
@@ -375,7 +468,12 @@ std::expected<void, std::error_code> decode_columnar(const fb::Batch& b, Batch& 
 
 }  // namespace
 
+std::string_view record_type_name(buffer::RecordType type) noexcept {
+  return type == buffer::RecordType::aggregate ? kRecordTypeAggregate : kRecordTypeTelemetry;
+}
+
 std::vector<std::uint8_t> encode_batch_flatbuffer(const Batch& batch, BatchLayout layout) {
+  if (batch.record_type == buffer::RecordType::aggregate) return encode_aggregates(batch);
   return layout == BatchLayout::rows ? encode_rows(batch) : encode_columnar(batch);
 }
 
@@ -420,6 +518,15 @@ std::expected<Batch, std::error_code> decode_batch(std::span<const std::uint8_t>
     return std::unexpected(make_error_code(errc::unsupported_version));
   Batch batch{b->gateway_id()->str(), buffer::Seq{b->first_seq()}, buffer::Seq{b->last_seq()}, {}};
   if (batch.first > batch.last) return malformed();
+  if (b->record_type() == fb::RecordType::aggregate) {
+    batch.record_type = buffer::RecordType::aggregate;
+    auto r = decode_aggregates(*b, batch);
+    if (!r) return std::unexpected(r.error());
+    return batch;
+  }
+  if (b->record_type() != fb::RecordType::telemetry) {
+    return std::unexpected(make_error_code(errc::unsupported_version));  // a record type from the future
+  }
   auto r = b->format_version() == kRowBatchFormatVersion ? decode_rows(*b, batch) : decode_columnar(*b, batch);
   if (!r) return std::unexpected(r.error());
   return batch;

@@ -16,6 +16,7 @@
 #include "buffer/ring.h"
 #include "ingest/event.h"
 #include "uplink/error.h"
+#include "windowing/aggregates.h"
 
 namespace gw::uplink {
 
@@ -33,6 +34,11 @@ inline constexpr std::string_view kHeaderLastSeq = "gw-last-seq";
 inline constexpr std::string_view kHeaderSchemaVersion = "gw-schema-version";  // kBatchFormatVersion
 inline constexpr std::string_view kHeaderCodec = "gw-codec";
 inline constexpr std::string_view kHeaderDictId = "gw-dict-id";
+// What the batch carries: kRecordTypeTelemetry or kRecordTypeAggregate. Absent (batches written
+// before it existed): telemetry.
+inline constexpr std::string_view kHeaderRecordType = "gw-record-type";
+inline constexpr std::string_view kRecordTypeTelemetry = "telemetry";
+inline constexpr std::string_view kRecordTypeAggregate = "aggregate";
 inline constexpr std::string_view kCodecZstd = "zstd";
 inline constexpr std::string_view kNoDictionary = "0";  // no zstd dictionary (see FORMAT.md)
 
@@ -48,18 +54,32 @@ struct BatchRecord {
   bool operator==(const BatchRecord&) const = default;
 };
 
-// A batch covers the gateway sequence numbers first..last. Records are in increasing seq order,
-// each within first..last; seqs in the range without a record (not telemetry, or undecodable in
-// the buffer) were skipped on purpose.
+// A closed window of the windowing stage, stored in the buffer as a RecordType::aggregate record.
+struct AggregateRecord {
+  buffer::Seq seq;
+  windowing::Aggregate aggregate;
+  bool operator==(const AggregateRecord&) const = default;
+};
+
+// The header value of a record type ("telemetry", "aggregate").
+std::string_view record_type_name(buffer::RecordType type) noexcept;
+
+// A batch covers the gateway sequence numbers first..last and carries one record type: telemetry
+// in `records`, or aggregates in `aggregates` (the other vector is empty). Entries are in
+// increasing seq order, each within first..last; seqs in the range without an entry (another
+// record type, or undecodable in the buffer) were skipped on purpose.
 struct Batch {
   std::string gateway_id;
   buffer::Seq first, last;
   std::vector<BatchRecord> records;
+  buffer::RecordType record_type = buffer::RecordType::telemetry;
+  std::vector<AggregateRecord> aggregates{};
   bool operator==(const Batch&) const = default;
 };
 
 // The Kafka message value: a Batch FlatBuffer in one zstd frame (content size set) at zstd_level
-// (clamped to zstd's range). Does not check the batch; decode_batch does.
+// (clamped to zstd's range). Does not check the batch; decode_batch does. An aggregate batch is
+// written as format 2 with one table per aggregate, whatever `layout` says.
 // Values are restored bit for bit (any double, also NaN and -0.0).
 std::vector<std::uint8_t> encode_batch(const Batch& batch, int zstd_level,
                                        BatchLayout layout = BatchLayout::columnar);
@@ -70,7 +90,8 @@ std::vector<std::uint8_t> encode_batch_flatbuffer(const Batch& batch, BatchLayou
 std::vector<std::uint8_t> compress_frame(std::span<const std::uint8_t> bytes, int zstd_level);
 
 // Decompresses and verifies a message value. Never trusts the input: any byte string is safe.
-// Reads format versions 1 and 2; the records come back in increasing seq order.
+// Reads format versions 1 and 2; the records (or aggregates) come back in increasing seq order.
+// A record type it does not know is errc::unsupported_version.
 // Errors: bad_compression, too_large, malformed, unsupported_version.
 [[nodiscard]] std::expected<Batch, std::error_code> decode_batch(std::span<const std::uint8_t> value);
 

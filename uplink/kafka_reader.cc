@@ -272,7 +272,8 @@ std::expected<std::optional<buffer::Seq>, std::error_code> read_last_seq(const T
       const bool ours = id ? *id == q.gateway_id
                            : m->key != nullptr && std::string_view(static_cast<const char*>(m->key), m->key_len) ==
                                                       q.gateway_id;
-      if (!ours || m->offset < found_offset) continue;
+      const auto type = header_of(m, "gw-record-type");
+      if (!ours || m->offset < found_offset || type.value_or("telemetry") != q.record_type) continue;
       const auto last = header_of(m, "gw-last-seq");
       std::uint64_t seq = 0;
       if (!last || std::from_chars(last->data(), last->data() + last->size(), seq).ec != std::errc{}) {

@@ -78,9 +78,12 @@ struct TailQuery {
   ClientProperties properties;
   std::chrono::milliseconds timeout{10000};  // the whole read-back gives up after this
   const std::atomic<bool>* cancel = nullptr;  // if set and true, gives up early (errc::unreachable)
+  // Only batches of this record type count (gw-record-type header; absent = "telemetry"), so that
+  // the telemetry and aggregate sinks resume independently even if they share a topic.
+  std::string record_type = "telemetry";
 };
 
-// The gw-last-seq of the newest message of `gateway_id` in the partition, found by reading back
+// The gw-last-seq of the newest message of `gateway_id` (and `record_type`) in the partition, found by reading back
 // from the partition's end (8 messages, then 64, 512, ... until its beginning): the last sequence
 // number the broker holds from this gateway. nullopt: the partition holds none of its messages.
 // Errors: invalid_argument, unreachable (no answer within the timeout), unknown_topic, kafka.

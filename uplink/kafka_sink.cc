@@ -112,6 +112,8 @@ struct KafkaUplink::Impl {
         tokens(static_cast<double>(opt.max_bytes_per_s)),
         drain_tokens(static_cast<double>(opt.drain_max_records_per_s)) {}
 
+  bool aggregates() const { return opt.records == buffer::RecordType::aggregate; }
+
   void set_state(SinkState s) {
     std::lock_guard lock(mu);
     st.state = s;
@@ -134,21 +136,21 @@ struct KafkaUplink::Impl {
     const auto e = static_cast<rd_kafka_resp_err_t>(err);
     const std::string what = std::string(rd_kafka_err2name(e)) + ": " + reason;
     if (e == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
-      spdlog::warn("uplink.kafka: all brokers down: {}", reason);
+      spdlog::warn("{}: all brokers down: {}", self->opt.cursor, reason);
       self->set_error(SinkState::down, what);
     } else if (e == RD_KAFKA_RESP_ERR__FATAL) {
       char why[512];
       const rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, why, sizeof why);
-      spdlog::error("uplink.kafka: fatal producer error {}: {}", rd_kafka_err2name(orig), why);
+      spdlog::error("{}: fatal producer error {}: {}", self->opt.cursor, rd_kafka_err2name(orig), why);
       self->set_error(SinkState::down, std::string("fatal ") + rd_kafka_err2name(orig) + ": " + why);
       self->rewind = true;  // the producer is restarted once every report is in
     } else if (e == RD_KAFKA_RESP_ERR__TRANSPORT) {
-      spdlog::debug("uplink.kafka: {}", reason);  // librdkafka logged it and reconnects by itself
+      spdlog::debug("{}: {}", self->opt.cursor, reason);  // librdkafka logged it and reconnects by itself
       std::lock_guard lock(self->mu);
       self->st.last_error = what;
     } else {
       // __RESOLVE (bad broker address), __AUTHENTICATION (bad credentials), __SSL, ...
-      spdlog::error("uplink.kafka: {}", what);
+      spdlog::error("{}: {}", self->opt.cursor, what);
       std::lock_guard lock(self->mu);
       self->st.last_error = what;
       if (e == RD_KAFKA_RESP_ERR__AUTHENTICATION || e == RD_KAFKA_RESP_ERR__RESOLVE || e == RD_KAFKA_RESP_ERR__SSL) {
@@ -167,7 +169,7 @@ struct KafkaUplink::Impl {
           (err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)) {
         return;  // stop() gave up on it; the read-back after a restart settles it
       }
-      spdlog::warn("uplink.kafka: delivery of seq {}..{} failed: {}; reading the partition back", it->first.value,
+      spdlog::warn("{}: delivery of seq {}..{} failed: {}; reading the partition back", opt.cursor, it->first.value,
                    it->last.value, rd_kafka_err2str(err));
       if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
         max_records = std::max<std::size_t>(1, it->records / 2);
@@ -192,12 +194,12 @@ struct KafkaUplink::Impl {
     if (upto <= acked) return true;
     if (auto r = ring.ack(opt.cursor, upto); !r) {
       // The batches are delivered; a lagging cursor only means a read-back after a restart.
-      spdlog::error("uplink.kafka: ack of cursor {} to seq {} failed: {}", opt.cursor, upto.value,
+      spdlog::error("{}: ack to seq {} failed: {}", opt.cursor, upto.value,
                     r.error().message());
       return false;
     }
     acked = upto;
-    if (auto t = ring.trim(); !t) spdlog::warn("uplink.kafka: trim failed: {}", t.error().message());
+    if (auto t = ring.trim(); !t) spdlog::warn("{}: trim failed: {}", opt.cursor, t.error().message());
     return true;
   }
 
@@ -225,7 +227,7 @@ struct KafkaUplink::Impl {
   std::expected<void, std::error_code> create_producer() {
     detail::ConfPtr conf = detail::make_conf({
         {"bootstrap.servers", opt.brokers},
-        {"client.id", "gw-uplink-" + gateway_id},
+        {"client.id", "gw-uplink-" + gateway_id + (aggregates() ? "-aggregates" : "")},
         {"enable.idempotence", "true"},
         {"acks", "all"},
         {"compression.codec", "none"},  // batches are zstd frames already
@@ -240,7 +242,7 @@ struct KafkaUplink::Impl {
     char err[512];
     rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), err, sizeof err);
     if (rk == nullptr) {
-      spdlog::error("uplink.kafka: cannot create producer: {}", err);
+      spdlog::error("{}: cannot create producer: {}", opt.cursor, err);
       set_error(SinkState::down, std::string("cannot create producer: ") + err);
       return std::unexpected(make_error_code(errc::kafka));
     }
@@ -295,7 +297,8 @@ struct KafkaUplink::Impl {
       std::lock_guard lock(mu);
       st.partition = partition;
     }
-    TailQuery q{opt.brokers, opt.topic, partition, gateway_id, security, opt.read_back_timeout, &stopping};
+    TailQuery q{opt.brokers, opt.topic, partition, gateway_id, security, opt.read_back_timeout, &stopping,
+                std::string(record_type_name(opt.records))};
     auto tail = read_last_seq(q);
     if (!tail) {
       set_error(SinkState::down, "read-back of " + opt.topic + " [" + std::to_string(partition) +
@@ -308,18 +311,18 @@ struct KafkaUplink::Impl {
       if (**tail > last) {
         // The topic holds more from this gateway id than the buffer ever stored: another gateway
         // with the same id, or a replaced buffer. Skipping would lose new records: send them.
-        spdlog::error("uplink.kafka: {} [{}] holds seq {} from gateway {} but the buffer ends at seq {} "
-                      "(duplicate gateway_id or replaced buffer?); not skipping",
+        spdlog::error("{}: {} [{}] holds seq {} from gateway {} but the buffer ends at seq {} "
+                      "(duplicate gateway_id or replaced buffer?); not skipping", opt.cursor,
                       opt.topic, partition, (*tail)->value, gateway_id, last.value);
       } else if (**tail > acked) {
         const buffer::Seq before = acked;
         if (!ack_to(**tail)) return false;
         found = acked.value - before.value;
-        spdlog::info("uplink.kafka: the broker already holds seq {}..{}; acked without resending", before.value + 1,
+        spdlog::info("{}: the broker already holds seq {}..{}; acked without resending", opt.cursor, before.value + 1,
                      acked.value);
       }
     }
-    spdlog::info("uplink.kafka: {} [{}]: resuming after seq {}", opt.topic, partition, acked.value);
+    spdlog::info("{}: {} [{}]: resuming after seq {}", opt.cursor, opt.topic, partition, acked.value);
     next_after = acked;
     std::lock_guard lock(mu);
     ++st.read_backs;
@@ -346,7 +349,8 @@ struct KafkaUplink::Impl {
       std::lock_guard lock(mu);
       st.records_skipped += skipped;
     }
-    if (batch.records.empty()) {
+    const std::size_t count = batch.records.size() + batch.aggregates.size();
+    if (count == 0) {
       fifo.push_back({next_id++, batch.first, batch.last, 0, true, true});
       next_after = batch.last;
       ack_prefix();
@@ -359,7 +363,7 @@ struct KafkaUplink::Impl {
     const std::string version = std::to_string(kBatchFormatVersion);
     const std::uint64_t id = next_id;
     for (;;) {
-      rd_kafka_headers_t* hdrs = rd_kafka_headers_new(6);
+      rd_kafka_headers_t* hdrs = rd_kafka_headers_new(7);
       auto add = [hdrs](std::string_view name, std::string_view v) {
         rd_kafka_header_add(hdrs, name.data(), static_cast<ssize_t>(name.size()), v.data(),
                             static_cast<ssize_t>(v.size()));
@@ -370,6 +374,7 @@ struct KafkaUplink::Impl {
       add(kHeaderSchemaVersion, version);
       add(kHeaderCodec, kCodecZstd);
       add(kHeaderDictId, kNoDictionary);
+      add(kHeaderRecordType, record_type_name(opt.records));
       const rd_kafka_resp_err_t err = rd_kafka_producev(
           rk, RD_KAFKA_V_TOPIC(opt.topic.c_str()), RD_KAFKA_V_PARTITION(partition),
           RD_KAFKA_V_KEY(gateway_id.data(), gateway_id.size()),
@@ -382,13 +387,12 @@ struct KafkaUplink::Impl {
         rd_kafka_poll(rk, 100);
         continue;
       }
-      if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && batch.records.size() > 1) {
-        max_records = std::max<std::size_t>(1, batch.records.size() / 2);
-        spdlog::info("uplink.kafka: batch of {} records too large ({} bytes), halving", batch.records.size(),
-                     value.size());
+      if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && count > 1) {
+        max_records = std::max<std::size_t>(1, count / 2);
+        spdlog::info("{}: batch of {} records too large ({} bytes), halving", opt.cursor, count, value.size());
         return false;
       }
-      spdlog::error("uplink.kafka: produce of seq {}..{} failed: {}", first, last, rd_kafka_err2str(err));
+      spdlog::error("{}: produce of seq {}..{} failed: {}", opt.cursor, first, last, rd_kafka_err2str(err));
       std::lock_guard lock(mu);
       ++st.delivery_errors;
       st.state = SinkState::down;
@@ -398,8 +402,8 @@ struct KafkaUplink::Impl {
     }
     ++next_id;
     tokens -= static_cast<double>(value.size());
-    if (backlog()) drain_tokens -= static_cast<double>(batch.records.size() + skipped);
-    fifo.push_back({id, batch.first, batch.last, batch.records.size(), false, false});
+    if (backlog()) drain_tokens -= static_cast<double>(count + skipped);
+    fifo.push_back({id, batch.first, batch.last, count, false, false});
     next_after = batch.last;
     max_records = opt.batch_max_records;
     std::lock_guard lock(mu);
@@ -410,33 +414,65 @@ struct KafkaUplink::Impl {
     return true;
   }
 
-  // Reads the next batch after next_after and produces it.
-  void send_next() {
-    auto stored = ring.read(next_after, max_records, opt.batch_max_bytes);
-    if (!stored) {
-      spdlog::error("uplink.kafka: reading the buffer after seq {} failed: {}", next_after.value,
-                    stored.error().message());
-      rd_kafka_poll(rk, 500);
-      return;
+  // Adds a stored record of this sink's type to the batch; false if it is of another type or does
+  // not decode (then it is skipped).
+  bool add_record(const buffer::StoredRecord& r, Batch& batch) {
+    if (r.type != opt.records) return false;
+    if (aggregates()) {
+      auto a = windowing::decode_aggregate(r.payload);
+      if (a) {
+        batch.aggregates.push_back({r.seq, std::move(*a)});
+        return true;
+      }
+      spdlog::warn("{}: buffer record seq {} is not an aggregate v1; not forwarded", opt.cursor, r.seq.value);
+      return false;
     }
-    if (stored->empty()) return;
-    Batch batch{gateway_id, stored->front().seq, stored->back().seq, {}};
-    batch.records.reserve(stored->size());
-    std::size_t skipped = 0;
-    for (const buffer::StoredRecord& r : *stored) {
-      if (r.type != buffer::RecordType::telemetry) {
-        ++skipped;
-        continue;
-      }
-      auto event = ingest::decode_telemetry(r.payload);
-      if (!event) {
-        spdlog::warn("uplink.kafka: buffer record seq {} does not decode ({}); not forwarded", r.seq.value,
-                     event.error().message());
-        ++skipped;
-        continue;
-      }
+    auto event = ingest::decode_telemetry(r.payload);
+    if (event) {
       batch.records.push_back({r.seq, std::move(*event)});
+      return true;
     }
+    spdlog::warn("{}: buffer record seq {} does not decode ({}); not forwarded", opt.cursor, r.seq.value,
+                 event.error().message());
+    return false;
+  }
+
+  // Reads the next batch after next_after and produces it. Reads again while records of another
+  // type left room in the batch (a sink of a rare type, aggregates, fills its batches from many
+  // reads), up to the buffer's head and at most kMaxReads reads per batch. A full batch ends at its
+  // last record; what was read beyond it is read again for the next batch.
+  void send_next() {
+    constexpr int kMaxReads = 64;
+    Batch batch{gateway_id, {}, {}, {}, opt.records};
+    std::size_t sendable = 0, bytes = 0, skipped = 0;
+    bool full = false;
+    for (int reads = 0; reads < kMaxReads && !full; ++reads) {
+      const buffer::Seq after = batch.last == buffer::Seq{} ? next_after : batch.last;
+      auto stored = ring.read(after, max_records, opt.batch_max_bytes);
+      if (!stored) {
+        spdlog::error("{}: reading the buffer after seq {} failed: {}", opt.cursor, after.value,
+                      stored.error().message());
+        if (reads > 0) break;  // send what was read
+        rd_kafka_poll(rk, 500);
+        return;
+      }
+      for (const buffer::StoredRecord& r : *stored) {
+        if (sendable >= max_records || bytes >= opt.batch_max_bytes) {
+          full = true;
+          break;
+        }
+        if (batch.last == buffer::Seq{}) batch.first = r.seq;
+        batch.last = r.seq;
+        if (add_record(r, batch)) {
+          ++sendable;
+          bytes += r.payload.size();
+        } else {
+          ++skipped;
+        }
+      }
+      if (stored->empty() || batch.last >= ring.last_seq()) break;  // at the head: send what there is
+    }
+    if (batch.last == buffer::Seq{}) return;  // nothing stored after next_after
     if (!produce(batch, skipped)) rd_kafka_poll(rk, 200);
   }
 
@@ -456,7 +492,7 @@ struct KafkaUplink::Impl {
     need_resume = true;
     schedule_retry();
     if (!create_producer()) {
-      spdlog::error("uplink.kafka: cannot restart the producer; the sink stops");
+      spdlog::error("{}: cannot restart the producer; the sink stops", opt.cursor);
       stopping = true;
     }
   }
@@ -518,7 +554,7 @@ struct KafkaUplink::Impl {
           need_resume = false;
         } else {
           schedule_retry();
-          spdlog::warn("uplink.kafka: cannot read the partition back yet; retrying in about {} ms",
+          spdlog::warn("{}: cannot read the partition back yet; retrying in about {} ms", opt.cursor,
                        backoff.count());
         }
         continue;
@@ -591,7 +627,7 @@ std::expected<void, std::error_code> KafkaUplink::start() {
   }
   if (auto r = s.create_producer(); !r) return r;
   s.started = true;
-  spdlog::info("uplink.kafka: sending to {} topic {}; cursor at seq {}, reading the partition back first",
+  spdlog::info("{}: sending to {} topic {}; cursor at seq {}, reading the partition back first", s.opt.cursor,
                s.opt.brokers, s.opt.topic, acked->value);
   s.thread = std::thread([&s] { s.run(); });
   return {};
@@ -602,7 +638,7 @@ void KafkaUplink::stop() {
   if (!s.thread.joinable()) return;
   s.stopping = true;
   s.thread.join();
-  spdlog::info("uplink.kafka: stopped at seq {}", s.acked.value);
+  spdlog::info("{}: stopped at seq {}", s.opt.cursor, s.acked.value);
 }
 
 SinkStats KafkaUplink::stats() const {

@@ -8,6 +8,11 @@
 // topic holds every record once, also across kill -9, unless the broker itself duplicates a retried
 // request (a real broker's idempotence prevents that; librdkafka 2.0.2's mock cluster does not).
 //
+// One sink forwards one record type (KafkaOptions::records): the gateway runs one for telemetry
+// (the raw topic) and one for the windowing stage's aggregate records (the aggregates topic), each
+// with its own cursor, producer, partition, read-back and pacing. A sink acks past the records of
+// the other type without sending them.
+//
 // Thread-safety: start()/stop() from the owner thread; stats() from any thread. The sink runs one
 // thread of its own (reading, producing, serving delivery reports, reading back) plus librdkafka's
 // threads. The Ring must outlive the sink (stop() or destroy the sink first).
@@ -37,7 +42,10 @@ struct KafkaOptions {
   std::size_t batch_max_bytes = 1 << 20;   // stored payload bytes per message, about (at least one record)
   std::chrono::milliseconds linger{100};   // wait this long for a batch to fill before sending it
   std::size_t max_in_flight_batches = 16;  // unconfirmed batches at most; bounds memory and resends
-  std::string cursor = "uplink.kafka";     // the buffer cursor this sink acknowledges
+  std::string cursor = "uplink.kafka";     // the buffer cursor this sink acknowledges; also its log name
+  // The record type this sink forwards (telemetry: columnar batches; aggregate: aggregate batches,
+  // uplink/FORMAT.md). Records of other types are acked without being sent (records_skipped).
+  buffer::RecordType records = buffer::RecordType::telemetry;
   std::chrono::milliseconds stop_timeout{5000};  // stop() waits this long for confirmations at most
   // A batch not confirmed in this time counts as failed: the sink reads the partition's tail back to
   // learn whether the broker has it, and resumes after what it has (message.timeout.ms).
@@ -51,7 +59,7 @@ struct KafkaOptions {
   // second's budget. A backlog drains at this rate too.
   std::uint64_t max_bytes_per_s = 0;
   // While a backlog waits (more than two full batches behind the buffer's head), records are sent
-  // at most this fast, so that draining after an outage leaves CPU and disk to ingest, which must
+  // (read, for records of another type) at most this fast, so that draining after an outage leaves CPU and disk to ingest, which must
   // keep acknowledging live data. 0 = no limit. Live traffic below this rate is never held back.
   std::uint64_t drain_max_records_per_s = 50000;
   // Passed to librdkafka unchanged when not empty (see librdkafka's CONFIGURATION.md).

@@ -28,7 +28,7 @@ struct SinkStats {
   std::uint64_t batches_sent = 0;     // produced (including resends after a failure)
   std::uint64_t batches_acked = 0;    // confirmed by the upstream system
   std::uint64_t records_acked = 0;    // records in confirmed batches
-  std::uint64_t records_skipped = 0;  // buffer records not forwarded (not telemetry, or undecodable)
+  std::uint64_t records_skipped = 0;  // buffer records not forwarded (another record type, or undecodable)
   std::uint64_t bytes_sent = 0;       // compressed message values produced
   std::uint64_t bytes_raw = 0;        // the same batches before compression (FlatBuffer bytes)
   std::uint64_t delivery_errors = 0;  // failed deliveries; each one rewinds to the last ack

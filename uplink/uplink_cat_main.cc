@@ -6,6 +6,12 @@
 //
 // One line per record on stdout:
 //   {"gateway":"...","seq":N,"device":"...","device_seq":N,"time_ms":N,"metrics":{"temp":21.5}}
+// and one per aggregate of an aggregate batch (the aggregates topic):
+//   {"gateway":"...","seq":N,"type":"aggregate","id":N,"kind":"tumbling","scope":"device",
+//    "device":"...","metric":"temp","window_start_ms":N,"window_end_ms":N,"closed_at_ms":N,
+//    "count":N,"sum":x,"min":x,"max":x,"mean":x,"stddev":x,"first":x,"first_time_ms":N,"last":x,
+//    "last_time_ms":N,"rate_per_s":x[,"quantiles":{"p50":x,"p90":x,"p99":x}]}
+// (scope "group": "group" and "group_tag" instead of "device"). --max-records counts both.
 // With --headers, each message is preceded by
 //   {"message":{"partition":P,"offset":O,"key":"...","headers":{"gw-first-seq":"1",...}}}
 // Exit status: 0 done, 1 some message did not decode (each one is reported on stderr),
@@ -31,6 +37,40 @@ std::string dump(const nlohmann::ordered_json& j) {
   return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
+nlohmann::ordered_json aggregate_line(const std::string& gateway, const gw::uplink::AggregateRecord& r) {
+  const gw::windowing::Aggregate& a = r.aggregate;
+  nlohmann::ordered_json j;
+  j["gateway"] = gateway;
+  j["seq"] = r.seq.value;
+  j["type"] = gw::uplink::kRecordTypeAggregate;
+  j["id"] = a.id;
+  j["kind"] = gw::windowing::to_string(a.kind);
+  j["scope"] = gw::windowing::to_string(a.scope);
+  if (a.scope == gw::windowing::Scope::device) {
+    j["device"] = a.key;
+  } else {
+    j["group"] = a.key;
+    j["group_tag"] = a.group_tag;
+  }
+  j["metric"] = a.metric;
+  j["window_start_ms"] = a.window_start.ms;
+  j["window_end_ms"] = a.window_end.ms;
+  j["closed_at_ms"] = a.closed_at_ms;
+  j["count"] = a.count;
+  j["sum"] = a.sum;
+  j["min"] = a.min;
+  j["max"] = a.max;
+  j["mean"] = a.mean;
+  j["stddev"] = a.stddev;
+  j["first"] = a.first;
+  j["first_time_ms"] = a.first_time.ms;
+  j["last"] = a.last;
+  j["last_time_ms"] = a.last_time.ms;
+  j["rate_per_s"] = a.rate;
+  if (a.has_quantiles) j["quantiles"] = {{"p50", a.p50}, {"p90", a.p90}, {"p99", a.p99}};
+  return j;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -38,7 +78,7 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::warn);
 
   CLI::App app{
-      "uplink-cat: prints the records of the gateway's Kafka batches as JSON lines.\n"
+      "uplink-cat: prints the records (or aggregates) of the gateway's Kafka batches as JSON lines.\n"
       "Reads every partition of the topic from the beginning (no consumer group).\n"
       "Exit status: 0 done, 1 some message did not decode, 2 usage or connection error."};
   std::string brokers;
@@ -127,6 +167,11 @@ int main(int argc, char** argv) {
       j["time_ms"] = r.event.time.ms;
       j["metrics"] = std::move(metrics);
       std::cout << dump(j) << '\n';
+      ++printed;
+    }
+    for (const gw::uplink::AggregateRecord& r : batch->aggregates) {
+      if (max_records != 0 && printed >= max_records) break;
+      std::cout << dump(aggregate_line(batch->gateway_id, r)) << '\n';
       ++printed;
     }
     std::cout.flush();

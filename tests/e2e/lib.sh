@@ -61,12 +61,13 @@ gw_start_mosquitto() {
 }
 
 # gw_start_kafka_mock BIN DIR TOPIC: prints the bootstrap address; the process stays tracked.
+# Creates TOPIC and the gateway's default aggregates topic, telemetry-aggregates.
 # Its stdin is a fifo kept open in fd 7, so `echo down >&7` etc. drive it. Call it in the test's
 # own shell with stdout to a file (not inside $(...), whose subshell would lose both).
 gw_start_kafka_mock() {
   local bin=$1 dir=$2 topic=$3 i
   mkfifo "$dir/kafka-mock.in"
-  "$bin" --topic "$topic:1" <"$dir/kafka-mock.in" >"$dir/kafka-mock.out" 2>"$dir/kafka-mock.log" &
+  "$bin" --topic "$topic:1" --topic telemetry-aggregates:1 <"$dir/kafka-mock.in" >"$dir/kafka-mock.out" 2>"$dir/kafka-mock.log" &
   gw_track $!
   exec 7>"$dir/kafka-mock.in"
   for ((i = 0; i < 100; i++)); do

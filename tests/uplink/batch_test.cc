@@ -5,10 +5,13 @@
 
 #include <catch2/catch.hpp>
 #include <bit>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <random>
 #include <vector>
+
+#include "tests/uplink/batch_before_record_types_generated.h"
 
 namespace {
 
@@ -24,6 +27,43 @@ Batch sample_batch(std::size_t n) {
                         gw::ingest::EventTime{1'700'000'000'000 + static_cast<std::int64_t>(i)},
                         {{"temp", 21.5 + static_cast<double>(i)}, {"hum", 40.25}}};
     b.records.push_back({Seq{101 + 2 * i}, std::move(e)});
+  }
+  return b;
+}
+
+// n closed windows at odd seqs 101, 103, ...: device and group scope, all kinds, with and without
+// quantiles, values of every sign.
+Batch aggregate_batch(std::size_t n) {
+  Batch b{"gw-test-1", Seq{100}, Seq{100 + 2 * n}, {}, gw::buffer::RecordType::aggregate};
+  for (std::size_t i = 0; i < n; ++i) {
+    gw::windowing::Aggregate a;
+    a.id = i + 1;
+    a.kind = static_cast<gw::windowing::WindowKind>(1 + i % 3);
+    a.scope = i % 4 == 3 ? gw::windowing::Scope::group : gw::windowing::Scope::device;
+    a.key = a.scope == gw::windowing::Scope::group ? "site-" + std::to_string(i % 2) : "dev-" + std::to_string(i % 7);
+    a.group_tag = a.scope == gw::windowing::Scope::group ? "site" : "";
+    a.metric = i % 2 == 0 ? "temp" : "hum";
+    a.window_start = gw::ingest::EventTime{1'700'000'000'000 + static_cast<std::int64_t>(i) * 1000};
+    a.window_end = gw::ingest::EventTime{a.window_start.ms + 1000};
+    a.closed_at_ms = a.window_end.ms + 5;
+    a.count = i;  // also 0
+    a.sum = -1.5 * static_cast<double>(i);
+    a.min = -2.0;
+    a.max = 1e300;
+    a.mean = 0.25;
+    a.stddev = 0.0;
+    a.first_time = a.window_start;
+    a.first = -0.5;
+    a.last_time = gw::ingest::EventTime{a.window_end.ms - 1};
+    a.last = 3.0;
+    a.rate = static_cast<double>(i);
+    a.has_quantiles = i % 2 == 1;
+    if (a.has_quantiles) {
+      a.p50 = 0.5;
+      a.p90 = 0.9;
+      a.p99 = 0.99;
+    }
+    b.aggregates.push_back({Seq{101 + 2 * i}, std::move(a)});
   }
   return b;
 }
@@ -181,5 +221,110 @@ TEST_CASE("decode_batch refuses inconsistent sequence numbers", "[batch]") {
   SECTION("rows: record outside the range") {
     b.last = Seq{102};
     CHECK(gw::uplink::decode_batch(gw::uplink::encode_batch(b, 1, rows)).error() == errc::malformed);
+  }
+}
+
+TEST_CASE("an aggregate batch survives encode and decode", "[batch][aggregate]") {
+  for (std::size_t n : {0, 1, 200}) {
+    const Batch b = aggregate_batch(n);
+    auto decoded = gw::uplink::decode_batch(gw::uplink::encode_batch(b, 3));
+    REQUIRE(decoded.has_value());
+    CHECK(decoded->record_type == gw::buffer::RecordType::aggregate);
+    CHECK(decoded->records.empty());
+    CHECK(*decoded == b);
+  }
+  // -0.0 and NaN come back bit for bit (every field is written, none left to its default).
+  Batch b = aggregate_batch(1);
+  b.aggregates[0].aggregate.sum = -0.0;
+  b.aggregates[0].aggregate.stddev = std::numeric_limits<double>::quiet_NaN();
+  auto decoded = gw::uplink::decode_batch(gw::uplink::encode_batch(b, 3));
+  REQUIRE(decoded.has_value());
+  CHECK(std::bit_cast<std::uint64_t>(decoded->aggregates[0].aggregate.sum) == std::bit_cast<std::uint64_t>(-0.0));
+  CHECK(std::isnan(decoded->aggregates[0].aggregate.stddev));
+}
+
+TEST_CASE("decode_batch refuses inconsistent aggregate batches", "[batch][aggregate]") {
+  Batch b = aggregate_batch(3);
+  SECTION("the same seq twice") { b.aggregates[1].seq = b.aggregates[0].seq; }
+  SECTION("out of order") { std::swap(b.aggregates[0], b.aggregates[1]); }
+  SECTION("outside the range") { b.last = Seq{102}; }
+  SECTION("an unknown window kind") { b.aggregates[2].aggregate.kind = static_cast<gw::windowing::WindowKind>(9); }
+  SECTION("an unknown scope") { b.aggregates[2].aggregate.scope = static_cast<gw::windowing::Scope>(0); }
+  CHECK(gw::uplink::decode_batch(gw::uplink::encode_batch(b, 1)).error() == errc::malformed);
+}
+
+// Compatibility across the addition of record types (tests/uplink/batch_before_record_types.fbs is
+// the schema as it was before): old consumers read the new batches, the new decoder reads old ones.
+TEST_CASE("record types are an additive change of the batch format", "[batch][aggregate]") {
+  namespace old = gw::uplink::fb_old;
+  SECTION("an old reader verifies a new telemetry batch and sees the same records") {
+    const Batch b = sample_batch(50);
+    const auto raw = gw::uplink::encode_batch_flatbuffer(b);
+    flatbuffers::Verifier verifier(raw.data(), raw.size());
+    REQUIRE(old::VerifyBatchBuffer(verifier));
+    const old::Batch* ob = old::GetBatch(raw.data());
+    CHECK(ob->format_version() == 2);
+    CHECK(ob->first_seq() == 100);
+    REQUIRE(ob->run_lengths() != nullptr);
+    std::uint64_t n = 0;
+    for (auto len : *ob->run_lengths()) n += len;
+    CHECK(n == 50);
+  }
+  SECTION("an old reader verifies a new aggregate batch and finds no telemetry in it") {
+    const auto raw = gw::uplink::encode_batch_flatbuffer(aggregate_batch(20));
+    flatbuffers::Verifier verifier(raw.data(), raw.size());
+    REQUIRE(old::VerifyBatchBuffer(verifier));
+    const old::Batch* ob = old::GetBatch(raw.data());
+    CHECK(ob->format_version() == 2);  // not refused as a newer version
+    CHECK(ob->gateway_id()->str() == "gw-test-1");
+    CHECK(ob->records() == nullptr);
+    CHECK(ob->devices() == nullptr);
+    CHECK(ob->run_lengths() == nullptr);
+  }
+  SECTION("the new decoder reads a batch written with the old schema as telemetry") {
+    flatbuffers::FlatBufferBuilder fbb;
+    const auto gateway = fbb.CreateString("gw-old");
+    const std::vector<flatbuffers::Offset<flatbuffers::String>> dev = {fbb.CreateString("dev-1")};
+    const auto devices = fbb.CreateVector(dev);
+    const auto runs = fbb.CreateVector(std::vector<std::uint32_t>{2});
+    const auto seqs = fbb.CreateVector(std::vector<std::uint64_t>{0, 2});
+    const auto dseqs = fbb.CreateVector(std::vector<std::int64_t>{7, 1});
+    const auto times = fbb.CreateVector(std::vector<std::int64_t>{1'700'000'000'000, 1000});
+    const auto shape_ids = fbb.CreateVector(std::vector<std::uint32_t>{0, 0});
+    const std::vector<flatbuffers::Offset<flatbuffers::String>> name = {fbb.CreateString("temp")};
+    const auto names = fbb.CreateVector(name);
+    const std::vector<flatbuffers::Offset<old::Shape>> shape = {
+        old::CreateShape(fbb, fbb.CreateVector(std::vector<std::uint32_t>{0}))};
+    const auto shapes = fbb.CreateVector(shape);
+    const std::vector<flatbuffers::Offset<old::Column>> column = {
+        old::CreateColumn(fbb, 0, old::Encoding::decimal_delta, 1, 0, fbb.CreateVector(std::vector<std::int64_t>{215, -1}))};
+    const auto columns = fbb.CreateVector(column);
+    old::BatchBuilder root(fbb);
+    root.add_format_version(2);
+    root.add_gateway_id(gateway);
+    root.add_first_seq(41);
+    root.add_last_seq(43);
+    root.add_devices(devices);
+    root.add_run_lengths(runs);
+    root.add_seq_deltas(seqs);
+    root.add_device_seq_deltas(dseqs);
+    root.add_time_deltas(times);
+    root.add_shape_ids(shape_ids);
+    root.add_metric_names(names);
+    root.add_shapes(shapes);
+    root.add_columns(columns);
+    old::FinishBatchBuffer(fbb, root.Finish());
+    const std::vector<std::uint8_t> raw(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
+    auto decoded = gw::uplink::decode_batch(zstd_frame(raw));
+    REQUIRE(decoded.has_value());
+    CHECK(decoded->record_type == gw::buffer::RecordType::telemetry);
+    CHECK(decoded->aggregates.empty());
+    REQUIRE(decoded->records.size() == 2);
+    CHECK(decoded->records[0].seq == Seq{41});
+    CHECK(decoded->records[1].seq == Seq{43});
+    CHECK(decoded->records[1].event.seq.value == 8);
+    CHECK(decoded->records[1].event.time.ms == 1'700'000'001'000);
+    CHECK(decoded->records[0].event.metrics == std::vector<gw::ingest::Metric>{{"temp", 21.5}});
+    CHECK(decoded->records[1].event.metrics == std::vector<gw::ingest::Metric>{{"temp", 21.4}});
   }
 }

@@ -17,6 +17,7 @@
 #include "uplink/kafka_mock.h"
 #include "uplink/kafka_reader.h"
 #include "uplink/kafka_sink.h"
+#include "windowing/aggregates.h"
 
 namespace {
 
@@ -93,6 +94,9 @@ Seen read_until(const std::string& bootstrap, const std::set<std::uint64_t>& wan
     CHECK(msg.header(gw::uplink::kHeaderCodec) == "zstd");
     CHECK(msg.header(gw::uplink::kHeaderDictId) == "0");
     CHECK(msg.header(gw::uplink::kHeaderSchemaVersion) == "2");
+    CHECK(msg.header(gw::uplink::kHeaderRecordType) == "telemetry");
+    CHECK(batch->record_type == gw::buffer::RecordType::telemetry);
+    CHECK(batch->aggregates.empty());
     CHECK(batch->gateway_id == kGateway);
     for (const auto& r : batch->records) {
       if (seen.count[r.seq.value]++ == 0 && want.contains(r.seq.value)) --missing;
@@ -548,4 +552,217 @@ TEST_CASE("kafka-mock and uplink-cat: the programs around the sink", "[kafka][pr
 
   mock.signal(SIGTERM);
   CHECK(mock.wait(10s) == 0);
+}
+
+// --- aggregates: the second sink ---------------------------------------------------------------
+
+namespace {
+
+const std::string kAggregatesTopic = "telemetry-aggregates";
+
+gw::windowing::Aggregate make_aggregate(std::uint64_t i) {
+  gw::windowing::Aggregate a;
+  a.id = i;
+  a.key = "dev-" + std::to_string(i % 13);
+  a.metric = "temp";
+  a.window_start = gw::ingest::EventTime{1'700'000'000'000 + static_cast<std::int64_t>(i) * 1000};
+  a.window_end = gw::ingest::EventTime{a.window_start.ms + 1000};
+  a.count = i % 50 + 1;
+  a.sum = static_cast<double>(i);
+  a.min = a.max = a.mean = a.first = a.last = 1.5;
+  a.first_time = a.window_start;
+  a.last_time = a.window_start;
+  a.rate = static_cast<double>(a.count);
+  return a;
+}
+
+struct Mixed {
+  std::vector<Seq> telemetry, aggregates;
+};
+
+// Appends gateway seqs first..first+count-1 of a fresh ring (seq == i): every 10th an aggregate
+// record (make_aggregate(i)), the others telemetry (make_event(i)).
+Mixed append_mixed(gw::buffer::Ring& ring, std::uint64_t first, std::uint64_t count) {
+  Mixed out;
+  std::vector<std::vector<std::uint8_t>> payloads;
+  std::vector<gw::buffer::RecordIn> in;
+  for (std::uint64_t i = first; i < first + count; ++i) {
+    const bool agg = i % 10 == 0;
+    payloads.push_back(agg ? gw::windowing::encode_aggregate(make_aggregate(i))
+                           : gw::ingest::encode_telemetry(make_event(i)));
+  }
+  for (std::uint64_t k = 0; k < count; ++k) {
+    const bool agg = (first + k) % 10 == 0;
+    in.push_back({agg ? gw::buffer::RecordType::aggregate : gw::buffer::RecordType::telemetry, payloads[k]});
+  }
+  auto r = ring.append(in);
+  REQUIRE(r.has_value());
+  for (std::uint64_t k = 0; k < count; ++k) {
+    REQUIRE((*r)[k] == Seq{first + k});
+    ((first + k) % 10 == 0 ? out.aggregates : out.telemetry).push_back((*r)[k]);
+  }
+  return out;
+}
+
+gw::uplink::KafkaOptions aggregates_options() {
+  gw::uplink::KafkaOptions opt;
+  opt.topic = kAggregatesTopic;
+  opt.cursor = "uplink.kafka.aggregates";
+  opt.records = gw::buffer::RecordType::aggregate;
+  return opt;
+}
+
+// Reads the aggregates topic until every seq in `want` was seen (and the partitions are at their
+// end), or `limit` passes. Checks each aggregate against make_aggregate.
+Seen read_aggregates(const std::string& bootstrap, const std::set<std::uint64_t>& want, std::chrono::seconds limit) {
+  auto reader = gw::uplink::KafkaReader::open({bootstrap, kAggregatesTopic, 10s, {}});
+  REQUIRE(reader.has_value());
+  Seen seen;
+  std::size_t missing = want.size();
+  const auto deadline = Clock::now() + limit;
+  while ((missing > 0 || !(*reader)->at_end()) && Clock::now() < deadline) {
+    auto m = (*reader)->next(200ms);
+    REQUIRE(m.has_value());
+    if (!m->has_value()) continue;
+    const gw::uplink::KafkaMessage& msg = **m;
+    auto batch = gw::uplink::decode_batch(msg.value);
+    if (!batch) {
+      ++seen.bad_messages;
+      continue;
+    }
+    CHECK(msg.header(gw::uplink::kHeaderRecordType) == "aggregate");
+    CHECK(msg.header(gw::uplink::kHeaderGatewayId) == kGateway);
+    CHECK(msg.header(gw::uplink::kHeaderLastSeq) == std::to_string(batch->last.value));
+    CHECK(batch->record_type == gw::buffer::RecordType::aggregate);
+    CHECK(batch->records.empty());
+    for (const auto& a : batch->aggregates) {
+      if (seen.count[a.seq.value]++ == 0 && want.contains(a.seq.value)) --missing;
+      seen.order.push_back(a.seq.value);
+      REQUIRE(a.aggregate == make_aggregate(a.seq.value));
+    }
+  }
+  return seen;
+}
+
+}  // namespace
+
+TEST_CASE("aggregates go to the aggregates topic, telemetry to the raw topic; the ring trims when both acked",
+          "[kafka][aggregate]") {
+  auto cluster = gw::uplink::MockCluster::create(1);
+  REQUIRE(cluster.has_value());
+  REQUIRE((*cluster)->create_topic("telemetry", 1).has_value());
+  REQUIRE((*cluster)->create_topic(kAggregatesTopic, 1).has_value());
+  const std::string bootstrap = (*cluster)->bootstrap();
+  gw::test::TempDir dir;
+  auto ring = open_ring(dir);
+  const Mixed mixed = append_mixed(*ring, 1, 3000);
+  REQUIRE(mixed.aggregates.size() == 300);
+
+  // The aggregates cursor exists but its sink has not started: the raw sink's acks trim nothing.
+  REQUIRE(ring->register_cursor("uplink.kafka.aggregates").has_value());
+  auto raw = start_sink(*ring, bootstrap);
+  const auto raw_st = wait_acked(*raw, Seq{3000}, 30s);
+  REQUIRE(raw_st.last_acked == Seq{3000});
+  CHECK(raw_st.records_acked == 2700);
+  CHECK(raw_st.records_skipped == 300);
+  CHECK(ring->stats().records == 3000);
+
+  auto aggs = start_sink(*ring, bootstrap, aggregates_options());
+  const auto agg_st = wait_acked(*aggs, Seq{3000}, 30s);
+  REQUIRE(agg_st.last_acked == Seq{3000});
+  CHECK(agg_st.records_acked == 300);
+  CHECK(agg_st.records_skipped == 2700);
+  CHECK(agg_st.delivery_errors == 0);
+  // 100 aggregates per batch although each read of 100 records holds only 10 of them.
+  CHECK(agg_st.batches_acked == 3);
+  CHECK(agg_st.state == gw::uplink::SinkState::up);
+  CHECK(ring->stats().records == 0);  // both cursors acked everything
+
+  // Telemetry only in the raw topic, aggregates only in the aggregates topic, each exactly once.
+  const Seen telemetry = read_until(bootstrap, all_of(mixed.telemetry), 30s);
+  require_exactly_once(telemetry, all_of(mixed.telemetry));
+  CHECK(telemetry.count.size() == mixed.telemetry.size());
+  const Seen aggregates = read_aggregates(bootstrap, all_of(mixed.aggregates), 30s);
+  require_exactly_once(aggregates, all_of(mixed.aggregates));
+  CHECK(aggregates.count.size() == mixed.aggregates.size());
+
+  // Both keep going with live records.
+  const Mixed more = append_mixed(*ring, 3001, 95);
+  CHECK(wait_acked(*raw, Seq{3095}, 30s).last_acked == Seq{3095});
+  CHECK(wait_acked(*aggs, Seq{3095}, 30s).last_acked == Seq{3095});
+  CHECK(aggs->stats().records_acked == 309);
+  aggs->stop();
+  raw->stop();
+  CHECK(ring->stats().records == 0);
+}
+
+TEST_CASE("restarted sinks resume after each topic's own tail: no duplicates in either", "[kafka][aggregate]") {
+  auto cluster = gw::uplink::MockCluster::create(1);
+  REQUIRE(cluster.has_value());
+  REQUIRE((*cluster)->create_topic("telemetry", 3).has_value());
+  REQUIRE((*cluster)->create_topic(kAggregatesTopic, 3).has_value());
+  const std::string bootstrap = (*cluster)->bootstrap();
+  gw::test::TempDir dir1, dir2;
+  auto ring1 = open_ring(dir1);
+  Mixed first = append_mixed(*ring1, 1, 1000);
+  {
+    auto raw = start_sink(*ring1, bootstrap);
+    auto aggs = start_sink(*ring1, bootstrap, aggregates_options());
+    REQUIRE(wait_acked(*raw, Seq{1000}, 30s).last_acked == Seq{1000});
+    REQUIRE(wait_acked(*aggs, Seq{1000}, 30s).last_acked == Seq{1000});
+  }
+  // The same records in a buffer whose cursors never heard of the deliveries, plus 500 new ones.
+  auto ring2 = open_ring(dir2);
+  append_mixed(*ring2, 1, 1000);
+  const Mixed more = append_mixed(*ring2, 1001, 500);
+  auto raw = start_sink(*ring2, bootstrap);
+  auto aggs = start_sink(*ring2, bootstrap, aggregates_options());
+  const auto raw_st = wait_acked(*raw, Seq{1500}, 30s);
+  const auto agg_st = wait_acked(*aggs, Seq{1500}, 30s);
+  REQUIRE(raw_st.last_acked == Seq{1500});
+  REQUIRE(agg_st.last_acked == Seq{1500});
+  // Each read back its own topic: the raw tail is the last telemetry batch's range end (999 or
+  // 1000: seq 1000 is an aggregate), the aggregates tail is 1000.
+  CHECK(raw_st.upstream_tail >= Seq{999});
+  CHECK(raw_st.upstream_tail <= Seq{1000});
+  CHECK(agg_st.upstream_tail == Seq{1000});
+  CHECK(raw_st.records_acked == more.telemetry.size());   // only the new ones were sent
+  CHECK(agg_st.records_acked == more.aggregates.size());
+  aggs->stop();
+  raw->stop();
+  first.telemetry.insert(first.telemetry.end(), more.telemetry.begin(), more.telemetry.end());
+  first.aggregates.insert(first.aggregates.end(), more.aggregates.begin(), more.aggregates.end());
+  require_exactly_once(read_until(bootstrap, all_of(first.telemetry), 30s), all_of(first.telemetry));
+  require_exactly_once(read_aggregates(bootstrap, all_of(first.aggregates), 30s), all_of(first.aggregates));
+}
+
+TEST_CASE("sinks of both record types sharing one topic resume independently", "[kafka][aggregate]") {
+  auto cluster = gw::uplink::MockCluster::create(1);
+  REQUIRE(cluster.has_value());
+  REQUIRE((*cluster)->create_topic("telemetry", 1).has_value());
+  const std::string bootstrap = (*cluster)->bootstrap();
+  gw::test::TempDir dir1, dir2;
+  auto shared = aggregates_options();
+  shared.topic = "telemetry";
+  auto ring1 = open_ring(dir1);
+  append_mixed(*ring1, 1, 1000);
+  {
+    // The aggregates sink writes last, so the partition's newest message is an aggregate batch.
+    REQUIRE(ring1->register_cursor(shared.cursor).has_value());  // else the raw sink's acks trim them
+    auto raw = start_sink(*ring1, bootstrap);
+    REQUIRE(wait_acked(*raw, Seq{1000}, 30s).last_acked == Seq{1000});
+    auto aggs = start_sink(*ring1, bootstrap, shared);
+    REQUIRE(wait_acked(*aggs, Seq{1000}, 30s).last_acked == Seq{1000});
+  }
+  auto ring2 = open_ring(dir2);
+  append_mixed(*ring2, 1, 1000);
+  const Mixed more = append_mixed(*ring2, 1001, 200);
+  auto raw = start_sink(*ring2, bootstrap);
+  auto aggs = start_sink(*ring2, bootstrap, shared);
+  const auto raw_st = wait_acked(*raw, Seq{1200}, 30s);
+  const auto agg_st = wait_acked(*aggs, Seq{1200}, 30s);
+  REQUIRE(raw_st.last_acked == Seq{1200});
+  REQUIRE(agg_st.last_acked == Seq{1200});
+  CHECK(raw_st.records_acked == more.telemetry.size());
+  CHECK(agg_st.records_acked == more.aggregates.size());
 }
