@@ -211,6 +211,18 @@ void uplink_metrics(Writer& w, const Snapshot& s) {
           seconds(static_cast<std::int64_t>(k.rate_limited_ms)));
   counter("gw_uplink_drain_paced_seconds_total", "Time a backlog drain waited for the drain records per second cap.",
           seconds(static_cast<std::int64_t>(k.drain_paced_ms)));
+  // Device event time to the upstream acknowledgement, per delivered telemetry record.
+  w.family("gw_uplink_e2e_latency_seconds", "histogram",
+           "Device event time to the upstream system's acknowledgement, per delivered telemetry record.");
+  for (std::size_t i = 0; i < std::size(uplink::LatencyHistogram::kBounds); ++i) {
+    w.sample("gw_uplink_e2e_latency_seconds_bucket",
+             {{"sink", "kafka"}, {"le", fmt::format("{}", uplink::LatencyHistogram::kBounds[i])}}, k.latency.buckets[i]);
+  }
+  w.sample("gw_uplink_e2e_latency_seconds_bucket", {{"sink", "kafka"}, {"le", "+Inf"}}, k.latency.count);
+  w.sample("gw_uplink_e2e_latency_seconds_sum", kafka, k.latency.sum_s);
+  w.sample("gw_uplink_e2e_latency_seconds_count", kafka, k.latency.count);
+  counter("gw_uplink_e2e_latency_negative_total", "Delivered records whose event time was ahead of the gateway clock.",
+          k.latency.negative);
   per_sink("gw_uplink_last_acked_seq", "gauge", "The last buffer sequence number the upstream system acknowledged.",
            [](const uplink::SinkStats& x) { return x.last_acked.value; });
   gauge("gw_uplink_in_flight_batches", "Batches produced and not yet confirmed.", k.in_flight);

@@ -197,6 +197,9 @@ std::string status_json(const Snapshot& snap) {
                           {"records_found_upstream", k.records_found_upstream},
                           {"rate_limited_ms", k.rate_limited_ms},  {"drain_paced_ms", k.drain_paced_ms},
                           {"max_bytes_per_s", snap.kafka.max_bytes_per_s},
+                          {"e2e_latency", {{"records", k.latency.count},
+                                           {"mean_s", k.latency.count > 0 ? k.latency.sum_s / static_cast<double>(k.latency.count) : 0.0},
+                                           {"event_time_ahead", k.latency.negative}}},
                           {"last_error", k.last_error}};
   if (snap.http) {
     const auto& h = *snap.http;

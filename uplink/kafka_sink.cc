@@ -49,6 +49,7 @@ struct InFlight {
   std::size_t records = 0;
   bool reported = false;
   bool ok = false;
+  std::vector<std::int64_t> event_times{};  // telemetry: each record's event time (ms), for the latency histogram
 };
 
 int to_int_ms(milliseconds ms) { return static_cast<int>(std::clamp<std::int64_t>(ms.count(), 0, 1 << 30)); }
@@ -208,14 +209,20 @@ struct KafkaUplink::Impl {
     buffer::Seq upto = acked;
     std::uint64_t batches = 0;
     std::uint64_t records = 0;
+    const std::int64_t now_ms = std::chrono::duration_cast<milliseconds>(
+                                    std::chrono::system_clock::now().time_since_epoch())
+                                    .count();
+    std::vector<std::int64_t> times;
     while (!fifo.empty() && fifo.front().reported && fifo.front().ok) {
       upto = fifo.front().last;
       records += fifo.front().records;
       batches += fifo.front().records > 0 ? 1 : 0;
+      times.insert(times.end(), fifo.front().event_times.begin(), fifo.front().event_times.end());
       fifo.pop_front();
     }
     ack_to(upto);
     std::lock_guard lock(mu);
+    for (std::int64_t t : times) st.latency.observe(static_cast<double>(now_ms - t) / 1000.0);
     st.batches_acked += batches;
     st.records_acked += records;
     st.last_acked = acked;
@@ -403,7 +410,10 @@ struct KafkaUplink::Impl {
     ++next_id;
     tokens -= static_cast<double>(value.size());
     if (backlog()) drain_tokens -= static_cast<double>(count + skipped);
-    fifo.push_back({id, batch.first, batch.last, count, false, false});
+    std::vector<std::int64_t> times;
+    times.reserve(batch.records.size());
+    for (const auto& r : batch.records) times.push_back(r.event.time.ms);
+    fifo.push_back({id, batch.first, batch.last, count, false, false, std::move(times)});
     next_after = batch.last;
     max_records = opt.batch_max_records;
     std::lock_guard lock(mu);

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <expected>
+#include <iterator>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -22,6 +23,28 @@ enum class SinkState {
   down,        // every broker unreachable, or the last delivery failed
 };
 std::string_view to_string(SinkState state) noexcept;
+
+// End-to-end latency of delivered telemetry: from the device's event time to the upstream
+// system's acknowledgement (gateway wall clock), per record. Cumulative counts per upper bound.
+struct LatencyHistogram {
+  // Upper bounds in seconds; the last bucket (+Inf) is `count`.
+  static constexpr double kBounds[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 21600, 86400};
+  std::uint64_t buckets[std::size(kBounds)] = {};  // records with latency <= kBounds[i] (cumulative)
+  std::uint64_t count = 0;
+  double sum_s = 0;
+  std::uint64_t negative = 0;  // event time ahead of the gateway clock (device clock skew); counted as 0
+  void observe(double seconds) {
+    if (seconds < 0) {
+      ++negative;
+      seconds = 0;
+    }
+    for (std::size_t i = 0; i < std::size(kBounds); ++i) {
+      if (seconds <= kBounds[i]) ++buckets[i];
+    }
+    ++count;
+    sum_s += seconds;
+  }
+};
 
 struct SinkStats {
   SinkState state = SinkState::connecting;
@@ -41,6 +64,7 @@ struct SinkStats {
   std::uint64_t rate_limited_ms = 0;  // time spent waiting for the max_bytes_per_s budget
   std::uint64_t drain_paced_ms = 0;   // time a backlog drain waited for drain_max_records_per_s
   std::string last_error;             // the latest connection/delivery problem; cleared by a delivery
+  LatencyHistogram latency;           // telemetry only: event time to delivery report
 };
 
 class Sink {

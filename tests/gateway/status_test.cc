@@ -1,6 +1,8 @@
 // The status snapshot's derived figures (rates, backlog state and drain ETA, uplink down time),
 // readiness, and the Prometheus text rendering (every line well formed, labels escaped).
 #include <catch2/catch.hpp>
+
+#include <cstring>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
@@ -130,8 +132,8 @@ TEST_CASE("metrics: every line is a comment or a well-formed sample of a declare
   std::string text = gw::gateway::metrics_text(s);
 
   const std::regex sample(R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\.)*",?)*\})? (-?[0-9.e+]+|NaN|\+Inf|-Inf)$)");
-  const std::regex type_line(R"(^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge)$)");
-  std::set<std::string> declared, counters;
+  const std::regex type_line(R"(^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram)$)");
+  std::set<std::string> declared, counters, histograms;
   std::istringstream in(text);
   std::string line;
   int samples = 0;
@@ -141,11 +143,17 @@ TEST_CASE("metrics: every line is a comment or a well-formed sample of a declare
     if (std::regex_match(line, m, type_line)) {
       CHECK(declared.insert(m[1]).second);  // each family once
       if (m[2] == "counter") counters.insert(m[1]);
+      if (m[2] == "histogram") histograms.insert(m[1]);
       continue;
     }
     if (line.starts_with("# HELP ")) continue;
     REQUIRE(std::regex_match(line, m, sample));
-    CHECK(declared.count(m[1]) == 1);  // TYPE came before
+    std::string family = m[1];
+    for (const char* suffix : {"_bucket", "_sum", "_count"}) {  // a histogram's series
+      const std::string base = family.substr(0, family.size() - std::min(family.size(), std::strlen(suffix)));
+      if (family.ends_with(suffix) && histograms.count(base) == 1) family = base;
+    }
+    CHECK(declared.count(family) == 1);  // TYPE came before
     ++samples;
   }
   for (const auto& c : counters) CHECK(c.ends_with("_total"));
@@ -156,6 +164,16 @@ TEST_CASE("metrics: every line is a comment or a well-formed sample of a declare
   CHECK(text.find("gw_buffer_cursor_lag_records{cursor=\"uplink.kafka\"} 10\n") != std::string::npos);
   CHECK(text.find("gw_uplink_state{sink=\"kafka\",state=\"up\"} 1\n") != std::string::npos);
   CHECK(text.find("gw_uplink_drain_eta_seconds") == std::string::npos);  // not draining: no value, not 0
+
+  // The end-to-end latency histogram: cumulative buckets, +Inf = count.
+  s.kafka.stats.latency.observe(0.2);
+  s.kafka.stats.latency.observe(7);
+  text = gw::gateway::metrics_text(s);
+  CHECK(text.find("gw_uplink_e2e_latency_seconds_bucket{sink=\"kafka\",le=\"0.1\"} 0\n") != std::string::npos);
+  CHECK(text.find("gw_uplink_e2e_latency_seconds_bucket{sink=\"kafka\",le=\"0.25\"} 1\n") != std::string::npos);
+  CHECK(text.find("gw_uplink_e2e_latency_seconds_bucket{sink=\"kafka\",le=\"10\"} 2\n") != std::string::npos);
+  CHECK(text.find("gw_uplink_e2e_latency_seconds_bucket{sink=\"kafka\",le=\"+Inf\"} 2\n") != std::string::npos);
+  CHECK(text.find("gw_uplink_e2e_latency_seconds_count{sink=\"kafka\"} 2\n") != std::string::npos);
 
   s.drain_eta_s = 12.5;
   CHECK(gw::gateway::metrics_text(s).find("gw_uplink_drain_eta_seconds{sink=\"kafka\"} 12.5\n") != std::string::npos);
