@@ -13,6 +13,8 @@
 // Needs mosquitto (toolchains/setup.sh) and the edge-gateway and firmware-sim binaries of this build.
 #include <lmdb.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -93,7 +95,43 @@ std::uint64_t stored_in(const fs::path& buffer_dir) {
 struct Result {
   double rate = 0;        // messages/s from the first to the last
   std::uint64_t got = 0;  // messages counted
+  double cpu_us_per_msg = 0;  // CPU time (user + system) of the subscriber's processes per message
 };
+
+// CPU seconds (user + system) of process `pid` and its direct children (ingest workers).
+double cpu_seconds_of_tree(pid_t pid) {
+  const double tick = static_cast<double>(::sysconf(_SC_CLK_TCK));
+  auto stat_of = [&](const fs::path& p, pid_t& ppid) -> double {
+    std::ifstream in(p / "stat");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const auto close = text.rfind(')');
+    if (close == std::string::npos) return 0;
+    std::istringstream rest(text.substr(close + 2));
+    std::string field;
+    std::vector<std::string> f;
+    while (rest >> field) f.push_back(field);
+    if (f.size() < 13) return 0;
+    ppid = static_cast<pid_t>(std::stol(f[1]));
+    return (std::stod(f[11]) + std::stod(f[12])) / tick;  // utime, stime (fields 14, 15)
+  };
+  double total = 0;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    pid_t ppid = 0;
+    const double cpu = stat_of(entry.path(), ppid);
+    if (std::stol(name) == pid || ppid == pid) total += cpu;
+  }
+  return total;
+}
+
+double self_cpu_seconds() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
 
 // Publishes n messages (devices x count) at QoS 1 with firmware-sim; waits for it.
 void publish(const fs::path& sim, const std::string& url, std::uint64_t n, const fs::path& dir) {
@@ -105,21 +143,24 @@ void publish(const fs::path& sim, const std::string& url, std::uint64_t n, const
 }
 
 // Waits until `count()` reaches n; the rate from the first counted message to the last.
-template <typename Count>
-Result time_drain(std::uint64_t n, Count count) {
+template <typename Count, typename Cpu>
+Result time_drain(std::uint64_t n, Count count, Cpu cpu) {
   const auto deadline = Clock::now() + kTimeout;
   std::uint64_t c0 = 0;
   Clock::time_point t0{};
+  double cpu0 = 0;
   Result r;
   while (Clock::now() < deadline) {
     r.got = count();
     if (c0 == 0 && r.got > 0) {
       c0 = r.got;
       t0 = Clock::now();
+      cpu0 = cpu();
     }
     if (r.got >= n) {
       const double s = std::chrono::duration<double>(Clock::now() - t0).count();
       r.rate = s > 0 ? static_cast<double>(n - c0) / s : 0;
+      if (n > c0) r.cpu_us_per_msg = (cpu() - cpu0) * 1e6 / static_cast<double>(n - c0);
       return r;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
@@ -139,7 +180,7 @@ Result baseline(const std::string& url, const fs::path& sim, std::uint64_t n, co
   publish(sim, url, n, dir);
   received = 0;
   client.connect(opts)->wait();
-  Result r = time_drain(n, [&] { return received.load(); });
+  Result r = time_drain(n, [&] { return received.load(); }, [] { return self_cpu_seconds(); });
   client.disconnect()->wait();
   return r;
 }
@@ -172,7 +213,7 @@ Result gateway(const std::string& url, const fs::path& exe, const fs::path& sim,
   }
   publish(sim, url, n, dir);
   auto gw = start();
-  return time_drain(n, [&] { return stored_in(dir / "buffer"); });
+  return time_drain(n, [&] { return stored_in(dir / "buffer"); }, [&] { return cpu_seconds_of_tree(gw->pid()); });
 }
 
 }  // namespace
@@ -180,10 +221,10 @@ Result gateway(const std::string& url, const fs::path& exe, const fs::path& sim,
 int main(int argc, char** argv) {
   CLI::App cli{"bench-ingest: MQTT messages into the buffer per second, against a do-nothing Paho subscriber"};
   std::uint64_t messages = 60000;
-  std::vector<int> sessions{1, 4, 8};
+  std::vector<int> sessions{1, 4, 16};
   bool quick = false;
   cli.add_option("--messages", messages, "Messages per run (at most 100000: the test broker's queue)");
-  cli.add_option("--sessions", sessions, "Session counts to run with durability fsync")->delimiter(',');
+  cli.add_option("--sessions", sessions, "Session counts to run (os and fsync)")->delimiter(',');
   cli.add_flag("--quick", quick, "10,000 messages, sessions 1 and 4");
   CLI11_PARSE(cli, argc, argv);
   if (quick) {
@@ -203,20 +244,24 @@ int main(int argc, char** argv) {
     {
       gw::test::Mosquitto broker;
       gw::test::TempDir dir;
-      base = baseline(broker.url(), sim, messages, dir.path()).rate;
-      std::printf("baseline  do-nothing Paho subscriber (1 session)       %9.0f msgs/s\n", base);
+      const Result b = baseline(broker.url(), sim, messages, dir.path());
+      base = b.rate;
+      std::printf("baseline  do-nothing Paho subscriber (1 session)       %9.0f msgs/s              cpu %6.1f us/msg\n",
+                  base, b.cpu_us_per_msg);
     }
     auto run = [&](const std::string& durability, int s) {
       gw::test::Mosquitto broker;  // a fresh broker per run: no queue left over
       gw::test::TempDir dir;
       const Result r = gateway(broker.url(), exe, sim, messages, durability, s, dir.path());
-      std::printf("gateway   durability %-5s sessions %2d                   %9.0f msgs/s  RATIO %.2f\n",
-                  durability.c_str(), s, r.rate, base > 0 ? r.rate / base : 0.0);
+      std::printf("gateway   durability %-5s sessions %2d                   %9.0f msgs/s  RATIO %.2f  cpu %6.1f us/msg\n",
+                  durability.c_str(), s, r.rate, base > 0 ? r.rate / base : 0.0, r.cpu_us_per_msg);
       std::fflush(stdout);
     };
     run("os", 1);
+    for (int s : sessions) {
+      if (s > 1) run("os", s);
+    }
     for (int s : sessions) run("fsync", s);
-    if (!quick) run("os", sessions.back());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench-ingest: %s\n", e.what());
     return 1;
