@@ -107,9 +107,12 @@ TEST_CASE("after 20+ kill -9 and restarts the stage's output equals an uninterru
   std::mt19937_64 rng(7);
   int kills = 0, finished_early = 0, mid_stream = 0;
   std::uint64_t position = 0;
+  // Kills come 2-32 ms after the start, later while a run makes no progress before its kill (a slow
+  // machine, or the child under qemu, may need longer just to start).
+  std::chrono::milliseconds extra{0};
   for (int i = 0; i < 80 && kills < 25; ++i) {
     const pid_t child = spawn({"windowing_kill_child", b.string(), "run", std::to_string(last)});
-    std::this_thread::sleep_for(std::chrono::milliseconds(2 + rng() % 30));
+    std::this_thread::sleep_for(extra + std::chrono::milliseconds(2 + rng() % 30));
     if (::kill(child, SIGKILL) == 0) {
       const int rc = reap(child, std::chrono::seconds(30));
       if (rc == -SIGKILL) ++kills;
@@ -120,6 +123,7 @@ TEST_CASE("after 20+ kill -9 and restarts the stage's output equals an uninterru
     REQUIRE(ring.has_value());
     const std::uint64_t at = (*ring)->acked("windowing").value_or(gw::buffer::Seq{}).value;
     if (at > position && at < last) ++mid_stream;
+    extra = at > position ? extra : std::min(extra * 2 + std::chrono::milliseconds(20), std::chrono::milliseconds(3000));
     position = at;
   }
   const pid_t final_run = spawn({"windowing_kill_child", b.string(), "run", std::to_string(last)});
