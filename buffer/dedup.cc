@@ -7,7 +7,9 @@
 namespace gw::buffer {
 namespace {
 
-constexpr std::uint8_t kDedupVersion = 1;
+constexpr std::uint8_t kDedupVersion1 = 1;  // without the seen ranges (read only)
+constexpr std::uint8_t kDedupVersion = 2;
+constexpr std::size_t kMaxRanges = 32;
 constexpr std::uint32_t kMinWindow = 8;
 constexpr std::uint32_t kMaxWindow = 1u << 16;
 
@@ -53,6 +55,33 @@ bool DedupWindow::slot_taken(const Generation& g, std::uint64_t seq) const {
   return g.used && seq <= g.high && g.high - seq < window_ && g.slots[seq % window_] != 0;
 }
 
+bool DedupWindow::covered(const Generation& g, std::uint64_t seq) {
+  if (!g.used) return false;
+  // The last range starting at or before seq.
+  auto it = std::upper_bound(g.seen.begin(), g.seen.end(), seq,
+                             [](std::uint64_t s, const auto& r) { return s < r.first; });
+  return it != g.seen.begin() && seq <= std::prev(it)->second;
+}
+
+void DedupWindow::note_seen(Generation& g, std::uint64_t seq) {
+  auto it = std::upper_bound(g.seen.begin(), g.seen.end(), seq,
+                             [](std::uint64_t s, const auto& r) { return s < r.first; });
+  if (it != g.seen.begin() && seq <= std::prev(it)->second) return;  // already in a range
+  const bool joins_prev = it != g.seen.begin() && std::prev(it)->second + 1 == seq;
+  const bool joins_next = it != g.seen.end() && seq + 1 == it->first;
+  if (joins_prev && joins_next) {
+    std::prev(it)->second = it->second;
+    g.seen.erase(it);
+  } else if (joins_prev) {
+    std::prev(it)->second = seq;
+  } else if (joins_next) {
+    it->first = seq;
+  } else {
+    g.seen.insert(it, {seq, seq});
+    if (g.seen.size() > kMaxRanges) g.seen.erase(g.seen.begin());
+  }
+}
+
 bool DedupWindow::contains(const Generation& g, std::uint64_t seq, std::uint32_t fp) const {
   return slot_taken(g, seq) && g.slots[seq % window_] == fp;
 }
@@ -66,6 +95,7 @@ void DedupWindow::mark(Generation& g, std::uint64_t seq, std::int64_t time_ms, s
   }
   if (g.high - seq < window_) g.slots[seq % window_] = fp;
   g.last_time = std::max(g.last_time, time_ms);
+  note_seen(g, seq);
 }
 
 void DedupWindow::start(Generation& g, std::uint64_t epoch, std::uint64_t seq, std::int64_t time_ms,
@@ -74,12 +104,13 @@ void DedupWindow::start(Generation& g, std::uint64_t epoch, std::uint64_t seq, s
   g.epoch = epoch;
   g.high = seq;
   g.last_time = time_ms;
+  g.seen.assign(1, {seq, seq});
   std::fill(g.slots.begin(), g.slots.end(), 0);
   g.slots[seq % window_] = fp;
 }
 
 DedupVerdict DedupWindow::admit_in(Generation& g, std::uint64_t seq, std::int64_t time_ms, std::uint32_t fp) {
-  if (contains(g, seq, fp)) return DedupVerdict::duplicate;
+  if (contains(g, seq, fp) || covered(g, seq)) return DedupVerdict::duplicate;
   const bool below = seq <= g.high && g.high - seq >= window_;
   mark(g, seq, time_ms, fp);
   return below ? DedupVerdict::unknown : DedupVerdict::fresh;
@@ -107,13 +138,14 @@ DedupVerdict DedupWindow::admit(std::uint64_t epoch, std::uint64_t seq, std::int
     start(cur_, 0, seq, time_ms, fp);
     return DedupVerdict::reset;
   }
-  return admit_in(cur_, seq, time_ms, fp);
+  return admit_in(cur_, seq, time_ms, fp);  // (covered seqs of this generation are duplicates there)
 }
 
-// version u8 | window u32 | 2 x (used u8, epoch u64, high u64, last_time i64, window x u32), little-endian.
+// version u8 | window u32 | 2 x (used u8, epoch u64, high u64, last_time i64, u16 n, n x (first u64,
+// last u64), window x u32), little-endian. Version 1 had no ranges (n and the pairs).
 std::vector<std::uint8_t> DedupWindow::encode() const {
   std::vector<std::uint8_t> out;
-  out.reserve(5 + 2 * (25 + 4 * static_cast<std::size_t>(window_)));
+  out.reserve(5 + 2 * (41 + 4 * static_cast<std::size_t>(window_)));
   out.push_back(kDedupVersion);
   put_u32(out, window_);
   for (const Generation* g : {&cur_, &prev_}) {
@@ -121,27 +153,46 @@ std::vector<std::uint8_t> DedupWindow::encode() const {
     put_u64(out, g->epoch);
     put_u64(out, g->high);
     put_u64(out, static_cast<std::uint64_t>(g->last_time));
+    out.push_back(static_cast<std::uint8_t>(g->seen.size() & 0xff));
+    out.push_back(static_cast<std::uint8_t>(g->seen.size() >> 8));
+    for (const auto& [first, last] : g->seen) {
+      put_u64(out, first);
+      put_u64(out, last);
+    }
     for (std::uint32_t s : g->slots) put_u32(out, s);
   }
   return out;
 }
 
 std::optional<DedupWindow> DedupWindow::decode(std::span<const std::uint8_t> bytes) {
-  if (bytes.size() < 5 || bytes[0] != kDedupVersion) return std::nullopt;
+  if (bytes.size() < 5 || (bytes[0] != kDedupVersion && bytes[0] != kDedupVersion1)) return std::nullopt;
+  const bool v2 = bytes[0] == kDedupVersion;
   const std::uint32_t window = get_u32(bytes.data() + 1);
   if (window < kMinWindow || window > kMaxWindow) return std::nullopt;
-  const std::size_t gen_bytes = 25 + 4 * static_cast<std::size_t>(window);
-  if (bytes.size() != 5 + 2 * gen_bytes) return std::nullopt;
   DedupWindow w(window);
-  const std::uint8_t* p = bytes.data() + 5;
+  std::size_t pos = 5;
+  auto need = [&](std::size_t n) { return bytes.size() - pos >= n; };
   for (Generation* g : {&w.cur_, &w.prev_}) {
+    if (!need(25)) return std::nullopt;
+    const std::uint8_t* p = bytes.data() + pos;
     g->used = p[0] != 0;
     g->epoch = get_u64(p + 1);
     g->high = get_u64(p + 9);
     g->last_time = static_cast<std::int64_t>(get_u64(p + 17));
-    for (std::uint32_t i = 0; i < window; ++i) g->slots[i] = get_u32(p + 25 + 4 * i);
-    p += gen_bytes;
+    pos += 25;
+    if (v2) {
+      if (!need(2)) return std::nullopt;
+      const std::size_t n = bytes[pos] | (static_cast<std::size_t>(bytes[pos + 1]) << 8);
+      pos += 2;
+      if (n > kMaxRanges || !need(16 * n)) return std::nullopt;
+      for (std::size_t r = 0; r < n; ++r, pos += 16) {
+        g->seen.emplace_back(get_u64(bytes.data() + pos), get_u64(bytes.data() + pos + 8));
+      }
+    }
+    if (!need(4 * static_cast<std::size_t>(window))) return std::nullopt;
+    for (std::uint32_t i = 0; i < window; ++i, pos += 4) g->slots[i] = get_u32(bytes.data() + pos);
   }
+  if (pos != bytes.size()) return std::nullopt;
   return w;
 }
 

@@ -4,7 +4,9 @@
 //
 // A source numbers its records (seq) within an epoch (a boot id). Each epoch ("generation") keeps a
 // window of the last `window` sequence numbers with a fingerprint of the record's own time, so a
-// duplicate is the same (epoch, seq) carrying the same time. Two generations are kept (the current
+// duplicate is the same (epoch, seq) carrying the same time; and the ranges of every seq seen in
+// the generation (a few ranges even with heavy reordering), so a redelivery older than the window
+// is still recognised. Two generations are kept (the current
 // one and the previous), so late redeliveries from before a reboot are still recognised.
 //
 // Sources without an epoch (0) that reboot start their sequence again: the ring recognises that as
@@ -27,7 +29,7 @@ enum class DedupVerdict {
   fresh,      // not seen: store it
   duplicate,  // the same (epoch, seq, time) was stored before: drop it
   reset,      // not seen, and it starts a new generation (new epoch, or a recognised reboot): store it
-  unknown,    // older than the window of its generation: cannot tell; stored (at-least-once)
+  unknown,    // older than the window of its generation and not known as seen: stored (at-least-once)
 };
 
 class DedupWindow {
@@ -50,10 +52,15 @@ class DedupWindow {
     std::uint64_t epoch = 0;
     std::uint64_t high = 0;       // highest seq seen in this generation
     std::int64_t last_time = 0;   // latest record time seen in this generation
+    // Every seq seen in this generation, as sorted disjoint ranges [first, last]; at most
+    // kMaxRanges (the oldest range is forgotten beyond: its seqs then count as unknown).
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> seen;
     std::vector<std::uint32_t> slots;  // fingerprint of seq s at s % window; 0 = empty
   };
   bool contains(const Generation& g, std::uint64_t seq, std::uint32_t fp) const;
   bool slot_taken(const Generation& g, std::uint64_t seq) const;
+  static bool covered(const Generation& g, std::uint64_t seq);
+  static void note_seen(Generation& g, std::uint64_t seq);
   void mark(Generation& g, std::uint64_t seq, std::int64_t time_ms, std::uint32_t fp);
   void start(Generation& g, std::uint64_t epoch, std::uint64_t seq, std::int64_t time_ms, std::uint32_t fp);
   DedupVerdict admit_in(Generation& g, std::uint64_t seq, std::int64_t time_ms, std::uint32_t fp);

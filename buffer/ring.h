@@ -93,7 +93,8 @@ struct Options {
   // Overflow::summarize: the cursor whose acknowledgement makes a record evictable.
   std::string summarize_cursor = "windowing";
   // Duplicate detection (RecordIn::dedup): sequence numbers remembered per source and generation
-  // (buffer/dedup.h). Each source costs about 8 x dedup_window + 64 bytes in the store.
+  // (buffer/dedup.h). Each source costs about 8 x dedup_window + 64 bytes in the store, plus up
+  // to 1 KiB of seen-ranges when its records arrive with gaps.
   std::uint32_t dedup_window = 64;
 };
 

@@ -66,8 +66,23 @@ TEST_CASE("dedup window: redeliveries are duplicates, new and reordered records 
   CHECK(w.admit(0, 3, 1002) == DedupVerdict::duplicate);
   for (std::uint64_t s = 4; s < 200; ++s) CHECK(w.admit(0, s, 1000 + static_cast<std::int64_t>(s)) == DedupVerdict::fresh);
   CHECK(w.admit(0, 199, 1199) == DedupVerdict::duplicate);
-  // Far below the window with an older time: cannot tell, stored.
-  CHECK(w.admit(0, 10, 1010) == DedupVerdict::unknown);
+  // Far below the window: every seq up to there was seen, so a redelivery is still recognised.
+  CHECK(w.admit(0, 10, 1010) == DedupVerdict::duplicate);
+  // A gap (seq 5 never arrived): the seen ranges still know both sides of it.
+  DedupWindow g(64);
+  for (std::uint64_t s = 1; s <= 200; ++s) {
+    if (s != 5) REQUIRE(g.admit(0, s, 1000 + static_cast<std::int64_t>(s)) == DedupVerdict::fresh);
+  }
+  CHECK(g.admit(0, 3, 1003) == DedupVerdict::duplicate);    // before the gap
+  CHECK(g.admit(0, 100, 1100) == DedupVerdict::duplicate);  // after the gap, out of the window
+  CHECK(g.admit(0, 150, 1150) == DedupVerdict::duplicate);  // in the window
+  CHECK(g.admit(0, 5, 1005) == DedupVerdict::unknown);      // out of the window, never seen: stored
+  CHECK(g.admit(0, 5, 1005) == DedupVerdict::duplicate);    // and now known
+  // Only so many ranges are kept: with every other seq missing, the oldest are forgotten.
+  DedupWindow h(8);
+  for (std::uint64_t s = 2; s <= 400; s += 2) REQUIRE(h.admit(0, s, static_cast<std::int64_t>(s)) == DedupVerdict::fresh);
+  CHECK(h.admit(0, 4, 4) == DedupVerdict::unknown);        // its range was forgotten
+  CHECK(h.admit(0, 390, 390) == DedupVerdict::duplicate);  // a recent range is known
 }
 
 TEST_CASE("dedup window: a reboot without boot id is recognised by time; its readings are kept") {

@@ -68,7 +68,8 @@ rc=0
 wait "$verify_pid" || rc=$?
 cat "$work/verify.out"
 ((rc == 0)) || gw_die "verify failed (rc=$rc, see $work/verify.log)"
-grep -q '^delivered=[0-9]* lost=0 duplicates=0 ' "$work/verify.out" || gw_die "verify: loss or duplicates"
+# duplicates: a (gateway, seq) twice; redelivered: an acknowledged (device, seq) stored twice.
+grep -q '^delivered=[0-9]* lost=0 duplicates=0 redelivered=0 ' "$work/verify.out" || gw_die "verify: loss or duplicates"
 restarts=$(grep -c 'resuming after seq' "$work/gateway.log" || true)
 ((restarts >= kills - worker_kills)) || gw_die "expected $((kills - worker_kills)) resumes from the broker's tail, saw $restarts"
 gw_log "buffer: $(jq -c '.buffer | {duplicates_total, dedup_resets_total, dedup_unknown_total, dedup_sources}' <<<"$status")"
