@@ -8,11 +8,13 @@ gw_log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 gw_die() { gw_log "FAIL: $*"; exit 1; }
 
 # A TCP port on 127.0.0.1 that nothing listens on now (bind-tested with bash's /dev/tcp: a
-# refused connection means free). Ports are drawn from 20000-59999 to stay clear of ephemeral ones.
+# refused connection means free). Ports are drawn from 20000-32767, below Linux's ephemeral range
+# (32768-60999): a connect test cannot see a port held by some client's outgoing connection, and
+# package.install once lost its HTTP port to one ("Address already in use").
 gw_free_port() {
   local port i
   for ((i = 0; i < 200; i++)); do
-    port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+    port=$((20000 + (RANDOM * 32768 + RANDOM) % 12768))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       echo "$port"
       return 0
