@@ -184,23 +184,14 @@ std::string status_json(const Snapshot& snap) {
                 {"last_error", k.last_error}};
   };
   if (snap.kafka_aggregates) s["uplink"]["kafka_aggregates"] = sink_json(*snap.kafka_aggregates);
-  const auto& k = snap.kafka.stats;
-  s["uplink"]["kafka"] = {{"bootstrap", snap.kafka.bootstrap},     {"embedded", snap.kafka.embedded},
-                          {"topic", snap.kafka.topic},             {"state", std::string(uplink::to_string(k.state))},
-                          {"down_for_ms", snap.uplink_down_ms ? json(*snap.uplink_down_ms) : json(nullptr)},
-                          {"batches_sent", k.batches_sent},        {"batches_acked", k.batches_acked},
-                          {"records_acked", k.records_acked},      {"bytes_sent", k.bytes_sent},
-                          {"bytes_raw", k.bytes_raw},              {"delivery_errors", k.delivery_errors},
-                          {"records_skipped", k.records_skipped},  {"last_acked_seq", k.last_acked.value},
-                          {"in_flight", k.in_flight},              {"partition", k.partition},
-                          {"read_backs", k.read_backs},            {"upstream_tail_seq", k.upstream_tail.value},
-                          {"records_found_upstream", k.records_found_upstream},
-                          {"rate_limited_ms", k.rate_limited_ms},  {"drain_paced_ms", k.drain_paced_ms},
-                          {"max_bytes_per_s", snap.kafka.max_bytes_per_s},
-                          {"e2e_latency", {{"records", k.latency.count},
-                                           {"mean_s", k.latency.count > 0 ? k.latency.sum_s / static_cast<double>(k.latency.count) : 0.0},
-                                           {"event_time_ahead", k.latency.negative}}},
-                          {"last_error", k.last_error}};
+  // The telemetry sink: the same fields, plus how long it has been down and the latency of delivery.
+  json kafka = sink_json(snap.kafka);
+  const auto& lat = snap.kafka.stats.latency;
+  kafka["down_for_ms"] = snap.uplink_down_ms ? json(*snap.uplink_down_ms) : json(nullptr);
+  kafka["e2e_latency"] = {{"records", lat.count},
+                          {"mean_s", lat.count > 0 ? lat.sum_s / static_cast<double>(lat.count) : 0.0},
+                          {"event_time_ahead", lat.negative}};
+  s["uplink"]["kafka"] = std::move(kafka);
   if (snap.http) {
     const auto& h = *snap.http;
     s["http"] = {{"connections_total", h.connections_total}, {"connections_refused", h.connections_refused},
