@@ -16,6 +16,7 @@
 
 #include <lmdb.h>
 #include <spdlog/spdlog.h>
+#include <fcntl.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -255,6 +256,21 @@ const char* record_defect(const MDB_val& key, const MDB_val& val) {
   return nullptr;
 }
 
+// With MDB_WRITEMAP, LMDB writes pages straight into the shared mapping and sizes the file to the
+// map with ftruncate: a sparse file, where a page written into a hole on a full filesystem raises
+// SIGBUS instead of returning ENOSPC. So every byte of the map is reserved on disk first; a
+// reservation that fails is the ENOSPC the write would have met. Returns 0 or an errno value.
+int reserve_map(MDB_env* env, std::uint64_t bytes) {
+  mdb_filehandle_t fd;
+  if (int rc = mdb_env_get_fd(env, &fd); rc != 0) return rc;
+  return ::posix_fallocate(fd, 0, static_cast<off_t>(bytes));
+}
+
+bool uses_writemap(MDB_env* env) {
+  unsigned flags = 0;
+  return mdb_env_get_flags(env, &flags) == 0 && (flags & MDB_WRITEMAP) != 0;
+}
+
 StoredRecord decode_record(const MDB_val& key, const MDB_val& val) {
   const auto* p = static_cast<const std::uint8_t*>(val.mv_data);
   StoredRecord r;
@@ -304,7 +320,12 @@ class LmdbRing final : public Ring {
  public:
   LmdbRing(MDB_env* env, const Options& options, std::uint64_t page_size, std::uint64_t map_pages,
            std::uint64_t cap_pages)
-      : env_(env), options_(options), page_size_(page_size), cap_pages_(cap_pages), map_pages_(map_pages) {}
+      : env_(env),
+        options_(options),
+        page_size_(page_size),
+        cap_pages_(cap_pages),
+        writemap_(uses_writemap(env)),
+        map_pages_(map_pages) {}
 
   ~LmdbRing() override {
     close();
@@ -522,7 +543,7 @@ class LmdbRing final : public Ring {
         if (options_.overflow == Overflow::summarize && c.cursor == options_.summarize_cursor) room_made();
         return seqs;
       }
-      if (done.error() == errc::map_full && map_pages_.load() < cap_pages_ && grow_map(0)) continue;
+      if (done.error() == errc::map_full && map_pages_.load() < cap_pages_ && grow_map(0) == 0) continue;
       if (done.error() == errc::map_full) {
         spdlog::warn("buffer: no room for a commit of cursor {} (about {} pages); appends now keep {} pages free "
                      "for consumer commits",
@@ -980,7 +1001,8 @@ class LmdbRing final : public Ring {
         o = Outcome::full;
       }
       if (o == Outcome::grow) {
-        if (!grow_map(bytes)) {
+        if (int rc = grow_map(bytes); rc != 0) {
+          if (rc == ENOSPC) return lmdb_failure(ENOSPC, 1, "", error);
           error = make_error_code(errc::io_error);
           return Outcome::failed;
         }
@@ -1332,21 +1354,29 @@ class LmdbRing final : public Ring {
   }
 
   // Grows the map towards max_bytes (doubling). write_mutex_ held, so no write transaction is open;
-  // the gate waits for readers to leave.
-  bool grow_map(std::size_t group_bytes) {
+  // the gate waits for readers to leave. Returns 0, ENOSPC (the filesystem has no room for the
+  // larger map: nothing changed) or another error.
+  int grow_map(std::size_t group_bytes) {
     const std::uint64_t cur = map_pages_.load();
-    if (cur >= cap_pages_) return false;
+    if (cur >= cap_pages_) return MDB_MAP_FULL;
     const std::uint64_t want = std::max(cur * 2, cur + 2 * (group_bytes / page_size_) + headroom_pages(cur) + 1);
     const std::uint64_t next = std::min(cap_pages_, want);
+    if (writemap_) {
+      if (int rc = reserve_map(env_, next * page_size_); rc != 0) {
+        spdlog::error("buffer: reserving {} bytes on disk for a larger map failed: {}", next * page_size_,
+                      std::strerror(rc));
+        return rc;
+      }
+    }
     int rc = 0;
     gate_.exclusive([&] { rc = mdb_env_set_mapsize(env_, static_cast<std::size_t>(next * page_size_)); });
     if (rc != 0) {
       spdlog::error("buffer: growing the map to {} bytes failed: {}", next * page_size_, mdb_strerror(rc));
-      return false;
+      return rc;
     }
     map_pages_.store(next);
     spdlog::info("buffer: map grown to {} bytes (max_bytes {})", next * page_size_, cap_pages_ * page_size_);
-    return true;
+    return 0;
   }
 
   std::expected<std::uint64_t, std::error_code> trim_chunk() {
@@ -1536,6 +1566,7 @@ class LmdbRing final : public Ring {
   Options options_;
   std::uint64_t page_size_;
   std::uint64_t cap_pages_;                // max_bytes in pages
+  bool writemap_;                          // MDB_WRITEMAP: the map is reserved on disk (reserve_map)
   std::atomic<std::uint64_t> map_pages_;  // current map size; changed only under write_mutex_
   MDB_dbi records_ = 0;
   MDB_dbi cursors_ = 0;
@@ -1614,41 +1645,63 @@ std::expected<std::unique_ptr<Ring>, std::error_code> Ring::open(const Options& 
   const std::uint64_t initial_pages =
       std::clamp((options.initial_map_bytes + page_size - 1) / page_size, kMinMapPages, cap_pages);
 
-  MDB_env* env = nullptr;
-  if (int rc = mdb_env_create(&env); rc != 0) return std::unexpected(lmdb_error(rc, "env_create"));
-  auto fail = [&](int rc, const char* what) {
-    mdb_env_close(env);
-    return std::unexpected(lmdb_error(rc, what));
+  // Opens the environment, with MDB_WRITEMAP (no write() per dirty page: much cheaper commits)
+  // when the filesystem can reserve the whole map (reserve_map); otherwise (full, or no room for
+  // the headroom of a reopened store) without it, where a full filesystem shows as ENOSPC commits.
+  struct Opened {
+    MDB_env* env = nullptr;
+    std::uint64_t page = 0, map_pages = 0, cap_pages = 0;
   };
-  if (int rc = mdb_env_set_maxdbs(env, 8 + kMaxTables); rc != 0) return fail(rc, "env_set_maxdbs");
-  // LMDB raises this to the size already in use, so a reopened store maps at least its data.
-  if (int rc = mdb_env_set_mapsize(env, static_cast<std::size_t>(initial_pages * page_size)); rc != 0) {
-    return fail(rc, "env_set_mapsize");
-  }
-  unsigned flags = MDB_NOTLS;
-  if (options.durability == Durability::os) flags |= MDB_NOSYNC;
-  if (int rc = mdb_env_open(env, options.path.c_str(), flags, 0640); rc != 0) return fail(rc, "env_open");
-
-  // An existing environment keeps its own page size; count the cap and the headroom in its pages.
-  MDB_stat st;
-  std::uint64_t env_page = page_size;
-  if (mdb_env_stat(env, &st) == 0 && st.ms_psize > 0) env_page = st.ms_psize;
-  MDB_envinfo info;
-  std::uint64_t env_map_pages = initial_pages;
-  if (mdb_env_info(env, &info) == 0) env_map_pages = info.me_mapsize / env_page;
-  const std::uint64_t env_cap_pages = std::max(kMinMapPages, (options.max_bytes + env_page - 1) / env_page);
-  // LMDB maps a reopened store at exactly its used size, which leaves ack() and trim() no free
-  // page: give it room at once (half the used size again, within max_bytes).
-  if (mdb_env_info(env, &info) == 0 && env_map_pages < env_cap_pages) {
-    const std::uint64_t used = static_cast<std::uint64_t>(info.me_last_pgno) + 1;
-    const std::uint64_t want = std::min(env_cap_pages, std::max(env_map_pages, used + used / 2 + headroom_pages(used)));
-    if (want > env_map_pages) {
-      if (int rc = mdb_env_set_mapsize(env, static_cast<std::size_t>(want * env_page)); rc != 0) {
-        return fail(rc, "env_set_mapsize (reopen)");
-      }
-      env_map_pages = want;
+  auto open_env = [&](bool writemap) -> std::expected<Opened, std::error_code> {
+    MDB_env* env = nullptr;
+    if (int rc = mdb_env_create(&env); rc != 0) return std::unexpected(lmdb_error(rc, "env_create"));
+    auto fail = [&](int rc, const char* what) {
+      mdb_env_close(env);
+      return std::unexpected(lmdb_error(rc, what));
+    };
+    if (int rc = mdb_env_set_maxdbs(env, 8 + kMaxTables); rc != 0) return fail(rc, "env_set_maxdbs");
+    // LMDB raises this to the size already in use, so a reopened store maps at least its data.
+    if (int rc = mdb_env_set_mapsize(env, static_cast<std::size_t>(initial_pages * page_size)); rc != 0) {
+      return fail(rc, "env_set_mapsize");
     }
-  }
+    unsigned flags = MDB_NOTLS;
+    if (writemap) flags |= MDB_WRITEMAP;
+    if (options.durability == Durability::os) flags |= MDB_NOSYNC;
+    if (int rc = mdb_env_open(env, options.path.c_str(), flags, 0640); rc != 0) return fail(rc, "env_open");
+
+    // An existing environment keeps its own page size; count the cap and the headroom in its pages.
+    MDB_stat st;
+    Opened o{env, page_size, initial_pages, 0};
+    if (mdb_env_stat(env, &st) == 0 && st.ms_psize > 0) o.page = st.ms_psize;
+    MDB_envinfo info;
+    if (mdb_env_info(env, &info) == 0) o.map_pages = info.me_mapsize / o.page;
+    o.cap_pages = std::max(kMinMapPages, (options.max_bytes + o.page - 1) / o.page);
+    // LMDB maps a reopened store at exactly its used size, which leaves ack() and trim() no free
+    // page: give it room at once (half the used size again, within max_bytes).
+    if (mdb_env_info(env, &info) == 0 && o.map_pages < o.cap_pages) {
+      const std::uint64_t used = static_cast<std::uint64_t>(info.me_last_pgno) + 1;
+      const std::uint64_t want = std::min(o.cap_pages, std::max(o.map_pages, used + used / 2 + headroom_pages(used)));
+      if (want > o.map_pages) {
+        if (int rc = mdb_env_set_mapsize(env, static_cast<std::size_t>(want * o.page)); rc != 0) {
+          return fail(rc, "env_set_mapsize (reopen)");
+        }
+        o.map_pages = want;
+      }
+    }
+    if (writemap) {
+      if (int rc = reserve_map(env, o.map_pages * o.page); rc != 0) {
+        spdlog::warn("buffer: cannot reserve {} bytes on disk for the map ({}); opening without MDB_WRITEMAP",
+                     o.map_pages * o.page, std::strerror(rc));
+        return fail(rc, "reserve_map");
+      }
+    }
+    return o;
+  };
+  auto opened = open_env(true);
+  if (!opened) opened = open_env(false);
+  if (!opened) return std::unexpected(opened.error());
+  MDB_env* env = opened->env;
+  const std::uint64_t env_page = opened->page, env_map_pages = opened->map_pages, env_cap_pages = opened->cap_pages;
 
   auto ring = std::make_unique<LmdbRing>(env, options, env_page, env_map_pages, env_cap_pages);  // owns env
   if (auto ok = ring->init(); !ok) return std::unexpected(ok.error());

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <cstring>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 
@@ -47,7 +48,7 @@ void add(ingest::MqttStats& total, const ingest::MqttStats& s) {
 
 class Workers final : public IngestWorkers {
  public:
-  Workers(IngestWorkersOptions options, ingest::EventStore& store) : options_(std::move(options)), store_(store) {
+  Workers(IngestWorkersOptions options, ingest::EventStore& store) : options_(std::move(options)), hub_(store) {
     for (int i = 1; i <= options_.sessions; ++i) {
       slots_.push_back(std::make_unique<Slot>());
       slots_.back()->index = i;
@@ -98,9 +99,7 @@ class Workers final : public IngestWorkers {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
       lock.lock();
     }
-    for (auto& slot : slots_) {
-      if (slot->server) slot->server->stop();
-    }
+    hub_.stop();
   }
 
   ingest::MqttStats stats() const override {
@@ -110,7 +109,7 @@ class Workers final : public IngestWorkers {
     total.subscribed = !slots_.empty();
     for (const auto& slot : slots_) {
       add(total, slot->retired);
-      const ingest::MqttStats now = slot->server ? slot->server->last_stats() : ingest::MqttStats{};
+      const ingest::MqttStats now = slot->conn ? hub_.last_stats(slot->conn) : ingest::MqttStats{};
       add(total, now);
       total.connected = total.connected && slot->pid > 0 && now.connected;
       total.subscribed = total.subscribed && slot->pid > 0 && now.subscribed;
@@ -124,7 +123,7 @@ class Workers final : public IngestWorkers {
     std::vector<IngestWorkerState> out;
     for (const auto& slot : slots_) {
       out.push_back({slot->index, slot->pid, slot->starts, slot->last_exit,
-                     slot->server ? slot->server->last_stats() : ingest::MqttStats{}});
+                     slot->conn ? hub_.last_stats(slot->conn) : ingest::MqttStats{}});
     }
     return out;
   }
@@ -135,7 +134,7 @@ class Workers final : public IngestWorkers {
     pid_t pid = 0;
     std::uint64_t starts = 0;
     std::string last_exit;
-    std::unique_ptr<ingest::IpcServer> server;
+    ingest::IpcHub::Id conn = 0;  // its connection in hub_ (0: none yet)
     ingest::MqttStats retired;  // summed stats of earlier runs
     Clock::time_point started{};
     Clock::time_point restart_at{};
@@ -148,8 +147,11 @@ class Workers final : public IngestWorkers {
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
       return std::unexpected(std::string("socketpair: ") + std::strerror(errno));
     }
+    // The same binary as the gateway (/proc/self/exe), named as the gateway's own path in `ps`.
     const std::string exe = options_.executable.empty() ? "/proc/self/exe" : options_.executable;
-    const std::vector<std::string> args{exe, "--config", options_.config_path, "--ingest-worker",
+    std::error_code ec;
+    const std::string name = options_.executable.empty() ? std::filesystem::read_symlink(exe, ec).string() : exe;
+    const std::vector<std::string> args{name.empty() ? exe : name, "--config", options_.config_path, "--ingest-worker",
                                         std::to_string(slot.index), "--ipc-fd", std::to_string(fds[1])};
     std::vector<char*> argv;
     for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
@@ -168,19 +170,12 @@ class Workers final : public IngestWorkers {
       sigset_t none;
       sigemptyset(&none);
       ::pthread_sigmask(SIG_SETMASK, &none, nullptr);  // the gateway blocks SIGTERM in its threads
-      ::execv(argv[0], argv.data());
+      ::execv(exe.c_str(), argv.data());
       ::_exit(127);
     }
     ::close(fds[1]);
-    if (slot.server) {
-      slot.server->stop();
-      slot.retired = [&] {
-        ingest::MqttStats r = slot.retired;
-        add(r, slot.server->last_stats());
-        return r;
-      }();
-    }
-    slot.server = std::make_unique<ingest::IpcServer>(fds[0], store_);
+    if (slot.conn) add(slot.retired, hub_.remove(slot.conn));
+    slot.conn = hub_.add(fds[0]);
     slot.pid = pid;
     ++slot.starts;
     slot.started = Clock::now();
@@ -225,7 +220,7 @@ class Workers final : public IngestWorkers {
   }
 
   IngestWorkersOptions options_;
-  ingest::EventStore& store_;
+  ingest::IpcHub hub_;  // serves every worker's connection on one thread
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;

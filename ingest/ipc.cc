@@ -1,4 +1,4 @@
-// IpcStore and IpcServer (ingest/ipc.h). Frame bodies (all integers little-endian):
+// IpcStore and IpcHub (ingest/ipc.h). Frame bodies (all integers little-endian):
 //   1 STORE   u64 id | u8 record type | u8 has_dedup [u64 epoch | u64 seq | i64 time_ms | u16 n | source]
 //             | u32 n | payload
 //   2 REJECT  u64 id | u8 reason (ingest::errc) | i64 received_ms | u16 n | topic | u32 n | payload
@@ -8,6 +8,7 @@
 // so that a mismatch is an error rather than garbage.
 #include "ingest/ipc.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -15,6 +16,9 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <optional>
+#include <system_error>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -108,46 +112,80 @@ bool send_all(int fd, std::span<const std::uint8_t> data) {
   return true;
 }
 
-// Reads exactly out.size() bytes. nullopt-like results: 1 = EOF/error, 2 = stopped.
-int recv_all(int fd, std::span<std::uint8_t> out, const std::stop_token& stop) {
-  while (!out.empty()) {
-    pollfd p{fd, POLLIN, 0};
-    const int r = ::poll(&p, 1, kPollMs);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return 1;
-    if (r == 0) {
-      if (stop.stop_requested()) return 2;
-      continue;
-    }
-    const ssize_t n = ::recv(fd, out.data(), out.size(), 0);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (n <= 0) return 1;
-    out = out.subspan(static_cast<std::size_t>(n));
-  }
-  return 0;
-}
-
-// One frame: type and body. error 1 = closed or bad frame, 2 = stopped.
+// One frame: type and body.
 struct Frame {
   std::uint8_t type = 0;
   std::vector<std::uint8_t> body;
 };
-std::expected<Frame, int> read_frame(int fd, const std::stop_token& stop) {
-  std::uint8_t head[4];
-  if (int r = recv_all(fd, head, stop); r != 0) return std::unexpected(r);
-  const std::uint32_t n = head[0] | (head[1] << 8) | (head[2] << 16) | (static_cast<std::uint32_t>(head[3]) << 24);
-  if (n < 2 || n > kMaxFrame) return std::unexpected(1);
-  std::vector<std::uint8_t> all(n);
-  // Once a frame has started, read it whole (a stop in the middle would desynchronise the stream).
-  if (int r = recv_all(fd, all, std::stop_token{}); r != 0) return std::unexpected(1);
-  if (all[0] != kVersion) {
-    spdlog::error("ingest ipc: frame of version {} (this build speaks {})", all[0], kVersion);
-    return std::unexpected(1);
+
+}  // namespace
+
+// Bytes received on a connection and not yet consumed as frames: one recv() usually brings a
+// whole frame (or several), so a frame costs one system call rather than one per field.
+class IpcFrames {
+ public:
+  // Appends what one recv() returns (up to 64 KiB). 0: got bytes; 1: EOF or error; EAGAIN: none.
+  int fill(int fd, int flags) {
+    constexpr std::size_t kChunk = 64 << 10;
+    if (start_ > 0 && start_ == buf_.size()) {
+      buf_.clear();
+      start_ = 0;
+    }
+    const std::size_t old = buf_.size();
+    buf_.resize(old + kChunk);
+    ssize_t n;
+    do {
+      n = ::recv(fd, buf_.data() + old, kChunk, flags);
+    } while (n < 0 && errno == EINTR);
+    buf_.resize(old + static_cast<std::size_t>(std::max<ssize_t>(n, 0)));
+    if (n > 0) return 0;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return EAGAIN;
+    return 1;
   }
-  Frame f;
-  f.type = all[1];
-  f.body.assign(all.begin() + 2, all.end());
-  return f;
+  // The next complete frame, if one is buffered; error 1 = a malformed frame.
+  std::expected<std::optional<Frame>, int> next() {
+    const std::size_t have = buf_.size() - start_;
+    if (have < 4) return std::nullopt;
+    const std::uint8_t* h = buf_.data() + start_;
+    const std::uint32_t n = h[0] | (h[1] << 8) | (h[2] << 16) | (static_cast<std::uint32_t>(h[3]) << 24);
+    if (n < 2 || n > kMaxFrame) return std::unexpected(1);
+    if (have < 4 + static_cast<std::size_t>(n)) return std::nullopt;
+    if (h[4] != kVersion) {
+      spdlog::error("ingest ipc: frame of version {} (this build speaks {})", h[4], kVersion);
+      return std::unexpected(1);
+    }
+    Frame f;
+    f.type = h[5];
+    f.body.assign(h + 6, h + 4 + n);
+    start_ += 4 + static_cast<std::size_t>(n);
+    if (start_ > (1u << 20)) {  // compact now and then
+      buf_.erase(buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(start_));
+      start_ = 0;
+    }
+    return f;
+  }
+
+ private:
+  std::vector<std::uint8_t> buf_;
+  std::size_t start_ = 0;
+};
+
+namespace {
+
+// Blocking read of the next frame (the socket has a receive timeout of kPollMs, so `stop` is
+// checked that often while nothing arrives). error 1 = closed or bad frame, 2 = stopped.
+std::expected<Frame, int> read_frame(int fd, IpcFrames& in, const std::stop_token& stop) {
+  for (;;) {
+    auto f = in.next();
+    if (!f) return std::unexpected(1);
+    if (*f) return std::move(**f);
+    const int r = in.fill(fd, 0);
+    if (r == EAGAIN) {
+      if (stop.stop_requested()) return std::unexpected(2);
+      continue;
+    }
+    if (r != 0) return std::unexpected(1);
+  }
 }
 
 nlohmann::json stats_json(const MqttStats& s) {
@@ -193,7 +231,10 @@ MqttStats stats_from_json(const nlohmann::json& j) {
 // ---------------------------------------------------------------------------------------------
 // Worker side
 
-IpcStore::IpcStore(int fd) : fd_(fd) {}
+IpcStore::IpcStore(int fd) : fd_(fd), in_(std::make_unique<IpcFrames>()) {
+  timeval tv{0, kPollMs * 1000};
+  ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
 IpcStore::~IpcStore() { ::close(fd_); }
 
 std::expected<std::vector<std::uint8_t>, std::error_code> IpcStore::call(const std::vector<std::uint8_t>& frame,
@@ -207,7 +248,7 @@ std::expected<std::vector<std::uint8_t>, std::error_code> IpcStore::call(const s
     }
   }
   for (;;) {  // replies to requests abandoned on stop may arrive first: skip them by id
-    auto f = read_frame(fd_, stop);
+    auto f = read_frame(fd_, *in_, stop);
     if (!f) {
       if (f.error() == 2) return std::unexpected(make_error_code(buffer::errc::stopped));
       connected_ = false;
@@ -277,92 +318,234 @@ bool IpcStore::send_stats(const MqttStats& stats) {
 // ---------------------------------------------------------------------------------------------
 // Gateway side
 
-IpcServer::IpcServer(int fd, EventStore& store) : fd_(fd), store_(store) {
+namespace {
+std::vector<std::uint8_t> reply_frame(std::uint64_t id, const std::expected<buffer::Seq, std::error_code>& result) {
+  Writer w(kReply);
+  w.u64(id);
+  if (result) {
+    w.u8(0).u32(0).u64(result->value);
+  } else if (result.error().category() == buffer::buffer_category()) {
+    w.u8(1).u32(static_cast<std::uint32_t>(result.error().value())).u64(0);
+  } else {
+    w.u8(2).u32(static_cast<std::uint32_t>(result.error().value())).u64(0);
+  }
+  return w.finish();
+}
+}  // namespace
+
+struct IpcHub::Conn {
+  int fd = -1;
+  IpcFrames in;
+  std::atomic<bool> finished{false};  // EOF, an error or a bad frame: no more requests are read
+  std::atomic<bool> removed{false};   // remove() asked for it: not read from again; the thread closes it
+  MqttStats stats;                    // mu_
+};
+
+// A STORE request read and not yet answered. `body` owns the bytes `record` points into.
+struct IpcHub::Pending {
+  std::shared_ptr<Conn> conn;
+  std::uint64_t id = 0;
+  std::vector<std::uint8_t> body;
+  buffer::RecordIn record;
+};
+
+IpcHub::IpcHub(EventStore& store) : store_(store) {
+  if (::pipe2(wake_, O_CLOEXEC | O_NONBLOCK) != 0) throw std::system_error(errno, std::generic_category(), "pipe2");
   thread_ = std::thread([this] { serve(); });
 }
 
-IpcServer::~IpcServer() { stop(); }
+IpcHub::~IpcHub() {
+  stop();
+  ::close(wake_[0]);
+  ::close(wake_[1]);
+}
 
-void IpcServer::stop() {
-  stop_.request_stop();
-  if (thread_.joinable()) thread_.join();
-  if (fd_ >= 0) {
-    ::close(fd_);
-    fd_ = -1;
+void IpcHub::wake() {
+  const char b = 1;
+  [[maybe_unused]] const auto n = ::write(wake_[1], &b, 1);  // a full pipe already wakes the thread
+}
+
+IpcHub::Id IpcHub::add(int fd) {
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  auto c = std::make_shared<Conn>();
+  c->fd = fd;
+  Id id;
+  {
+    std::lock_guard lock(mu_);
+    id = next_id_++;
+    conns_[id] = std::move(c);
   }
+  wake();
+  return id;
 }
 
-MqttStats IpcServer::last_stats() const {
+MqttStats IpcHub::remove(Id id) {
+  MqttStats last;
+  {
+    std::lock_guard lock(mu_);
+    auto it = conns_.find(id);
+    if (it == conns_.end()) return last;
+    last = it->second->stats;
+    it->second->removed = true;
+  }
+  wake();
+  return last;
+}
+
+bool IpcHub::finished(Id id) const {
   std::lock_guard lock(mu_);
-  return stats_;
+  auto it = conns_.find(id);
+  return it == conns_.end() || it->second->removed || it->second->finished.load();
 }
 
-void IpcServer::serve() {
-  const auto stop = stop_.get_token();
-  auto reply = [&](std::uint64_t id, const std::expected<buffer::Seq, std::error_code>& result) {
-    Writer w(kReply);
-    w.u64(id);
-    if (result) {
-      w.u8(0).u32(0).u64(result->value);
-    } else if (result.error().category() == buffer::buffer_category()) {
-      w.u8(1).u32(static_cast<std::uint32_t>(result.error().value())).u64(0);
-    } else {
-      w.u8(2).u32(static_cast<std::uint32_t>(result.error().value())).u64(0);
-    }
-    return send_all(fd_, w.finish());
-  };
-  while (!stop.stop_requested()) {
-    auto f = read_frame(fd_, stop);
-    if (!f) break;
-    Reader r(f->body);
-    if (f->type == kStats) {
+MqttStats IpcHub::last_stats(Id id) const {
+  std::lock_guard lock(mu_);
+  auto it = conns_.find(id);
+  return it == conns_.end() ? MqttStats{} : it->second->stats;
+}
+
+void IpcHub::stop() {
+  stop_.request_stop();
+  wake();
+  if (thread_.joinable()) thread_.join();
+  std::lock_guard lock(mu_);
+  for (auto& [id, c] : conns_) {
+    if (c->fd >= 0) ::close(c->fd);
+    c->fd = -1;
+  }
+  conns_.clear();
+}
+
+// Reads what the connection has (one recv) and takes its frames: STATS are kept, REJECTs answered
+// at once (rare, and they go to another store), STOREs queued in `batch`. False: drop the connection.
+bool IpcHub::read_from(Conn& c, std::vector<Pending>& batch) {
+  if (int r = c.in.fill(c.fd, MSG_DONTWAIT); r != 0) return r == EAGAIN;
+  for (;;) {
+    auto f = c.in.next();
+    if (!f) return false;
+    if (!*f) return true;
+    Frame& frame = **f;
+    Reader r(frame.body);
+    if (frame.type == kStats) {
       try {
-        auto j = nlohmann::json::parse(f->body.begin(), f->body.end());
+        auto j = nlohmann::json::parse(frame.body.begin(), frame.body.end());
         std::lock_guard lock(mu_);
-        stats_ = stats_from_json(j);
+        c.stats = stats_from_json(j);
       } catch (const nlohmann::json::exception& e) {
         spdlog::warn("ingest ipc: unreadable stats from a worker: {}", e.what());
       }
-      continue;
-    }
-    if (f->type == kStore) {
-      const std::uint64_t id = r.uint(8);
-      buffer::RecordIn in;
-      in.type = static_cast<buffer::RecordType>(r.uint(1));
+    } else if (frame.type == kStore) {
+      Pending p;
+      p.id = r.uint(8);
+      p.record.type = static_cast<buffer::RecordType>(r.uint(1));
       if (r.uint(1) != 0) {
         buffer::DedupKey k;
         k.epoch = r.uint(8);
         k.seq = r.uint(8);
         k.time_ms = static_cast<std::int64_t>(r.uint(8));
         k.source = r.text(static_cast<std::size_t>(r.uint(2)));
-        in.dedup = k;
+        p.record.dedup = k;
       }
-      in.payload = r.bytes(static_cast<std::size_t>(r.uint(4)));
-      if (!r.ok()) break;
-      auto result = store_.store(in, stop);
-      if (!result && result.error() == buffer::errc::stopped) break;  // no reply: the worker must not ack
-      if (!reply(id, result)) break;
-      continue;
-    }
-    if (f->type == kReject) {
+      p.record.payload = r.bytes(static_cast<std::size_t>(r.uint(4)));
+      if (!r.ok()) return false;
+      p.body = std::move(frame.body);  // the vector's buffer moves: the views stay valid
+      batch.push_back(std::move(p));
+    } else if (frame.type == kReject) {
       const std::uint64_t id = r.uint(8);
       const auto reason = static_cast<errc>(r.uint(1));
       const auto received = static_cast<std::int64_t>(r.uint(8));
       const auto topic = r.text(static_cast<std::size_t>(r.uint(2)));
       const auto payload = r.bytes(static_cast<std::size_t>(r.uint(4)));
-      if (!r.ok()) break;
+      if (!r.ok()) return false;
       auto kept = store_.reject(topic, reason, payload, received);
-      if (!reply(id, kept ? std::expected<buffer::Seq, std::error_code>(buffer::Seq{0})
-                          : std::expected<buffer::Seq, std::error_code>(std::unexpected(kept.error())))) {
-        break;
+      const auto frame_out = reply_frame(id, kept ? std::expected<buffer::Seq, std::error_code>(buffer::Seq{0})
+                                                  : std::expected<buffer::Seq, std::error_code>(std::unexpected(kept.error())));
+      if (!send_all(c.fd, frame_out)) return false;
+    } else {
+      spdlog::error("ingest ipc: unknown frame type {} from a worker; closing its connection", frame.type);
+      return false;
+    }
+  }
+}
+
+// Stores the queued requests together and answers each. If the batch as a whole fails, its
+// records are stored one by one, so that one record's error is not every worker's.
+void IpcHub::store_batch(std::vector<Pending>& batch) {
+  const auto stop = stop_.get_token();
+  std::vector<buffer::RecordIn> records;
+  records.reserve(batch.size());
+  for (const auto& p : batch) records.push_back(p.record);
+  std::vector<std::expected<buffer::Seq, std::error_code>> results;
+  auto all = store_.store_batch(records, stop);
+  if (all && all->size() == batch.size()) {
+    for (const auto& seq : *all) results.emplace_back(seq);
+  } else {
+    for (const auto& rec : records) {
+      if (stop.stop_requested()) return;
+      results.push_back(batch.size() == 1 && !all ? std::expected<buffer::Seq, std::error_code>(std::unexpected(all.error()))
+                                                  : store_.store(rec, stop));
+    }
+  }
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    // Stopped: no reply, so the worker does not acknowledge (the record may or may not be stored).
+    if (!results[i] && results[i].error() == buffer::errc::stopped) continue;
+    Conn& c = *batch[i].conn;
+    if (c.finished.load() || c.removed.load()) continue;
+    if (!send_all(c.fd, reply_frame(batch[i].id, results[i]))) {
+      ::shutdown(c.fd, SHUT_RDWR);
+      c.finished = true;
+    }
+  }
+}
+
+void IpcHub::serve() {
+  const auto stop = stop_.get_token();
+  std::vector<std::shared_ptr<Conn>> live;
+  std::vector<pollfd> fds;
+  std::vector<Pending> batch;
+  while (!stop.stop_requested()) {
+    live.clear();
+    {
+      std::lock_guard lock(mu_);
+      for (auto it = conns_.begin(); it != conns_.end();) {
+        if (it->second->removed) {  // closed here, so no fd is reused while this thread reads it
+          ::close(it->second->fd);
+          it = conns_.erase(it);
+          continue;
+        }
+        if (!it->second->finished.load()) live.push_back(it->second);
+        ++it;
       }
+    }
+    fds.assign(1, pollfd{wake_[0], POLLIN, 0});
+    for (const auto& c : live) fds.push_back(pollfd{c->fd, POLLIN, 0});
+    const int n = ::poll(fds.data(), fds.size(), kPollMs);
+    if (n < 0 && errno != EINTR) {
+      spdlog::error("ingest ipc: poll failed: {}", std::strerror(errno));
+      std::this_thread::sleep_for(std::chrono::milliseconds(kPollMs));
       continue;
     }
-    spdlog::error("ingest ipc: unknown frame type {} from a worker; closing its connection", f->type);
-    break;
+    if (n <= 0) continue;
+    if (fds[0].revents != 0) {
+      char drain[64];
+      while (::read(wake_[0], drain, sizeof drain) > 0) {
+      }
+    }
+    batch.clear();
+    for (std::size_t i = 1; i < fds.size(); ++i) {
+      if (fds[i].revents == 0) continue;
+      Conn& c = *live[i - 1];
+      if (c.removed.load()) continue;
+      const std::size_t before = batch.size();
+      const bool ok = read_from(c, batch);
+      for (std::size_t k = before; k < batch.size(); ++k) batch[k].conn = live[i - 1];
+      if (!ok) {
+        ::shutdown(c.fd, SHUT_RDWR);  // the worker sees EOF at once; the fd is closed by remove()/stop()
+        c.finished = true;
+      }
+    }
+    if (!batch.empty()) store_batch(batch);
   }
-  ::shutdown(fd_, SHUT_RDWR);  // the worker sees EOF at once; fd_ is closed by stop()
-  finished_ = true;
 }
 
 }  // namespace gw::ingest

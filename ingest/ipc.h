@@ -12,21 +12,30 @@
 // Transport: a connected AF_UNIX stream socket (socketpair before the worker is spawned). Frames:
 // u32 little-endian length of the rest, u8 version (1), u8 type, body (ipc.cc documents bodies).
 //
+// Gateway side: one IpcHub thread serves every worker's connection. What arrives together (one
+// request per worker at most, since a worker waits for its reply) is stored with one
+// EventStore::store_batch call: one transaction and one sync for all of them, and no thread
+// hand-off per message (measured: bench-ingest, README "Performance").
+//
 // Thread-safety: IpcStore may be called from any thread (requests are serialised per store);
-// IpcServer serves one connection on a thread of its own.
+// IpcHub's members may be called from any thread.
 #pragma once
 
 #include <atomic>
+#include <map>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <stop_token>
 #include <thread>
+#include <vector>
 
 #include "ingest/mqtt_source.h"
 #include "ingest/store.h"
 
 namespace gw::ingest {
+
+class IpcFrames;  // ipc.cc: received bytes not yet consumed as frames
 
 // Worker side: an EventStore whose records go to the gateway process.
 class IpcStore final : public EventStore {
@@ -51,36 +60,49 @@ class IpcStore final : public EventStore {
   std::expected<std::vector<std::uint8_t>, std::error_code> call(const std::vector<std::uint8_t>& frame,
                                                                  std::uint64_t id, std::stop_token stop);
   int fd_;
+  std::unique_ptr<IpcFrames> in_;  // read by the caller holding call_mutex_
   std::mutex call_mutex_;  // one request at a time (replies are read by the caller)
   std::mutex send_mutex_;  // whole frames
   std::uint64_t next_id_ = 1;
   std::atomic<bool> connected_{true};
 };
 
-// Gateway side: serves one worker's connection against the gateway's own store.
-class IpcServer {
+// Gateway side: serves the connections of all workers against the gateway's own store.
+class IpcHub {
  public:
-  // Takes ownership of `fd` and starts serving on a thread. `store` must outlive the server.
-  IpcServer(int fd, EventStore& store);
-  ~IpcServer();  // stop()
-  IpcServer(const IpcServer&) = delete;
-  IpcServer& operator=(const IpcServer&) = delete;
+  using Id = std::uint64_t;
+  // Starts the serving thread. `store` must outlive the hub.
+  explicit IpcHub(EventStore& store);
+  ~IpcHub();  // stop()
+  IpcHub(const IpcHub&) = delete;
+  IpcHub& operator=(const IpcHub&) = delete;
 
-  // Ends a store() waiting for room, closes the connection and joins the thread. Idempotent.
-  void stop();
-  // True once the worker closed its end (it exited or died).
-  bool finished() const { return finished_.load(); }
+  // Serves a connected stream socket (ownership taken) from now on.
+  Id add(int fd);
+  // Stops serving a connection and closes it (requests not yet stored get no reply, so their
+  // worker never acknowledges them). Returns the stats its worker sent last.
+  MqttStats remove(Id id);
+  // True once the worker closed its end (it exited or died), or for an unknown id.
+  bool finished(Id id) const;
   // The stats the worker sent last (zeroes before the first report).
-  MqttStats last_stats() const;
+  MqttStats last_stats(Id id) const;
+  // Ends a store waiting for room, closes every connection and joins the thread. Idempotent.
+  void stop();
 
  private:
+  struct Conn;
+  struct Pending;
   void serve();
-  int fd_;
+  bool read_from(Conn& c, std::vector<Pending>& batch);
+  void store_batch(std::vector<Pending>& batch);
+  void wake();
+
   EventStore& store_;
   std::stop_source stop_;
-  std::atomic<bool> finished_{false};
+  int wake_[2] = {-1, -1};  // a pipe: add/remove/stop interrupt the thread's poll
   mutable std::mutex mu_;
-  MqttStats stats_;
+  std::map<Id, std::shared_ptr<Conn>> conns_;
+  Id next_id_ = 1;
   std::thread thread_;
 };
 

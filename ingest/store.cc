@@ -14,6 +14,11 @@ class LocalStore final : public EventStore {
     return seqs->front();
   }
 
+  std::expected<std::vector<buffer::Seq>, std::error_code> store_batch(std::span<const buffer::RecordIn> records,
+                                                                       std::stop_token stop) override {
+    return ring_.append(records, std::move(stop));
+  }
+
   std::expected<void, std::error_code> reject(std::string_view topic, errc reason, std::span<const std::uint8_t> payload,
                                               std::int64_t received_ms) override {
     if (dead_letters_ == nullptr) return {};

@@ -13,6 +13,7 @@
 #include <stop_token>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 #include "buffer/ring.h"
 #include "ingest/dead_letters.h"
@@ -28,6 +29,19 @@ class EventStore {
   // `stop` ends that wait with buffer::errc::stopped (the record may or may not be stored then).
   [[nodiscard]] virtual std::expected<buffer::Seq, std::error_code> store(const buffer::RecordIn& record,
                                                                           std::stop_token stop) = 0;
+  // Stores several records in one transaction (one sync) when the implementation can: a sequence
+  // per record, Seq{0} for a dropped duplicate. On an error none, some or all may be stored (the
+  // caller acknowledges none of them; a retry is deduplicated). The default stores one by one.
+  [[nodiscard]] virtual std::expected<std::vector<buffer::Seq>, std::error_code> store_batch(
+      std::span<const buffer::RecordIn> records, std::stop_token stop) {
+    std::vector<buffer::Seq> out;
+    for (const auto& r : records) {
+      auto seq = store(r, stop);
+      if (!seq) return std::unexpected(seq.error());
+      out.push_back(*seq);
+    }
+    return out;
+  }
   // Keeps a rejected message in the dead-letter store (durably). Fails if it cannot.
   [[nodiscard]] virtual std::expected<void, std::error_code> reject(std::string_view topic, errc reason,
                                                                     std::span<const std::uint8_t> payload,
