@@ -679,6 +679,7 @@ class LmdbRing final : public Ring {
     s.appended_total = appended_total_.load();
     s.trimmed_total = trimmed_total_.load();
     s.commits_total = commits_total_.load();
+    s.append_commits_total = append_commits_total_.load();
     s.evicted_total = evicted_total_.load();
     s.quarantined_total = quarantined_total_.load();
     s.map_bytes = map_pages_.load() * page_size_;
@@ -1102,6 +1103,7 @@ class LmdbRing final : public Ring {
     if (int rc = txn.commit(); rc != 0) return lmdb_failure(rc, entries_before, "commit append", error);
 
     commits_total_.fetch_add(1);
+    append_commits_total_.fetch_add(1);
     appended_total_.fetch_add(records);
     note_dedup(dedup);
     note_eviction(ev);
@@ -1597,6 +1599,7 @@ class LmdbRing final : public Ring {
   std::atomic<std::uint64_t> append_calls_total_{0};
   std::atomic<std::uint64_t> trimmed_total_{0};
   mutable std::atomic<std::uint64_t> commits_total_{0};
+  std::atomic<std::uint64_t> append_commits_total_{0};
   std::atomic<std::uint64_t> evicted_total_{0};
   mutable std::atomic<std::uint64_t> quarantined_total_{0};
   std::atomic<std::uint64_t> blocked_total_{0};

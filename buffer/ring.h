@@ -154,6 +154,8 @@ struct Stats {
   std::uint64_t appended_total = 0;  // records appended since open
   std::uint64_t trimmed_total = 0;   // records trimmed since open
   std::uint64_t commits_total = 0;   // write transactions committed since open
+  std::uint64_t append_commits_total = 0;  // of those, the appends' (group commits: appended_total / this
+                                           // = records per commit, per sync with durability fsync)
   std::vector<CursorStats> cursors;
   std::uint64_t evicted_total = 0;      // records evicted by drop_oldest, ever (persistent)
   std::uint64_t quarantined_total = 0;  // stored values that failed to decode and were moved aside, ever

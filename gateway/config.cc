@@ -189,7 +189,7 @@ const std::vector<Key>& keys() {
       string_key("mqtt.client_id", [](Config& c) -> auto& { return c.mqtt.client_id; },
                  "MQTT client id. Fixed, because the broker keeps the persistent session (and queues messages "
                  "while the gateway is down) under this id."),
-      int_key("mqtt.sessions", [](Config& c) -> auto& { return c.mqtt_sessions; }, 1, 16,
+      int_key("mqtt.sessions", [](Config& c) -> auto& { return c.mqtt_sessions; }, 1, 64,
               "MQTT sessions, each in its own ingest worker process on a shared subscription "
               "($share/<client_id>/<topic>) with client id <client_id>-<n>, all storing through this "
               "process's one buffer writer (their commits are shared). 1: one session in this process, "

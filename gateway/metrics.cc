@@ -120,6 +120,9 @@ void buffer_metrics(Writer& w, const Snapshot& s) {
   w.counter("gw_buffer_appended_total", "Records appended.", b.appended_total);
   w.counter("gw_buffer_trimmed_total", "Records trimmed after every consumer acknowledged them.", b.trimmed_total);
   w.counter("gw_buffer_commits_total", "Write transactions committed.", b.commits_total);
+  w.counter("gw_buffer_append_commits_total",
+            "Write transactions of appends (group commits; with durability fsync, one sync each).",
+            b.append_commits_total);
   w.counter("gw_buffer_evicted_total", "Records evicted by the drop-oldest or summarize policy (persistent).",
             b.evicted_total);
   w.counter("gw_buffer_summarized_total", "Records evicted by summarize after the windows counted them (persistent).",

@@ -43,6 +43,7 @@ using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
 
 constexpr auto kTimeout = std::chrono::seconds(300);
+int g_inflight = 10;  // --publisher-inflight
 
 // GET http://127.0.0.1:port/status as JSON (null on any failure).
 nlohmann::json get_status(int port) {
@@ -97,6 +98,8 @@ struct Result {
   std::uint64_t got = 0;  // messages counted
   double cpu_us_per_msg = 0;  // CPU time (user + system) of the subscriber's processes per message
   double worker_cpu_us_per_msg = 0;  // the part of it spent in ingest worker processes
+  double records_per_commit = 0;     // gateway: appended records per append transaction (0: not known)
+  std::uint64_t other_commits = 0;   // gateway: its other write transactions (acks, trims, windowing)
 };
 
 struct Cpu {
@@ -146,7 +149,7 @@ std::unique_ptr<gw::test::ChildProcess> start_publisher(const fs::path& sim, con
   const std::uint64_t devices = 1000;
   return std::make_unique<gw::test::ChildProcess>(
       std::vector<std::string>{sim.string(), "publish", "--broker", url, "--devices", std::to_string(devices),
-                               "--count", std::to_string(n / devices), "--rate", "0", "--qos", "1", "--client-id",
+                               "--count", std::to_string(n / devices), "--rate", "0", "--qos", "1", "--max-inflight", std::to_string(g_inflight), "--client-id",
                                "bench-publisher"},
       dir / "publish.out");
 }
@@ -255,6 +258,11 @@ Result gateway(Method method, const std::string& url, const fs::path& exe, const
   if (method == Method::live) publisher = start_publisher(sim, url, n, dir);
   Result r = time_drain(n, [&] { return stored_in(dir / "buffer"); }, [&] { return cpu_seconds_of_tree(gw->pid()); });
   if (publisher) wait_publisher(*publisher);
+  if (auto s = get_status(http); s.is_object() && s.contains("buffer")) {
+    const auto commits = s["buffer"].value("append_commits_total", std::uint64_t{0});
+    if (commits > 0) r.records_per_commit = static_cast<double>(s["buffer"].value("appended_total", std::uint64_t{0})) / commits;
+    r.other_commits = s["buffer"].value("commits_total", std::uint64_t{0}) - commits;
+  }
   return r;
 }
 
@@ -273,6 +281,7 @@ int main(int argc, char** argv) {
   cli.add_option("--method", methods, "live (published while the subscriber runs), drain (queued first)")
       ->delimiter(',')
       ->check(CLI::IsMember({"live", "drain"}));
+  cli.add_option("--publisher-inflight", g_inflight, "firmware-sim's window of unacknowledged publishes");
   cli.add_flag("--quick", quick, "10,000 messages, sessions 1 and 4");
   CLI11_PARSE(cli, argc, argv);
   if (quick) {
@@ -307,9 +316,9 @@ int main(int argc, char** argv) {
           const Result r = gateway(method, broker.url(), exe, sim, messages, mode, s, dir.path());
           std::printf(
               "%-5s gateway durability %-5s sessions %2d              %9.0f msgs/s  RATIO %.2f  cpu %6.1f us/msg "
-              "(workers %.1f)\n",
+              "(workers %.1f)  %.1f records/commit, %llu other commits\n",
               name.c_str(), mode.c_str(), s, r.rate, base > 0 ? r.rate / base : 0.0, r.cpu_us_per_msg,
-              r.worker_cpu_us_per_msg);
+              r.worker_cpu_us_per_msg, r.records_per_commit, static_cast<unsigned long long>(r.other_commits));
           std::fflush(stdout);
         }
       }
