@@ -3,6 +3,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 namespace gw::uplink {
 namespace {
 
@@ -73,6 +75,17 @@ std::vector<std::pair<std::string_view, std::string>> batch_properties(const Bat
           {kHeaderCodec, std::string(kCodecZstd)},
           {kHeaderDictId, std::string(kNoDictionary)},
           {kHeaderRecordType, std::string(record_type_name(batch.record_type))}};
+}
+
+std::expected<buffer::Seq, std::error_code> open_cursor(buffer::Ring& ring, const std::string& cursor) {
+  if (auto r = ring.register_cursor(cursor); !r) return std::unexpected(r.error());
+  return ring.acked(cursor);
+}
+
+std::chrono::steady_clock::time_point RetryBackoff::next() {
+  wait_ = wait_.count() == 0 ? first_ : std::min(wait_ * 2, max_);
+  std::uniform_int_distribution<std::int64_t> jitter(0, wait_.count() / 2);
+  return std::chrono::steady_clock::now() + wait_ - std::chrono::milliseconds(jitter(rng_));
 }
 
 std::vector<std::int64_t> event_times(const Batch& batch) {

@@ -1,13 +1,15 @@
-// What every sink does the same way before it talks to its upstream system: reading the next batch
-// of its record type from the buffer, and the text properties (Kafka headers, Pulsar message
-// properties) that describe a batch (uplink/FORMAT.md).
+// What every sink does the same way, whatever its upstream system: opening its cursor, reading the
+// next batch of its record type from the buffer, the text properties (Kafka headers, Pulsar message
+// properties) that describe a batch (uplink/FORMAT.md), and the retry backoff.
 //
 // Thread-safety: pure functions over a Ring (whose own rules apply).
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <expected>
+#include <random>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -49,5 +51,25 @@ std::vector<std::pair<std::string_view, std::string>> batch_properties(const Bat
 
 // Each telemetry record's event time (ms since the epoch), for the end-to-end latency histogram.
 std::vector<std::int64_t> event_times(const Batch& batch);
+
+// Registers a sink's cursor (a new one starts at the oldest record stored) and returns the last seq
+// it acknowledged. Errors: the buffer's.
+[[nodiscard]] std::expected<buffer::Seq, std::error_code> open_cursor(buffer::Ring& ring, const std::string& cursor);
+
+// The waits between a sink's retries: `first`, doubling up to `max`, each less a random jitter of up
+// to half of it (so that many gateways do not retry in step); reset() after a success.
+class RetryBackoff {
+ public:
+  RetryBackoff(std::chrono::milliseconds first, std::chrono::milliseconds max) : first_(first), max_(max) {}
+  // The time of the next attempt, one wait from now.
+  std::chrono::steady_clock::time_point next();
+  void reset() { wait_ = std::chrono::milliseconds(0); }
+  std::chrono::milliseconds current() const { return wait_; }
+
+ private:
+  std::chrono::milliseconds first_, max_;
+  std::chrono::milliseconds wait_{0};
+  std::mt19937_64 rng_{std::random_device{}()};
+};
 
 }  // namespace gw::uplink

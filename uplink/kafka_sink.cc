@@ -15,7 +15,6 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
-#include <random>
 #include <thread>
 
 #include "uplink/batch.h"
@@ -95,8 +94,7 @@ struct KafkaUplink::Impl {
   std::size_t max_records = 0;
   Clock::time_point next_probe{};
   Clock::time_point retry_at{};  // no resume attempt before this
-  milliseconds backoff{0};
-  std::mt19937_64 rng{std::random_device{}()};
+  RetryBackoff backoff;
   double tokens = 0;  // max_bytes_per_s budget (may go negative: the debt of the last batch)
   Clock::time_point refilled = Clock::now();
   double drain_tokens = 0;  // drain_max_records_per_s budget, spent only while a backlog waits
@@ -111,6 +109,7 @@ struct KafkaUplink::Impl {
         ring(r),
         security(security_properties(opt)),
         max_records(opt.batch_max_records),
+        backoff(opt.retry_backoff, opt.retry_backoff_max),
         tokens(static_cast<double>(opt.max_bytes_per_s)),
         drain_tokens(static_cast<double>(opt.drain_max_records_per_s)) {}
 
@@ -187,7 +186,7 @@ struct KafkaUplink::Impl {
       st.state = SinkState::up;
       st.last_error.clear();
     }
-    backoff = milliseconds(0);
+    backoff.reset();
     ack_prefix();
   }
 
@@ -343,9 +342,7 @@ struct KafkaUplink::Impl {
 
   // The next wait of the retry loop: doubling, capped, with up to 50% random jitter.
   void schedule_retry() {
-    backoff = backoff.count() == 0 ? opt.retry_backoff : std::min(backoff * 2, opt.retry_backoff_max);
-    std::uniform_int_distribution<std::int64_t> jitter(0, backoff.count() / 2);
-    retry_at = Clock::now() + backoff - milliseconds(jitter(rng));
+    retry_at = backoff.next();
   }
 
   // --- sending ---------------------------------------------------------------------------------
@@ -505,7 +502,7 @@ struct KafkaUplink::Impl {
         } else {
           schedule_retry();
           spdlog::warn("{}: cannot read the partition back yet; retrying in about {} ms", opt.cursor,
-                       backoff.count());
+                       backoff.current().count());
         }
         continue;
       }
@@ -567,8 +564,7 @@ std::expected<std::unique_ptr<KafkaUplink>, std::error_code> KafkaUplink::create
 std::expected<void, std::error_code> KafkaUplink::start() {
   Impl& s = *impl_;
   if (s.started) return std::unexpected(make_error_code(errc::already_started));
-  if (auto r = s.ring.register_cursor(s.opt.cursor); !r) return std::unexpected(r.error());
-  auto acked = s.ring.acked(s.opt.cursor);
+  auto acked = open_cursor(s.ring, s.opt.cursor);
   if (!acked) return std::unexpected(acked.error());
   s.acked = s.next_after = *acked;
   {

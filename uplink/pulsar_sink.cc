@@ -16,7 +16,6 @@
 #include <deque>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <random>
 #include <thread>
 
 #include "uplink/batch.h"
@@ -62,15 +61,14 @@ struct PulsarUplink::Impl {
   buffer::Seq next_after;  // the last seq read into a batch
   buffer::Seq acked;       // the cursor position
   Clock::time_point retry_at{};
-  milliseconds backoff{0};
+  RetryBackoff backoff;
   std::optional<Clock::time_point> linger_since;
-  std::mt19937_64 rng{std::random_device{}()};
 
   mutable std::mutex mu;
   SinkStats st;
 
   Impl(PulsarOptions o, std::string id, buffer::Ring& r, ServiceUrl service)
-      : opt(std::move(o)), gateway_id(std::move(id)), ring(r) {
+      : opt(std::move(o)), gateway_id(std::move(id)), ring(r), backoff(opt.retry_backoff, opt.retry_backoff_max) {
     ws_options.service = std::move(service);
     ws_options.target = ws_options.service.prefix + pulsar_topic_path("producer", opt.tenant, opt.ns, opt.topic) +
                         "?sendTimeoutMillis=" + std::to_string(opt.send_timeout.count()) +
@@ -89,9 +87,7 @@ struct PulsarUplink::Impl {
 
   // The next wait of the retry loop: doubling, capped, with up to 50% random jitter.
   void schedule_retry() {
-    backoff = backoff.count() == 0 ? opt.retry_backoff : std::min(backoff * 2, opt.retry_backoff_max);
-    std::uniform_int_distribution<std::int64_t> jitter(0, backoff.count() / 2);
-    retry_at = Clock::now() + backoff - milliseconds(jitter(rng));
+    retry_at = backoff.next();
   }
 
   bool connect() {
@@ -166,7 +162,7 @@ struct PulsarUplink::Impl {
     if (it == fifo.end() || it->ok || it->due) return;  // an answer to a send made before a reconnect
     if (result->get<std::string>() == "ok") {
       it->ok = true;
-      backoff = milliseconds(0);
+      backoff.reset();
       {
         std::lock_guard lock(mu);
         st.state = SinkState::up;
@@ -349,8 +345,7 @@ std::expected<std::unique_ptr<PulsarUplink>, std::error_code> PulsarUplink::crea
 std::expected<void, std::error_code> PulsarUplink::start() {
   Impl& s = *impl_;
   if (s.started) return std::unexpected(make_error_code(errc::already_started));
-  if (auto r = s.ring.register_cursor(s.opt.cursor); !r) return std::unexpected(r.error());
-  auto acked = s.ring.acked(s.opt.cursor);
+  auto acked = open_cursor(s.ring, s.opt.cursor);
   if (!acked) return std::unexpected(acked.error());
   s.acked = s.next_after = *acked;
   {
