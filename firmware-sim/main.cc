@@ -5,6 +5,8 @@
 //   firmware-sim verify --manifest FILE --records FILE|-
 //   firmware-sim verify --manifest FILE --kafka BOOTSTRAP [--topic T] [--done-file F] [--idle-exit-ms N]
 //                       [--check-order]
+//   firmware-sim verify --manifest FILE --pulsar URL [--tenant T] [--namespace NS] [--topic T] [--token T]
+//                       [--done-file F] [--idle-exit-ms N] [--check-order]
 //
 // SIGINT/SIGTERM end a publish run early; the manifest still lists every acknowledged message.
 #include <CLI/CLI.hpp>
@@ -29,7 +31,8 @@ static_assert(std::atomic<bool>::is_always_lock_free);
 extern "C" void on_signal(int) { g_stop.store(true); }
 
 int run_verify(const std::string& manifest_path, const std::string& records_path,
-               const gw::firmware_sim::KafkaVerifyOptions* kafka, bool check_order) {
+               const gw::firmware_sim::KafkaVerifyOptions* kafka, const gw::firmware_sim::PulsarVerifyOptions* pulsar,
+               bool check_order) {
   using namespace gw::firmware_sim;
   Verifier verifier;
   // Reads the manifest into the verifier; false (logged) if it cannot be read or parsed.
@@ -56,6 +59,20 @@ int run_verify(const std::string& manifest_path, const std::string& records_path
     const VerifyResult result = verifier.result();
     std::cout << stats->summary(result) << '\n' << result.summary() << std::endl;
     const bool ok = result.lost == 0 && stats->duplicates == 0 && stats->bad_messages == 0 &&
+                    (!check_order || stats->order_violations == 0);
+    return ok ? 0 : 1;
+  }
+  if (pulsar != nullptr) {
+    // At least once: copies of a (gateway, seq) are removed (and counted) before the comparison.
+    auto stats = consume_pulsar(*pulsar, verifier);
+    if (!stats) {
+      spdlog::error("verify: {} topic {}: {}", pulsar->service_url, pulsar->topic, stats.error().message());
+      return 2;
+    }
+    if (!load_manifest()) return 2;
+    const VerifyResult result = verifier.result();
+    std::cout << pulsar_summary(*stats, result) << '\n' << result.summary() << std::endl;
+    const bool ok = result.lost == 0 && result.duplicates == 0 && stats->bad_messages == 0 &&
                     (!check_order || stats->order_violations == 0);
     return ok ? 0 : 1;
   }
@@ -154,9 +171,18 @@ int main(int argc, char** argv) {
                                     "Consume the topic at these bootstrap servers instead (decoded with the uplink's "
                                     "decoder); prints delivered=N lost=N duplicates=N ...");
   records_opt->excludes(kafka_opt);
-  ver->add_option("--topic", kafka.topic, "With --kafka: the topic")->capture_default_str();
-  ver->add_option("--done-file", done_file, "With --kafka: keep consuming until this file exists");
-  ver->add_option("--idle-exit-ms", idle_exit_ms, "With --kafka: then stop once nothing came for this long")
+  gw::firmware_sim::PulsarVerifyOptions pulsar;
+  auto* pulsar_opt = ver->add_option("--pulsar", pulsar.service_url,
+                                     "Read the Pulsar topic through the WebSocket consumer API at this service URL "
+                                     "(ws://HOST:PORT) instead; dedups by (gateway id, seq) and prints delivered=N "
+                                     "lost=N duplicates=N duplicates_removed=N ...");
+  pulsar_opt->excludes(records_opt)->excludes(kafka_opt);
+  ver->add_option("--tenant", pulsar.tenant, "With --pulsar: the tenant")->capture_default_str();
+  ver->add_option("--namespace", pulsar.ns, "With --pulsar: the namespace")->capture_default_str();
+  ver->add_option("--token", pulsar.token, "With --pulsar: bearer token");
+  ver->add_option("--topic", kafka.topic, "With --kafka or --pulsar: the topic")->capture_default_str();
+  ver->add_option("--done-file", done_file, "With --kafka or --pulsar: keep consuming until this file exists");
+  ver->add_option("--idle-exit-ms", idle_exit_ms, "With --kafka or --pulsar: then stop once nothing came for this long")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   ver->add_flag("--check-order", check_order, "With --kafka: a device's records out of order also fail");
@@ -170,13 +196,15 @@ int main(int argc, char** argv) {
   }
 
   if (*ver) {
-    if (!*records_opt && !*kafka_opt) {
-      std::cerr << "verify: --records or --kafka is required\n";
+    if (!*records_opt && !*kafka_opt && !*pulsar_opt) {
+      std::cerr << "verify: --records, --kafka or --pulsar is required\n";
       return 2;
     }
-    kafka.done_file = done_file;
-    kafka.idle_exit = std::chrono::milliseconds(idle_exit_ms);
-    return run_verify(verify_manifest, verify_records, *kafka_opt ? &kafka : nullptr, check_order);
+    kafka.done_file = pulsar.done_file = done_file;
+    kafka.idle_exit = pulsar.idle_exit = std::chrono::milliseconds(idle_exit_ms);
+    pulsar.topic = kafka.topic;
+    return run_verify(verify_manifest, verify_records, *kafka_opt ? &kafka : nullptr,
+                      *pulsar_opt ? &pulsar : nullptr, check_order);
   }
 
   if (*duration_opt) opt.duration = std::chrono::duration<double>(duration_s);

@@ -14,6 +14,7 @@
 
 #include "uplink/batch.h"
 #include "uplink/kafka_reader.h"
+#include "uplink/pulsar_reader.h"
 
 namespace gw::firmware_sim {
 
@@ -98,13 +99,56 @@ std::string KafkaVerifyStats::summary(const VerifyResult& result) const {
                      result.lost, duplicates, redelivered, order_violations, bad_messages);
 }
 
+namespace {
+
+// Counts the records of decoded batches: distinct (gateway id, seq), copies, device order. With
+// `dedup`, copies never reach the verifier (Pulsar); without, they do and count as duplicates.
+class BatchTally {
+ public:
+  BatchTally(KafkaVerifyStats& stats, Verifier& verifier, bool dedup)
+      : stats_(stats), verifier_(verifier), dedup_(dedup) {}
+
+  void add(const uplink::Batch& batch) {
+    auto& seqs = seen_[batch.gateway_id];
+    for (const uplink::BatchRecord& r : batch.records) {
+      const bool first_copy = seqs.insert(r.seq.value).second;
+      if (!first_copy && dedup_) {
+        ++stats_.duplicates_removed;
+        continue;
+      }
+      verifier_.receive(r.event.device.value, r.event.seq.value);
+      if (!first_copy) {
+        ++stats_.duplicates;
+        continue;
+      }
+      ++stats_.delivered;
+      auto [it, first] = last_device_seq_.try_emplace(r.event.device.value, r.event.seq.value);
+      if (!first) {
+        if (r.event.seq.value < it->second) {
+          ++stats_.order_violations;
+        } else {
+          it->second = r.event.seq.value;
+        }
+      }
+    }
+  }
+
+ private:
+  KafkaVerifyStats& stats_;
+  Verifier& verifier_;
+  bool dedup_;
+  std::map<std::string, std::set<std::uint64_t>> seen_;    // gateway -> seqs
+  std::map<std::string, std::uint64_t> last_device_seq_;  // device -> highest device seq so far
+};
+
+}  // namespace
+
 std::expected<KafkaVerifyStats, std::error_code> consume_kafka(const KafkaVerifyOptions& options, Verifier& verifier) {
   using Clock = std::chrono::steady_clock;
   auto reader = uplink::KafkaReader::open({options.brokers, options.topic, std::chrono::seconds(10), {}});
   if (!reader) return std::unexpected(reader.error());
   KafkaVerifyStats stats;
-  std::map<std::string, std::set<std::uint64_t>> seen;    // gateway -> seqs
-  std::map<std::string, std::uint64_t> last_device_seq;  // device -> highest device seq so far
+  BatchTally tally(stats, verifier, false);
   const auto start = Clock::now();
   auto last_message = start;
   for (;;) {
@@ -134,23 +178,60 @@ std::expected<KafkaVerifyStats, std::error_code> consume_kafka(const KafkaVerify
       spdlog::error("verify: partition {} offset {}: {}", msg.partition, msg.offset, batch.error().message());
       continue;
     }
-    auto& seqs = seen[batch->gateway_id];
-    for (const uplink::BatchRecord& r : batch->records) {
-      verifier.receive(r.event.device.value, r.event.seq.value);
-      if (!seqs.insert(r.seq.value).second) {
-        ++stats.duplicates;
-        continue;
-      }
-      ++stats.delivered;
-      auto [it, first] = last_device_seq.try_emplace(r.event.device.value, r.event.seq.value);
-      if (!first) {
-        if (r.event.seq.value < it->second) {
-          ++stats.order_violations;
-        } else {
-          it->second = r.event.seq.value;
-        }
-      }
+    tally.add(*batch);
+  }
+  return stats;
+}
+
+std::string pulsar_summary(const KafkaVerifyStats& stats, const VerifyResult& result) {
+  return fmt::format("delivered={} lost={} duplicates={} duplicates_removed={} order_violations={} bad_messages={}",
+                     stats.delivered, result.lost, result.duplicates, stats.duplicates_removed, stats.order_violations,
+                     stats.bad_messages);
+}
+
+std::expected<KafkaVerifyStats, std::error_code> consume_pulsar(const PulsarVerifyOptions& options,
+                                                                Verifier& verifier) {
+  using Clock = std::chrono::steady_clock;
+  uplink::PulsarReaderOptions ro;
+  ro.service_url = options.service_url;
+  ro.tenant = options.tenant;
+  ro.ns = options.ns;
+  ro.topic = options.topic;
+  ro.token = options.token;
+  auto reader = uplink::PulsarReader::open(ro);
+  if (!reader) return std::unexpected(reader.error());
+  ro.subscription = (*reader)->subscription();  // a reconnect resumes after the last ack
+  KafkaVerifyStats stats;
+  BatchTally tally(stats, verifier, true);
+  const auto start = Clock::now();
+  auto last_message = start;
+  for (;;) {
+    const auto now = Clock::now();
+    if (now - start > options.max_wait) {
+      spdlog::warn("verify: stopped consuming after {} s", options.max_wait.count());
+      break;
     }
+    auto next = (*reader)->next(std::chrono::milliseconds(100));
+    if (!next) {
+      spdlog::warn("verify: {}; reconnecting", next.error().message());
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      if (auto r = uplink::PulsarReader::open(ro)) reader = std::move(r);
+      continue;
+    }
+    if (!next->has_value()) {
+      const bool done = options.done_file.empty() || std::filesystem::exists(options.done_file);
+      if (done && now - last_message >= options.idle_exit) break;
+      continue;
+    }
+    last_message = Clock::now();
+    ++stats.messages;
+    auto batch = uplink::decode_batch((*next)->payload);
+    if (!batch) {
+      ++stats.bad_messages;
+      spdlog::error("verify: message {}: {}", (*next)->message_id, batch.error().message());
+      continue;
+    }
+    tally.add(*batch);
   }
   return stats;
 }

@@ -73,16 +73,41 @@ struct KafkaVerifyStats {
   std::uint64_t delivered = 0;          // distinct (gateway id, seq) records
   std::uint64_t duplicates = 0;         // extra copies of a (gateway id, seq): the uplink sent a record twice
   std::uint64_t order_violations = 0;   // a device's record (first copy) with a lower device seq than an earlier one
+  std::uint64_t duplicates_removed = 0; // Pulsar: extra copies of a (gateway id, seq) dropped by the dedup
   // "delivered=N lost=L duplicates=D redelivered=R order_violations=O bad_messages=B", where
   // redelivered = extra copies of a (device, device seq) stored under different gateway seqs (an
   // MQTT redelivery that ingest stored twice), from `result`.
   std::string summary(const VerifyResult& result) const;
 };
 
+struct PulsarVerifyOptions {
+  std::string service_url;  // ws[s]://HOST:PORT; required
+  std::string tenant = "public";
+  std::string ns = "default";
+  std::string topic = "telemetry";
+  std::string token;  // Authorization: Bearer
+  std::filesystem::path done_file;  // as in KafkaVerifyOptions
+  std::chrono::milliseconds idle_exit{3000};
+  std::chrono::seconds max_wait{900};
+};
+
+// "delivered=N lost=L duplicates=D duplicates_removed=R order_violations=O bad_messages=B": the
+// Pulsar form, after dedup by (gateway id, seq). duplicates = extra copies of a (device, device seq)
+// left after it (an MQTT redelivery that ingest stored twice), from `result`.
+std::string pulsar_summary(const KafkaVerifyStats& stats, const VerifyResult& result);
+
 // Consumes the topic from the beginning (every partition), decodes every batch with
 // gw::uplink::decode_batch and feeds each record to verifier.receive(). Errors: the uplink's
 // (unreachable, unknown_topic, ...), from opening the topic.
 [[nodiscard]] std::expected<KafkaVerifyStats, std::error_code> consume_kafka(const KafkaVerifyOptions& options,
                                                                            Verifier& verifier);
+
+// Reads the Pulsar topic through the WebSocket consumer API (a new subscription: from its first
+// message; a lost connection is reopened on the same subscription until max_wait), decodes every
+// batch and dedups by (gateway id, seq) before verifier.receive(): the Pulsar sink is at least once,
+// so copies are expected after a lost connection; they are counted in duplicates_removed.
+// Errors: the uplink's (unreachable, unauthorized, ...), from the first connection.
+[[nodiscard]] std::expected<KafkaVerifyStats, std::error_code> consume_pulsar(const PulsarVerifyOptions& options,
+                                                                            Verifier& verifier);
 
 }  // namespace gw::firmware_sim

@@ -55,16 +55,25 @@ class GatewayApp final : public App {
     // The aggregates sink starts after the raw sink; its cursor must exist before, or the raw
     // sink's first acks could trim aggregate records it never saw (a new cursor starts at the
     // oldest record stored when it is registered).
-    if (!config_.kafka_aggregates_topic.empty()) {
+    if (kafka_enabled() && !config_.kafka_aggregates_topic.empty()) {
       if (auto r = ring_->register_cursor(aggregates_options().cursor); !r) {
         return std::unexpected("buffer: cannot register the aggregates cursor: " + r.error().message());
       }
     }
-    auto kafka = uplink::KafkaUplink::create(config_.kafka, config_.gateway_id, *ring_);
-    if (!kafka) return std::unexpected("uplink.kafka: " + kafka.error().message());
-    kafka_ = std::move(*kafka);
-    if (auto r = kafka_->start(); !r) return std::unexpected("uplink.kafka: " + r.error().message());
-    if (!config_.kafka_aggregates_topic.empty()) {
+    // The Pulsar sink's cursor, like the aggregates cursor, exists before the Kafka sink acks.
+    if (!config_.pulsar.service_url.empty()) {
+      auto sink = uplink::PulsarUplink::create(config_.pulsar, config_.gateway_id, *ring_);
+      if (!sink) return std::unexpected("uplink.pulsar: " + sink.error().message());
+      pulsar_ = std::move(*sink);
+      if (auto r = pulsar_->start(); !r) return std::unexpected("uplink.pulsar: " + r.error().message());
+    }
+    if (kafka_enabled()) {
+      auto kafka = uplink::KafkaUplink::create(config_.kafka, config_.gateway_id, *ring_);
+      if (!kafka) return std::unexpected("uplink.kafka: " + kafka.error().message());
+      kafka_ = std::move(*kafka);
+      if (auto r = kafka_->start(); !r) return std::unexpected("uplink.kafka: " + r.error().message());
+    }
+    if (kafka_enabled() && !config_.kafka_aggregates_topic.empty()) {
       uplink::KafkaOptions options = aggregates_options();
       auto sink = uplink::KafkaUplink::create(options, config_.gateway_id, *ring_);
       if (!sink) return std::unexpected(options.cursor + ": " + sink.error().message());
@@ -123,6 +132,7 @@ class GatewayApp final : public App {
     if (workers_) workers_->stop();
     if (kafka_aggregates_) kafka_aggregates_->stop();  // stopped in reverse order of starting
     if (kafka_) kafka_->stop();
+    if (pulsar_) pulsar_->stop();
     if (windowing_) windowing_->stop();
     if (http_) http_->stop();
     {
@@ -137,6 +147,8 @@ class GatewayApp final : public App {
   std::string http_address() const override { return http_ ? http_->address() : ""; }
 
  private:
+  bool kafka_enabled() const { return !config_.kafka.brokers.empty(); }
+
   // The aggregates sink: the raw sink's options with its own topic, cursor and record type.
   uplink::KafkaOptions aggregates_options() const {
     uplink::KafkaOptions o = config_.kafka;
@@ -180,7 +192,8 @@ class GatewayApp final : public App {
     s.window_size_ms = config_.windowing.size.count();
     s.window_kind = windowing::to_string(config_.windowing.kind);
     s.group_by_tag = config_.windowing.group_by_tag;
-    s.kafka.stats = kafka_->stats();
+    s.has_kafka = kafka_ != nullptr;
+    if (kafka_) s.kafka.stats = kafka_->stats();
     s.kafka.bootstrap = config_.kafka.brokers;
     s.kafka.topic = config_.kafka.topic;
     s.kafka.cursor = config_.kafka.cursor;
@@ -193,6 +206,15 @@ class GatewayApp final : public App {
       a.topic = config_.kafka_aggregates_topic;
       a.cursor = aggregates_options().cursor;
       s.kafka_aggregates = std::move(a);
+    }
+    if (pulsar_) {
+      Snapshot::Kafka p;
+      p.stats = pulsar_->stats();
+      p.bootstrap = config_.pulsar.service_url;
+      p.topic = "persistent://" + config_.pulsar.tenant + "/" + config_.pulsar.ns + "/" + config_.pulsar.topic;
+      p.cursor = config_.pulsar.cursor;
+      p.batch_max_records = config_.pulsar.batch_max_records;
+      s.pulsar = std::move(p);
     }
     if (http_) s.http = http_->stats();
     trends_.update(s, now);
@@ -216,6 +238,7 @@ class GatewayApp final : public App {
   std::unique_ptr<windowing::Stage> windowing_;
   std::unique_ptr<uplink::KafkaUplink> kafka_;
   std::unique_ptr<uplink::KafkaUplink> kafka_aggregates_;  // null: aggregates_topic is empty
+  std::unique_ptr<uplink::PulsarUplink> pulsar_;  // null: [uplink.pulsar] service_url is empty
   std::unique_ptr<ingest::DeadLetters> dead_letters_;  // before source_: outlives it
   std::unique_ptr<ingest::EventStore> local_store_;  // before source_ and workers_: outlives them
   std::unique_ptr<ingest::MqttSource> source_;

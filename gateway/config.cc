@@ -150,6 +150,18 @@ Key enum_key(std::string key, Get get, std::vector<std::pair<std::string, E>> na
 }
 
 template <class Get>
+Key bool_key(std::string key, Get get, std::string description) {
+  return {key, "boolean", std::move(description),
+          [get](Config& c, const toml::node& n) -> std::optional<std::string> {
+            auto v = n.value<bool>();
+            if (!n.is_boolean() || !v) return "expected true or false";
+            get(c) = *v;
+            return std::nullopt;
+          },
+          [get](Config c) { return std::string(get(c) ? "true" : "false"); }};
+}
+
+template <class Get>
 Key string_list_key(std::string key, Get get, std::string description) {
   return {key, "array of strings", std::move(description),
           [get](Config& c, const toml::node& n) -> std::optional<std::string> {
@@ -294,7 +306,7 @@ const std::vector<Key>& keys() {
               "Also commit after this many records."),
 
       string_key("uplink.kafka.brokers", [](Config& c) -> auto& { return c.kafka.brokers; },
-                 "Kafka bootstrap servers HOST:PORT[,...], or \"embedded\" to start librdkafka's mock cluster "
+                 "Kafka bootstrap servers HOST:PORT[,...] (leave the key out for a Pulsar-only gateway), or \"embedded\" to start librdkafka's mock cluster "
                  "inside the gateway (demo only: it keeps data in memory); its address is logged and shown in /status."),
       string_key("uplink.kafka.topic", [](Config& c) -> auto& { return c.kafka.topic; }, "Topic of the raw batches."),
       string_key("uplink.kafka.aggregates_topic", [](Config& c) -> auto& { return c.kafka_aggregates_topic; },
@@ -340,6 +352,51 @@ const std::vector<Key>& keys() {
                  "PEM private key of the client certificate (empty: none).", true),
       string_key("uplink.kafka.ssl.key.password", [](Config& c) -> auto& { return c.kafka.ssl_key_password; },
                  "Password of the private key (empty: none).", true),
+      string_key("uplink.pulsar.service_url", [](Config& c) -> auto& { return c.pulsar.service_url; },
+                 "Pulsar WebSocket service ws://HOST:PORT or wss://HOST:PORT[/PREFIX] (a broker with "
+                 "webSocketServiceEnabled, or a WebSocket proxy): telemetry batches go to its producer endpoint, "
+                 "at least once (downstream dedup by gateway id and seq). Empty: no Pulsar sink.",
+                 true),
+      string_key("uplink.pulsar.tenant", [](Config& c) -> auto& { return c.pulsar.tenant; }, "Pulsar tenant."),
+      string_key("uplink.pulsar.namespace", [](Config& c) -> auto& { return c.pulsar.ns; }, "Pulsar namespace."),
+      string_key("uplink.pulsar.topic", [](Config& c) -> auto& { return c.pulsar.topic; },
+                 "Persistent topic of the raw batches: persistent://TENANT/NAMESPACE/TOPIC."),
+      string_key("uplink.pulsar.producer_name", [](Config& c) -> auto& { return c.pulsar.producer_name; },
+                 "producerName of the WebSocket producer (unique per topic); empty: the service picks one.", true),
+      string_key("uplink.pulsar.token", [](Config& c) -> auto& { return c.pulsar.token; },
+                 "Token sent as \"Authorization: Bearer TOKEN\" on the WebSocket upgrade (empty: none). A secret: "
+                 "never logged nor shown in /status.",
+                 true),
+      string_key("uplink.pulsar.tls_ca_file", [](Config& c) -> auto& { return c.pulsar.tls.ca_file; },
+                 "wss://: PEM file of the CA that signed the service's certificate (empty: the system's).", true),
+      string_key("uplink.pulsar.tls_cert_file", [](Config& c) -> auto& { return c.pulsar.tls.cert_file; },
+                 "wss://: PEM client certificate for TLS client authentication (empty: none).", true),
+      string_key("uplink.pulsar.tls_key_file", [](Config& c) -> auto& { return c.pulsar.tls.key_file; },
+                 "wss://: PEM private key of tls_cert_file (empty: none).", true),
+      bool_key("uplink.pulsar.tls_verify", [](Config& c) -> auto& { return c.pulsar.tls.verify; },
+               "wss://: verify the service's certificate and host name (false: for testing only)."),
+      int_key("uplink.pulsar.zstd_level", [](Config& c) -> auto& { return c.pulsar.zstd_level; }, 1, 19,
+              "zstd compression level of each batch."),
+      int_key("uplink.pulsar.batch_max_records", [](Config& c) -> auto& { return c.pulsar.batch_max_records; }, 1,
+              1000000, "Most records in one message (batch)."),
+      bytes_key("uplink.pulsar.batch_max_bytes", [](Config& c) -> auto& { return c.pulsar.batch_max_bytes; }, 1024,
+                "Most payload bytes read into one batch (before compression; the message carries it in base64)."),
+      duration_key("uplink.pulsar.linger", [](Config& c) -> auto& { return c.pulsar.linger; }, milliseconds(0),
+                   "How long a batch may wait to fill before it is sent."),
+      int_key("uplink.pulsar.max_in_flight", [](Config& c) -> auto& { return c.pulsar.max_in_flight; }, 1, 1024,
+              "Messages sent and not yet answered, at most (keyed by their context); each is kept for a resend."),
+      duration_key("uplink.pulsar.send_timeout", [](Config& c) -> auto& { return c.pulsar.send_timeout; },
+                   milliseconds(100),
+                   "The producer's sendTimeoutMillis; an answer that has not come after this closes the connection, "
+                   "and every unanswered message is sent again after reconnecting."),
+      duration_key("uplink.pulsar.connect_timeout", [](Config& c) -> auto& { return c.pulsar.connect_timeout; },
+                   milliseconds(100), "Connect, TLS and WebSocket upgrade must be done within this."),
+      duration_key("uplink.pulsar.retry_backoff", [](Config& c) -> auto& { return c.pulsar.retry_backoff; },
+                   milliseconds(1),
+                   "First wait after a send error, a lost connection or a refused upgrade; doubles up to "
+                   "retry_backoff_max, with jitter."),
+      duration_key("uplink.pulsar.retry_backoff_max", [](Config& c) -> auto& { return c.pulsar.retry_backoff_max; },
+                   milliseconds(1), "Longest wait between retries (at least retry_backoff)."),
       bytes_key("uplink.max_bytes_per_s", [](Config& c) -> auto& { return c.kafka.max_bytes_per_s; }, 0,
                 "Cap on the compressed bytes per second sent upstream, backlog drains included (metered links); "
                 "0: no cap."),
@@ -433,10 +490,24 @@ std::expected<Config, ConfigError> parse_config(std::string_view text, const std
                                     "must not be longer than windowing.size"));
   }
   // Keys without a usable default.
-  for (const char* required : {"buffer.path", "uplink.kafka.brokers"}) {
-    if (root.at_path(required).node() == nullptr) {
-      return std::unexpected(ConfigError{file, 0, 0, required, "is required"});
+  if (root.at_path("buffer.path").node() == nullptr) {
+    return std::unexpected(ConfigError{file, 0, 0, "buffer.path", "is required"});
+  }
+  if (config.kafka.brokers.empty() && config.pulsar.service_url.empty()) {
+    return std::unexpected(ConfigError{file, 0, 0, "uplink.kafka.brokers",
+                                       "is required (or uplink.pulsar.service_url, or both)"});
+  }
+  if (!config.pulsar.service_url.empty()) {
+    const toml::node* node = root.at_path("uplink.pulsar.service_url").node();
+    if (!uplink::parse_service_url(config.pulsar.service_url)) {
+      return std::unexpected(error_at(file, node->source(), "uplink.pulsar.service_url",
+                                      "expected ws://HOST[:PORT][/PREFIX] or wss://HOST[:PORT][/PREFIX]"));
     }
+  }
+  if (config.pulsar.retry_backoff_max < config.pulsar.retry_backoff) {
+    const toml::node* node = root.at_path("uplink.pulsar.retry_backoff_max").node();
+    return std::unexpected(error_at(file, node ? node->source() : toml::source_region{},
+                                    "uplink.pulsar.retry_backoff_max", "must not be shorter than retry_backoff"));
   }
   return config;
 }

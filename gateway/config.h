@@ -15,6 +15,7 @@
 #include "gateway/status.h"
 #include "ingest/mqtt_source.h"
 #include "uplink/kafka_sink.h"
+#include "uplink/pulsar_sink.h"
 #include "windowing/stage.h"
 
 namespace gw::gateway {
@@ -28,7 +29,10 @@ struct Config {
   ingest::DeadLetterOptions dead_letters;  // path empty: <buffer.path>/dead-letters
   buffer::Options buffer;
   windowing::Options windowing;
-  uplink::KafkaOptions kafka;  // the raw (telemetry) sink; the aggregates sink is a copy of it
+  uplink::KafkaOptions kafka;  // the raw (telemetry) sink; brokers empty: no Kafka sink (Pulsar only)
+  // The Pulsar sink of telemetry (cursor "uplink.pulsar"); service_url empty: none. Either sink, or
+  // both, each with its own cursor.
+  uplink::PulsarOptions pulsar;
   // Topic of the windowing stage's aggregate records (a second Kafka sink, cursor
   // "uplink.kafka.aggregates"); empty: aggregates are not forwarded (no second sink).
   std::string kafka_aggregates_topic = "telemetry-aggregates";

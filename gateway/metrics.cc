@@ -169,11 +169,14 @@ void windowing_metrics(Writer& w, const Snapshot& s) {
 }
 
 void uplink_metrics(Writer& w, const Snapshot& s) {
-  const auto& k = s.kafka.stats;
-  const Labels kafka = {{"sink", "kafka"}};
-  // Every sink: the raw telemetry sink and, when aggregates are forwarded, their sink.
-  std::vector<std::pair<std::string, const uplink::SinkStats*>> sinks{{"kafka", &k}};
+  // The primary sink's figures stand for the uplink in the single-sink families (see Snapshot).
+  const auto& k = s.primary().stats;
+  const Labels kafka = {{"sink", s.primary_name()}};
+  // Every sink: the raw telemetry sink(s) and, when aggregates are forwarded, their sink.
+  std::vector<std::pair<std::string, const uplink::SinkStats*>> sinks;
+  if (s.has_kafka) sinks.emplace_back("kafka", &s.kafka.stats);
   if (s.kafka_aggregates) sinks.emplace_back("kafka_aggregates", &s.kafka_aggregates->stats);
+  if (s.pulsar) sinks.emplace_back("pulsar", &s.pulsar->stats);
   auto per_sink = [&](std::string_view name, std::string_view type, std::string_view help, auto value) {
     w.family(name, type, help);
     for (const auto& [label, stats] : sinks) w.sample(name, {{"sink", label}}, value(*stats));
@@ -217,15 +220,23 @@ void uplink_metrics(Writer& w, const Snapshot& s) {
   // Device event time to the upstream acknowledgement, per delivered telemetry record.
   w.family("gw_uplink_e2e_latency_seconds", "histogram",
            "Device event time to the upstream system's acknowledgement, per delivered telemetry record.");
-  for (std::size_t i = 0; i < std::size(uplink::LatencyHistogram::kBounds); ++i) {
-    w.sample("gw_uplink_e2e_latency_seconds_bucket",
-             {{"sink", "kafka"}, {"le", fmt::format("{}", uplink::LatencyHistogram::kBounds[i])}}, k.latency.buckets[i]);
+  for (const auto& [label, stats] : sinks) {
+    if (label == "kafka_aggregates") continue;  // telemetry sinks only
+    const auto& lat = stats->latency;
+    for (std::size_t i = 0; i < std::size(uplink::LatencyHistogram::kBounds); ++i) {
+      w.sample("gw_uplink_e2e_latency_seconds_bucket",
+               {{"sink", label}, {"le", fmt::format("{}", uplink::LatencyHistogram::kBounds[i])}}, lat.buckets[i]);
+    }
+    w.sample("gw_uplink_e2e_latency_seconds_bucket", {{"sink", label}, {"le", "+Inf"}}, lat.count);
+    w.sample("gw_uplink_e2e_latency_seconds_sum", {{"sink", label}}, lat.sum_s);
+    w.sample("gw_uplink_e2e_latency_seconds_count", {{"sink", label}}, lat.count);
   }
-  w.sample("gw_uplink_e2e_latency_seconds_bucket", {{"sink", "kafka"}, {"le", "+Inf"}}, k.latency.count);
-  w.sample("gw_uplink_e2e_latency_seconds_sum", kafka, k.latency.sum_s);
-  w.sample("gw_uplink_e2e_latency_seconds_count", kafka, k.latency.count);
   counter("gw_uplink_e2e_latency_negative_total", "Delivered records whose event time was ahead of the gateway clock.",
           k.latency.negative);
+  per_sink("gw_uplink_batches_resent_total", "counter",
+           "Batches sent again after a send error or a lost connection (Pulsar; the Kafka sink resends "
+           "after a read-back instead).",
+           [](const uplink::SinkStats& x) { return x.batches_resent; });
   per_sink("gw_uplink_last_acked_seq", "gauge", "The last buffer sequence number the upstream system acknowledged.",
            [](const uplink::SinkStats& x) { return x.last_acked.value; });
   gauge("gw_uplink_in_flight_batches", "Batches produced and not yet confirmed.", k.in_flight);

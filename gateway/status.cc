@@ -29,26 +29,27 @@ std::string_view to_string(BacklogState state) noexcept {
 }
 
 void Trends::update(Snapshot& s, std::chrono::steady_clock::time_point now) {
-  samples_.push_back({now, s.buffer.appended_total, s.kafka.stats.records_acked});
+  const Snapshot::Kafka& sink = s.primary();
+  samples_.push_back({now, s.buffer.appended_total, sink.stats.records_acked});
   while (samples_.size() > 2 && now - samples_[1].at >= window_) samples_.pop_front();
   const Sample& first = samples_.front();
   double seconds = std::chrono::duration<double>(now - first.at).count();
   if (seconds > 0) {
     // Counters restart with the process, never within one: a decrease cannot happen here.
     s.ingest_events_per_s = static_cast<double>(s.buffer.appended_total - first.appended) / seconds;
-    s.uplink_records_per_s = static_cast<double>(s.kafka.stats.records_acked - first.acked) / seconds;
+    s.uplink_records_per_s = static_cast<double>(sink.stats.records_acked - first.acked) / seconds;
   }
 
-  const buffer::CursorStats* cursor = find_cursor(s.buffer, s.kafka.cursor);
+  const buffer::CursorStats* cursor = find_cursor(s.buffer, sink.cursor);
   s.backlog_records = cursor != nullptr ? cursor->lag : 0;
   // Like the uplink's drain pacing: a backlog is more than two full batches behind the head; less
   // is live traffic waiting for its batch to fill.
   s.backlog = BacklogState::none;
   s.drain_eta_s.reset();
-  if (s.backlog_records > 2 * std::max<std::uint64_t>(1, s.kafka.batch_max_records)) {
+  if (s.backlog_records > 2 * std::max<std::uint64_t>(1, sink.batch_max_records)) {
     // Rates are averages over the window: a sink that just went down is not draining any more.
     double net = s.uplink_records_per_s - s.ingest_events_per_s;
-    if (net > 0 && s.kafka.stats.state == uplink::SinkState::up) {
+    if (net > 0 && sink.stats.state == uplink::SinkState::up) {
       s.backlog = BacklogState::draining;
       s.drain_eta_s = static_cast<double>(s.backlog_records) / net;
     } else {
@@ -56,7 +57,7 @@ void Trends::update(Snapshot& s, std::chrono::steady_clock::time_point now) {
     }
   }
 
-  if (s.kafka.stats.state == uplink::SinkState::down) {
+  if (sink.stats.state == uplink::SinkState::down) {
     if (!down_since_) down_since_ = now;
     s.uplink_down_ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - *down_since_).count();
   } else {
@@ -78,7 +79,7 @@ std::vector<std::string> readiness(const Snapshot& s, const ReadinessOptions& op
   if (s.buffer.blocked_appends > 0) reasons.push_back("buffer: full (max_bytes); appends wait for the consumers");
   if (options.uplink_down_max.count() > 0 && s.uplink_down_ms && *s.uplink_down_ms >= options.uplink_down_max.count()) {
     reasons.push_back("uplink: down for " + std::to_string(*s.uplink_down_ms / 1000) + " s" +
-                      (s.kafka.stats.last_error.empty() ? "" : " (" + s.kafka.stats.last_error + ")"));
+                      (s.primary().stats.last_error.empty() ? "" : " (" + s.primary().stats.last_error + ")"));
   }
   return reasons;
 }
@@ -182,17 +183,23 @@ std::string status_json(const Snapshot& snap) {
                 {"records_found_upstream", k.records_found_upstream},
                 {"rate_limited_ms", k.rate_limited_ms}, {"drain_paced_ms", k.drain_paced_ms},
                 {"max_bytes_per_s", sink.max_bytes_per_s},
+                {"batches_resent", k.batches_resent}, {"connects", k.connects},
                 {"last_error", k.last_error}};
   };
   if (snap.kafka_aggregates) s["uplink"]["kafka_aggregates"] = sink_json(*snap.kafka_aggregates);
-  // The telemetry sink: the same fields, plus how long it has been down and the latency of delivery.
-  json kafka = sink_json(snap.kafka);
-  const auto& lat = snap.kafka.stats.latency;
-  kafka["down_for_ms"] = snap.uplink_down_ms ? json(*snap.uplink_down_ms) : json(nullptr);
-  kafka["e2e_latency"] = {{"records", lat.count},
-                          {"mean_s", lat.count > 0 ? lat.sum_s / static_cast<double>(lat.count) : 0.0},
-                          {"event_time_ahead", lat.negative}};
-  s["uplink"]["kafka"] = std::move(kafka);
+  // A telemetry sink: the same fields, plus the latency of delivery, and for the primary sink how
+  // long it has been down.
+  auto telemetry_json = [&](const Snapshot::Kafka& sink, bool primary) {
+    json j = sink_json(sink);
+    const auto& lat = sink.stats.latency;
+    j["down_for_ms"] = primary && snap.uplink_down_ms ? json(*snap.uplink_down_ms) : json(nullptr);
+    j["e2e_latency"] = {{"records", lat.count},
+                        {"mean_s", lat.count > 0 ? lat.sum_s / static_cast<double>(lat.count) : 0.0},
+                        {"event_time_ahead", lat.negative}};
+    return j;
+  };
+  if (snap.has_kafka) s["uplink"]["kafka"] = telemetry_json(snap.kafka, true);
+  if (snap.pulsar) s["uplink"]["pulsar"] = telemetry_json(*snap.pulsar, !snap.has_kafka);
   if (snap.http) {
     const auto& h = *snap.http;
     s["http"] = {{"connections_total", h.connections_total}, {"connections_refused", h.connections_refused},

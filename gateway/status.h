@@ -62,14 +62,22 @@ struct Snapshot {
     std::uint64_t max_bytes_per_s = 0;
     std::uint64_t batch_max_records = 0;
   };
-  Kafka kafka;                           // the telemetry sink
+  Kafka kafka;                           // the Kafka telemetry sink (when has_kafka)
+  bool has_kafka = true;                 // false: [uplink.kafka] brokers not set (Pulsar only)
   std::optional<Kafka> kafka_aggregates;  // the aggregates sink, when [uplink.kafka] aggregates_topic is set
+  // The Pulsar telemetry sink, when [uplink.pulsar] service_url is set (bootstrap = the service URL,
+  // topic = persistent://tenant/namespace/topic).
+  std::optional<Kafka> pulsar;
+  // The sink whose figures stand for "the uplink" (rates, backlog, down time, readiness): Kafka's
+  // telemetry sink when configured, else Pulsar's. Its name: "kafka" or "pulsar".
+  const Kafka& primary() const { return has_kafka || !pulsar ? kafka : *pulsar; }
+  std::string_view primary_name() const { return has_kafka || !pulsar ? "kafka" : "pulsar"; }
   std::optional<HttpStats> http;  // absent until the server runs
 
   // Derived by Trends::update from the snapshots of the last few seconds.
   double ingest_events_per_s = 0;   // records appended to the buffer per second
-  double uplink_records_per_s = 0;  // records acknowledged by Kafka per second
-  std::uint64_t backlog_records = 0;  // records stored and not yet acknowledged by Kafka
+  double uplink_records_per_s = 0;  // records acknowledged upstream per second (the primary sink)
+  std::uint64_t backlog_records = 0;  // records stored and not yet acknowledged upstream (the primary sink)
   BacklogState backlog = BacklogState::none;
   std::optional<double> drain_eta_s;        // set only while draining
   std::optional<std::int64_t> uplink_down_ms;  // how long the uplink has been down; unset when not down

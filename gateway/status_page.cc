@@ -117,7 +117,7 @@ constexpr std::string_view kPage = R"html(<!doctype html>
     show("backlog-records", s.backlog.records, num(s.backlog.records));
     $("backlog-state").textContent = { none: "caught up", draining: "draining", growing: "growing" }[s.backlog.state];
     show("drain-eta", s.backlog.drain_eta_s, s.backlog.state === "none" ? "caught up" : duration(s.backlog.drain_eta_s));
-    const k = s.uplink.kafka;
+    const k = s.uplink.kafka || s.uplink.pulsar;
     show("uplink-state", k.state);
     $("uplink-state").style.color = k.state === "up" ? "#2e7d32" : (k.state === "down" ? "#c62828" : "#ef8f00");
     show("uplink-rate", s.rates.uplink_records_per_s, num(s.rates.uplink_records_per_s, 1));

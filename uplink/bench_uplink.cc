@@ -30,6 +30,10 @@
 #include "uplink/batch.h"
 #include "uplink/kafka_mock.h"
 #include "uplink/kafka_sink.h"
+#ifdef GW_BENCH_PULSAR
+#include "tests/support/pulsar_ws_server.h"
+#include "uplink/pulsar_sink.h"
+#endif
 
 namespace {
 
@@ -208,6 +212,11 @@ void throughput(const std::vector<gw::uplink::BatchRecord>& records) {
   const double plain = plain_producer((*cluster)->bootstrap(), "plain", singles, records.size());
   const double plain_batches = plain_producer((*cluster)->bootstrap(), "plain", values, records.size());
 
+#ifdef GW_BENCH_PULSAR
+  // The Pulsar sink reads the same records later through its own cursor: register it first, so
+  // that the Kafka sink's acks do not trim them.
+  if (!(*ring)->register_cursor("uplink.pulsar")) std::exit(1);
+#endif
   gw::uplink::KafkaOptions opt;
   opt.brokers = (*cluster)->bootstrap();
   opt.linger = 0ms;
@@ -221,9 +230,29 @@ void throughput(const std::vector<gw::uplink::BatchRecord>& records) {
   const auto st = (*sink)->stats();
   (*sink)->stop();
   sink->reset();
+  const double ours = static_cast<double>(st.records_acked) / s;
+#ifdef GW_BENCH_PULSAR
+  // The Pulsar sink to the tests' WebSocket protocol server on loopback (not a broker: it keeps
+  // messages in memory and answers at once, so this measures the sink, not Pulsar).
+  auto server = gw::test::PulsarWsServer::start();
+  gw::uplink::PulsarOptions popt;
+  popt.service_url = server->url();
+  popt.linger = 0ms;
+  auto psink = gw::uplink::PulsarUplink::create(popt, "edge-1", **ring);
+  if (!psink) std::exit(1);
+  const auto p0 = Clock::now();
+  if (!(*psink)->start()) std::exit(1);
+  while ((*psink)->stats().last_acked < last && Clock::now() < p0 + 300s) std::this_thread::sleep_for(1ms);
+  const double ps = std::chrono::duration<double>(Clock::now() - p0).count();
+  const auto pst = (*psink)->stats();
+  (*psink)->stop();
+  psink->reset();
+  const double pulsar = static_cast<double>(pst.records_acked) / ps;
+  bench("deliver.pulsar_uplink_ws_test_server", pulsar, "records/s");
+  ratio("deliver.pulsar_uplink_vs_kafka_uplink", pulsar / ours);
+#endif
   ring->reset();
   fs::remove_all(dir);
-  const double ours = static_cast<double>(st.records_acked) / s;
   bench("deliver.kafka_uplink", ours, "records/s");
   bench("deliver.plain_producer_per_record", plain, "records/s");
   bench("deliver.plain_producer_our_batch_values", plain_batches, "records/s");

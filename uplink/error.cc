@@ -29,6 +29,10 @@ class Category final : public std::error_category {
         return "unsupported batch format version";
       case errc::already_started:
         return "already started";
+      case errc::unauthorized:
+        return "credentials refused by the upstream system";
+      case errc::protocol:
+        return "protocol error with the upstream system";
     }
     return "unknown uplink error";
   }

@@ -10,13 +10,15 @@ namespace gw::uplink {
 enum class errc {
   invalid_argument = 1,  // bad options: empty brokers, topic or gateway id, zero limits
   kafka,                 // librdkafka refused a configuration or an operation; the message is logged
-  unreachable,           // no broker answered in time
+  unreachable,           // no broker (or Pulsar WebSocket service) answered in time
   unknown_topic,         // the topic does not exist on the cluster
   bad_compression,       // not exactly one zstd frame with its content size, or it does not decompress
   too_large,             // the declared decompressed size exceeds kMaxBatchBytes
   malformed,             // not a valid Batch FlatBuffer, or its sequence numbers are inconsistent
   unsupported_version,   // format_version newer than this build understands
   already_started,       // start() called twice
+  unauthorized,          // the upstream system refused our credentials (Pulsar: HTTP 401 on the upgrade)
+  protocol,              // the upstream system answered outside its protocol (TLS failure, bad upgrade, bad JSON)
 };
 const std::error_category& uplink_category() noexcept;
 std::error_code make_error_code(errc e) noexcept;

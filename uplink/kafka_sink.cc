@@ -15,10 +15,10 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
-#include <random>
 #include <thread>
 
 #include "uplink/batch.h"
+#include "uplink/batch_source.h"
 #include "uplink/kafka_client.h"
 #include "uplink/kafka_reader.h"
 
@@ -94,8 +94,7 @@ struct KafkaUplink::Impl {
   std::size_t max_records = 0;
   Clock::time_point next_probe{};
   Clock::time_point retry_at{};  // no resume attempt before this
-  milliseconds backoff{0};
-  std::mt19937_64 rng{std::random_device{}()};
+  RetryBackoff backoff;
   double tokens = 0;  // max_bytes_per_s budget (may go negative: the debt of the last batch)
   Clock::time_point refilled = Clock::now();
   double drain_tokens = 0;  // drain_max_records_per_s budget, spent only while a backlog waits
@@ -110,6 +109,7 @@ struct KafkaUplink::Impl {
         ring(r),
         security(security_properties(opt)),
         max_records(opt.batch_max_records),
+        backoff(opt.retry_backoff, opt.retry_backoff_max),
         tokens(static_cast<double>(opt.max_bytes_per_s)),
         drain_tokens(static_cast<double>(opt.drain_max_records_per_s)) {}
 
@@ -186,7 +186,7 @@ struct KafkaUplink::Impl {
       st.state = SinkState::up;
       st.last_error.clear();
     }
-    backoff = milliseconds(0);
+    backoff.reset();
     ack_prefix();
   }
 
@@ -342,9 +342,7 @@ struct KafkaUplink::Impl {
 
   // The next wait of the retry loop: doubling, capped, with up to 50% random jitter.
   void schedule_retry() {
-    backoff = backoff.count() == 0 ? opt.retry_backoff : std::min(backoff * 2, opt.retry_backoff_max);
-    std::uniform_int_distribution<std::int64_t> jitter(0, backoff.count() / 2);
-    retry_at = Clock::now() + backoff - milliseconds(jitter(rng));
+    retry_at = backoff.next();
   }
 
   // --- sending ---------------------------------------------------------------------------------
@@ -365,23 +363,16 @@ struct KafkaUplink::Impl {
     }
     const std::vector<std::uint8_t> raw = encode_batch_flatbuffer(batch);
     const std::vector<std::uint8_t> value = compress_frame(raw, opt.zstd_level);
-    const std::string first = std::to_string(batch.first.value);
-    const std::string last = std::to_string(batch.last.value);
-    const std::string version = std::to_string(kBatchFormatVersion);
+    const auto properties = batch_properties(batch);
+    const std::string& first = properties[1].second;
+    const std::string& last = properties[2].second;
     const std::uint64_t id = next_id;
     for (;;) {
-      rd_kafka_headers_t* hdrs = rd_kafka_headers_new(7);
-      auto add = [hdrs](std::string_view name, std::string_view v) {
+      rd_kafka_headers_t* hdrs = rd_kafka_headers_new(properties.size());
+      for (const auto& [name, v] : properties) {
         rd_kafka_header_add(hdrs, name.data(), static_cast<ssize_t>(name.size()), v.data(),
                             static_cast<ssize_t>(v.size()));
-      };
-      add(kHeaderGatewayId, gateway_id);
-      add(kHeaderFirstSeq, first);
-      add(kHeaderLastSeq, last);
-      add(kHeaderSchemaVersion, version);
-      add(kHeaderCodec, kCodecZstd);
-      add(kHeaderDictId, kNoDictionary);
-      add(kHeaderRecordType, record_type_name(opt.records));
+      }
       const rd_kafka_resp_err_t err = rd_kafka_producev(
           rk, RD_KAFKA_V_TOPIC(opt.topic.c_str()), RD_KAFKA_V_PARTITION(partition),
           RD_KAFKA_V_KEY(gateway_id.data(), gateway_id.size()),
@@ -410,10 +401,7 @@ struct KafkaUplink::Impl {
     ++next_id;
     tokens -= static_cast<double>(value.size());
     if (backlog()) drain_tokens -= static_cast<double>(count + skipped);
-    std::vector<std::int64_t> times;
-    times.reserve(batch.records.size());
-    for (const auto& r : batch.records) times.push_back(r.event.time.ms);
-    fifo.push_back({id, batch.first, batch.last, count, false, false, std::move(times)});
+    fifo.push_back({id, batch.first, batch.last, count, false, false, event_times(batch)});
     next_after = batch.last;
     max_records = opt.batch_max_records;
     std::lock_guard lock(mu);
@@ -424,66 +412,15 @@ struct KafkaUplink::Impl {
     return true;
   }
 
-  // Adds a stored record of this sink's type to the batch; false if it is of another type or does
-  // not decode (then it is skipped).
-  bool add_record(const buffer::StoredRecord& r, Batch& batch) {
-    if (r.type != opt.records) return false;
-    if (aggregates()) {
-      auto a = windowing::decode_aggregate(r.payload);
-      if (a) {
-        batch.aggregates.push_back({r.seq, std::move(*a)});
-        return true;
-      }
-      spdlog::warn("{}: buffer record seq {} is not an aggregate v1; not forwarded", opt.cursor, r.seq.value);
-      return false;
-    }
-    auto event = ingest::decode_telemetry(r.payload);
-    if (event) {
-      batch.records.push_back({r.seq, std::move(*event)});
-      return true;
-    }
-    spdlog::warn("{}: buffer record seq {} does not decode ({}); not forwarded", opt.cursor, r.seq.value,
-                 event.error().message());
-    return false;
-  }
-
-  // Reads the next batch after next_after and produces it. Reads again while records of another
-  // type left room in the batch (a sink of a rare type, aggregates, fills its batches from many
-  // reads), up to the buffer's head and at most kMaxReads reads per batch. A full batch ends at its
-  // last record; what was read beyond it is read again for the next batch.
+  // Reads the next batch after next_after (uplink/batch_source.h) and produces it.
   void send_next() {
-    constexpr int kMaxReads = 64;
-    Batch batch{gateway_id, {}, {}, {}, opt.records};
-    std::size_t sendable = 0, bytes = 0, skipped = 0;
-    bool full = false;
-    for (int reads = 0; reads < kMaxReads && !full; ++reads) {
-      const buffer::Seq after = batch.last == buffer::Seq{} ? next_after : batch.last;
-      auto stored = ring.read(after, max_records, opt.batch_max_bytes);
-      if (!stored) {
-        spdlog::error("{}: reading the buffer after seq {} failed: {}", opt.cursor, after.value,
-                      stored.error().message());
-        if (reads > 0) break;  // send what was read
-        rd_kafka_poll(rk, 500);
-        return;
-      }
-      for (const buffer::StoredRecord& r : *stored) {
-        if (sendable >= max_records || bytes >= opt.batch_max_bytes) {
-          full = true;
-          break;
-        }
-        if (batch.last == buffer::Seq{}) batch.first = r.seq;
-        batch.last = r.seq;
-        if (add_record(r, batch)) {
-          ++sendable;
-          bytes += r.payload.size();
-        } else {
-          ++skipped;
-        }
-      }
-      if (stored->empty() || batch.last >= ring.last_seq()) break;  // at the head: send what there is
+    auto read = read_batch(ring, next_after, gateway_id, {opt.records, max_records, opt.batch_max_bytes, opt.cursor});
+    if (!read) {
+      rd_kafka_poll(rk, 500);
+      return;
     }
-    if (batch.last == buffer::Seq{}) return;  // nothing stored after next_after
-    if (!produce(batch, skipped)) rd_kafka_poll(rk, 200);
+    if (read->empty()) return;  // nothing stored after next_after
+    if (!produce(read->batch, read->skipped)) rd_kafka_poll(rk, 200);
   }
 
   // Once every in-flight batch has its report: ack what was delivered, drop the producer (so no
@@ -565,7 +502,7 @@ struct KafkaUplink::Impl {
         } else {
           schedule_retry();
           spdlog::warn("{}: cannot read the partition back yet; retrying in about {} ms", opt.cursor,
-                       backoff.count());
+                       backoff.current().count());
         }
         continue;
       }
@@ -627,8 +564,7 @@ std::expected<std::unique_ptr<KafkaUplink>, std::error_code> KafkaUplink::create
 std::expected<void, std::error_code> KafkaUplink::start() {
   Impl& s = *impl_;
   if (s.started) return std::unexpected(make_error_code(errc::already_started));
-  if (auto r = s.ring.register_cursor(s.opt.cursor); !r) return std::unexpected(r.error());
-  auto acked = s.ring.acked(s.opt.cursor);
+  auto acked = open_cursor(s.ring, s.opt.cursor);
   if (!acked) return std::unexpected(acked.error());
   s.acked = s.next_after = *acked;
   {

@@ -63,6 +63,8 @@ struct SinkStats {
   std::int32_t partition = -1;        // Kafka: the partition this gateway writes (-1: not known yet)
   std::uint64_t rate_limited_ms = 0;  // time spent waiting for the max_bytes_per_s budget
   std::uint64_t drain_paced_ms = 0;   // time a backlog drain waited for drain_max_records_per_s
+  std::uint64_t batches_resent = 0;   // Pulsar: batches sent again (send error, dropped connection)
+  std::uint64_t connects = 0;         // Pulsar: WebSocket connections made (the first included)
   std::string last_error;             // the latest connection/delivery problem; cleared by a delivery
   LatencyHistogram latency;           // telemetry only: event time to delivery report
 };

@@ -14,6 +14,13 @@
 // (scope "group": "group" and "group_tag" instead of "device"). --max-records counts both.
 // With --headers, each message is preceded by
 //   {"message":{"partition":P,"offset":O,"key":"...","headers":{"gw-first-seq":"1",...}}}
+//
+//   uplink-cat --pulsar ws://HOST:PORT [--tenant T] [--namespace NS] [--topic T] [--token T]
+//              [--no-dedup] [--idle-exit-ms N] [--max-records N] [--headers]
+// reads a Pulsar topic through the WebSocket consumer API (a new subscription, from the first
+// message). The Pulsar sink is at least once, so records are deduplicated by (gateway id, seq)
+// unless --no-dedup; the number removed is reported on stderr. --headers prints
+// {"message":{"message_id":"...","properties":{...}}}. Exits once nothing came for N ms.
 // Exit status: 0 done, 1 some message did not decode (each one is reported on stderr),
 // 2 usage or connection error. Logs go to stderr. Single-threaded (plus librdkafka's threads).
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -23,10 +30,13 @@
 #include <atomic>
 #include <csignal>
 #include <iostream>
+#include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "uplink/batch.h"
 #include "uplink/kafka_reader.h"
+#include "uplink/pulsar_reader.h"
 
 namespace {
 
@@ -71,6 +81,85 @@ nlohmann::ordered_json aggregate_line(const std::string& gateway, const gw::upli
   return j;
 }
 
+// Prints the records (or aggregates) of one batch; with `seen`, only (gateway id, seq) not printed
+// before (the rest are counted in `removed`).
+void print_batch(const gw::uplink::Batch& batch, std::uint64_t max_records, std::uint64_t& printed,
+                 std::map<std::string, std::set<std::uint64_t>>* seen, std::uint64_t& removed) {
+  auto fresh = [&](gw::buffer::Seq seq) {
+    if (seen == nullptr || (*seen)[batch.gateway_id].insert(seq.value).second) return true;
+    ++removed;
+    return false;
+  };
+  for (const gw::uplink::BatchRecord& r : batch.records) {
+    if (max_records != 0 && printed >= max_records) break;
+    if (!fresh(r.seq)) continue;
+    nlohmann::ordered_json metrics = nlohmann::ordered_json::object();
+    for (const auto& m : r.event.metrics) metrics[m.name] = m.value;
+    nlohmann::ordered_json j;
+    j["gateway"] = batch.gateway_id;
+    j["seq"] = r.seq.value;
+    j["device"] = r.event.device.value;
+    j["device_seq"] = r.event.seq.value;
+    j["time_ms"] = r.event.time.ms;
+    j["metrics"] = std::move(metrics);
+    std::cout << dump(j) << '\n';
+    ++printed;
+  }
+  for (const gw::uplink::AggregateRecord& r : batch.aggregates) {
+    if (max_records != 0 && printed >= max_records) break;
+    if (!fresh(r.seq)) continue;
+    std::cout << dump(aggregate_line(batch.gateway_id, r)) << '\n';
+    ++printed;
+  }
+  std::cout.flush();
+}
+
+// --pulsar: reads through the WebSocket consumer API until nothing came for idle_exit_ms.
+int cat_pulsar(const gw::uplink::PulsarReaderOptions& options, long idle_exit_ms, std::uint64_t max_records,
+               bool headers, bool dedup) {
+  auto reader = gw::uplink::PulsarReader::open(options);
+  if (!reader) {
+    std::cerr << "uplink-cat: " << options.service_url << " topic " << options.topic << ": "
+              << reader.error().message() << '\n';
+    return 2;
+  }
+  using Clock = std::chrono::steady_clock;
+  auto last_message = Clock::now();
+  std::uint64_t printed = 0, bad = 0, removed = 0;
+  std::map<std::string, std::set<std::uint64_t>> seen;
+  while (g_stop == 0 && (max_records == 0 || printed < max_records)) {
+    auto next = (*reader)->next(std::chrono::milliseconds(100));
+    if (!next) {
+      std::cerr << "uplink-cat: " << next.error().message() << '\n';
+      return 2;
+    }
+    if (!next->has_value()) {
+      if (idle_exit_ms > 0 && Clock::now() - last_message >= std::chrono::milliseconds(idle_exit_ms)) break;
+      continue;
+    }
+    last_message = Clock::now();
+    const gw::uplink::PulsarMessage& msg = **next;
+    if (headers) {
+      nlohmann::ordered_json p = nlohmann::ordered_json::object();
+      for (const auto& [k, v] : msg.properties) p[k] = v;
+      nlohmann::ordered_json m;
+      m["message"] = {{"message_id", msg.message_id}, {"key", msg.key}, {"properties", p}};
+      std::cout << dump(m) << '\n';
+    }
+    auto batch = gw::uplink::decode_batch(msg.payload);
+    if (!batch) {
+      ++bad;
+      std::cerr << "uplink-cat: message " << msg.message_id << ": " << batch.error().message() << '\n';
+      continue;
+    }
+    print_batch(*batch, max_records, printed, dedup ? &seen : nullptr, removed);
+  }
+  std::cout.flush();
+  if (dedup) std::cerr << "uplink-cat: " << removed << " duplicate record(s) removed (by gateway id and seq)\n";
+  if (bad > 0) std::cerr << "uplink-cat: " << bad << " message(s) did not decode\n";
+  return bad > 0 ? 1 : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -87,7 +176,16 @@ int main(int argc, char** argv) {
   std::uint64_t max_records = 0;
   bool headers = false;
   std::vector<std::string> props;
-  app.add_option("--kafka", brokers, "bootstrap servers, HOST:PORT[,...]")->required();
+  auto* kafka_opt = app.add_option("--kafka", brokers, "bootstrap servers, HOST:PORT[,...]");
+  gw::uplink::PulsarReaderOptions pulsar;
+  bool no_dedup = false;
+  auto* pulsar_opt = app.add_option("--pulsar", pulsar.service_url,
+                                    "read a Pulsar topic through the WebSocket consumer API at this service URL");
+  pulsar_opt->excludes(kafka_opt);
+  app.add_option("--tenant", pulsar.tenant, "with --pulsar: the tenant")->capture_default_str();
+  app.add_option("--namespace", pulsar.ns, "with --pulsar: the namespace")->capture_default_str();
+  app.add_option("--token", pulsar.token, "with --pulsar: bearer token");
+  app.add_flag("--no-dedup", no_dedup, "with --pulsar: print every copy (no dedup by gateway id and seq)");
   app.add_option("--topic", topic, "topic to read")->capture_default_str();
   app.add_option("--idle-exit-ms", idle_exit_ms,
                  "exit once every partition reached its end and nothing new came for this long (0: never)")
@@ -104,6 +202,14 @@ int main(int argc, char** argv) {
   }
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
+  if (*pulsar_opt) {
+    pulsar.topic = topic;
+    return cat_pulsar(pulsar, idle_exit_ms, max_records, headers, !no_dedup);
+  }
+  if (!*kafka_opt) {
+    std::cerr << "uplink-cat: --kafka or --pulsar is required\n";
+    return 2;
+  }
 
   gw::uplink::ReaderOptions ropt{brokers, topic, std::chrono::milliseconds(5000), {}};
   for (const std::string& p : props) {
@@ -155,26 +261,8 @@ int main(int argc, char** argv) {
                 << batch.error().message() << '\n';
       continue;
     }
-    for (const gw::uplink::BatchRecord& r : batch->records) {
-      if (max_records != 0 && printed >= max_records) break;
-      nlohmann::ordered_json metrics = nlohmann::ordered_json::object();
-      for (const auto& m : r.event.metrics) metrics[m.name] = m.value;
-      nlohmann::ordered_json j;
-      j["gateway"] = batch->gateway_id;
-      j["seq"] = r.seq.value;
-      j["device"] = r.event.device.value;
-      j["device_seq"] = r.event.seq.value;
-      j["time_ms"] = r.event.time.ms;
-      j["metrics"] = std::move(metrics);
-      std::cout << dump(j) << '\n';
-      ++printed;
-    }
-    for (const gw::uplink::AggregateRecord& r : batch->aggregates) {
-      if (max_records != 0 && printed >= max_records) break;
-      std::cout << dump(aggregate_line(batch->gateway_id, r)) << '\n';
-      ++printed;
-    }
-    std::cout.flush();
+    std::uint64_t removed = 0;
+    print_batch(*batch, max_records, printed, nullptr, removed);
   }
   std::cout.flush();
   if (bad > 0) std::cerr << "uplink-cat: " << bad << " message(s) did not decode\n";

@@ -131,3 +131,52 @@ TEST_CASE("the config reference lists every key with its default") {
   CHECK(md.find("| `buffer.durability` | fsync\\|os | `\"fsync\"` |") != std::string::npos);
   CHECK(md.find("| `buffer.max_bytes` | bytes | `\"1GiB\"` |") != std::string::npos);
 }
+
+TEST_CASE("config: [uplink.pulsar] alone, beside Kafka, or malformed") {
+  using gw::gateway::parse_config;
+  SECTION("Pulsar only: no Kafka brokers needed") {
+    auto c = parse_config(R"([buffer]
+path = "/b"
+[uplink.pulsar]
+service_url = "wss://pulsar.example:8443"
+tenant = "acme"
+namespace = "edge"
+topic = "raw"
+token = "t0k"
+tls_verify = false
+max_in_flight = 4
+send_timeout = "5s"
+)", "gw.toml");
+    INFO((c ? std::string() : c.error().to_string()));
+    REQUIRE(c.has_value());
+    CHECK(c->kafka.brokers.empty());
+    CHECK(c->pulsar.service_url == "wss://pulsar.example:8443");
+    CHECK(c->pulsar.tenant == "acme");
+    CHECK(c->pulsar.ns == "edge");
+    CHECK(c->pulsar.topic == "raw");
+    CHECK(c->pulsar.token == "t0k");
+    CHECK_FALSE(c->pulsar.tls.verify);
+    CHECK(c->pulsar.max_in_flight == 4);
+    CHECK(c->pulsar.send_timeout == std::chrono::seconds(5));
+    CHECK(c->pulsar.cursor == "uplink.pulsar");
+  }
+  SECTION("both sinks") {
+    auto c = parse_config("[buffer]\npath = \"/b\"\n[uplink.kafka]\nbrokers = \"k:9092\"\n[uplink.pulsar]\n"
+                          "service_url = \"ws://p:8080\"\n", "gw.toml");
+    REQUIRE(c.has_value());
+    CHECK(c->kafka.brokers == "k:9092");
+    CHECK(c->pulsar.service_url == "ws://p:8080");
+  }
+  SECTION("a service URL that is not ws:// or wss://") {
+    auto c = parse_config("[buffer]\npath = \"/b\"\n[uplink.pulsar]\nservice_url = \"pulsar://p:6650\"\n", "gw.toml");
+    REQUIRE_FALSE(c.has_value());
+    CHECK(c.error().key == "uplink.pulsar.service_url");
+    CHECK(c.error().line == 4);
+  }
+  SECTION("tls_verify must be a boolean") {
+    auto c = parse_config("[buffer]\npath = \"/b\"\n[uplink.pulsar]\nservice_url = \"ws://p\"\ntls_verify = \"no\"\n",
+                          "gw.toml");
+    REQUIRE_FALSE(c.has_value());
+    CHECK(c.error().key == "uplink.pulsar.tls_verify");
+  }
+}

@@ -178,3 +178,28 @@ TEST_CASE("metrics: every line is a comment or a well-formed sample of a declare
   s.drain_eta_s = 12.5;
   CHECK(gw::gateway::metrics_text(s).find("gw_uplink_drain_eta_seconds{sink=\"kafka\"} 12.5\n") != std::string::npos);
 }
+
+TEST_CASE("status and metrics: a Pulsar-only gateway shows its sink as uplink.pulsar, sink=\"pulsar\"") {
+  Snapshot s = snapshot(100, 40, 60);
+  s.has_kafka = false;
+  Snapshot::Kafka p;
+  p.cursor = "uplink.pulsar";
+  p.bootstrap = "ws://127.0.0.1:1";
+  p.topic = "persistent://public/default/telemetry";
+  p.stats.state = gw::uplink::SinkState::down;
+  p.stats.batches_resent = 3;
+  p.stats.last_error = "upgrade refused with HTTP 401 (token rejected)";
+  s.pulsar = p;
+  Trends t;
+  t.update(s, std::chrono::steady_clock::now());
+  REQUIRE(s.uplink_down_ms.has_value());  // the Pulsar sink is the uplink now
+  const auto j = nlohmann::json::parse(gw::gateway::status_json(s));
+  CHECK_FALSE(j["uplink"].contains("kafka"));
+  CHECK(j["uplink"]["pulsar"]["batches_resent"] == 3);
+  CHECK(j["uplink"]["pulsar"]["topic"] == "persistent://public/default/telemetry");
+  CHECK(j["uplink"]["pulsar"]["down_for_ms"].is_number());
+  const std::string text = gw::gateway::metrics_text(s);
+  CHECK(text.find("gw_uplink_state{sink=\"pulsar\",state=\"down\"} 1\n") != std::string::npos);
+  CHECK(text.find("gw_uplink_batches_resent_total{sink=\"pulsar\"} 3\n") != std::string::npos);
+  CHECK(text.find("sink=\"kafka\"") == std::string::npos);
+}

@@ -1,0 +1,258 @@
+// Tests of the Pulsar sink and reader against the tests' Pulsar WebSocket protocol server
+// (tests/support/pulsar_ws_server.h: the documented producer and consumer protocol, not a broker)
+// and a real LMDB ring in a temporary directory.
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <map>
+#include <thread>
+
+#include "tests/support/pulsar_ws_server.h"
+#include "tests/uplink/fixtures.h"
+#include "uplink/batch.h"
+#include "uplink/error.h"
+#include "uplink/pulsar_reader.h"
+#include "uplink/pulsar_sink.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+using gw::buffer::Seq;
+using gw::test::append_events;
+using gw::test::open_ring;
+using Clock = std::chrono::steady_clock;
+
+const std::string kGateway = "gw-pulsar-test";
+const std::string kTopicPath = "public/default/telemetry";
+
+gw::uplink::PulsarOptions options(const gw::test::PulsarWsServer& server) {
+  gw::uplink::PulsarOptions o;
+  o.service_url = server.url();
+  o.batch_max_records = 200;
+  o.linger = 5ms;
+  o.max_in_flight = 4;
+  o.retry_backoff = 20ms;
+  o.retry_backoff_max = 200ms;
+  o.send_timeout = 5s;
+  o.connect_timeout = 2s;
+  return o;
+}
+
+// Waits (bounded) until the sink's cursor reaches `last`.
+bool wait_acked(const gw::uplink::PulsarUplink& sink, Seq last, std::chrono::seconds limit = 30s) {
+  const auto deadline = Clock::now() + limit;
+  while (Clock::now() < deadline) {
+    if (sink.stats().last_acked >= last) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return false;
+}
+
+struct Copies {
+  std::map<std::uint64_t, int> per_seq;  // (gateway id, seq): times on the topic
+  std::size_t messages = 0;
+  std::size_t duplicates() const {
+    std::size_t d = 0;
+    for (const auto& [seq, n] : per_seq) d += static_cast<std::size_t>(n - 1);
+    return d;
+  }
+};
+
+// Decodes a message's payload and checks its properties against the batch inside.
+void tally(const std::vector<std::uint8_t>& payload, const std::map<std::string, std::string>& props, Copies& c) {
+  auto batch = gw::uplink::decode_batch(payload);
+  REQUIRE(batch.has_value());
+  CHECK(props.at("gw-gateway-id") == kGateway);
+  CHECK(props.at("gw-first-seq") == std::to_string(batch->first.value));
+  CHECK(props.at("gw-last-seq") == std::to_string(batch->last.value));
+  CHECK(props.at("gw-schema-version") == "2");
+  CHECK(props.at("gw-codec") == "zstd");
+  CHECK(props.at("gw-dict-id") == "0");
+  CHECK(props.at("gw-record-type") == "telemetry");
+  ++c.messages;
+  for (const auto& r : batch->records) ++c.per_seq[r.seq.value];
+}
+
+Copies topic_copies(const gw::test::PulsarWsServer& server) {
+  Copies c;
+  for (const auto& m : server.topic(kTopicPath)) {
+    auto bytes = gw::uplink::base64_decode(m.payload);
+    REQUIRE(bytes.has_value());
+    tally(*bytes, m.properties, c);
+  }
+  return c;
+}
+
+// Reads the topic through the consumer endpoint until `messages` came or `limit` passed.
+Copies read_back(const gw::test::PulsarWsServer& server, std::size_t messages, const std::string& token = "") {
+  gw::uplink::PulsarReaderOptions o;
+  o.service_url = server.url();
+  o.token = token;
+  auto reader = gw::uplink::PulsarReader::open(o);
+  REQUIRE(reader.has_value());
+  Copies c;
+  const auto deadline = Clock::now() + 20s;
+  while (c.messages < messages && Clock::now() < deadline) {
+    auto m = (*reader)->next(100ms);
+    REQUIRE(m.has_value());
+    if (!m->has_value()) continue;
+    std::map<std::string, std::string> props((*m)->properties.begin(), (*m)->properties.end());
+    tally((*m)->payload, props, c);
+  }
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("pulsar: service URLs, topic paths and base64", "[pulsar]") {
+  auto u = gw::uplink::parse_service_url("wss://pulsar.example:8443/proxy/");
+  REQUIRE(u.has_value());
+  CHECK(u->tls);
+  CHECK(u->host == "pulsar.example");
+  CHECK(u->port == "8443");
+  CHECK(u->prefix == "/proxy");
+  CHECK(gw::uplink::parse_service_url("ws://h")->port == "80");
+  CHECK_FALSE(gw::uplink::parse_service_url("http://h:8080").has_value());
+  CHECK_FALSE(gw::uplink::parse_service_url("ws://h:99999").has_value());
+  CHECK_FALSE(gw::uplink::parse_service_url("ws://:80").has_value());
+  CHECK(gw::uplink::pulsar_topic_path("producer", "public", "default", "a b") ==
+        "/ws/v2/producer/persistent/public/default/a%20b");
+  const std::vector<std::uint8_t> bytes{0, 1, 2, 250, 251, 252, 253};
+  const std::string text = gw::uplink::base64_encode(bytes);
+  CHECK(text == "AAEC+vv8/Q==");
+  CHECK(gw::uplink::base64_decode(text) == bytes);
+  CHECK_FALSE(gw::uplink::base64_decode("AAEC+vv8/Q=").has_value());
+  CHECK_FALSE(gw::uplink::base64_decode("AA*C").has_value());
+}
+
+TEST_CASE("pulsar: every record once, acks only from ok answers, read back through the consumer API", "[pulsar]") {
+  auto server = gw::test::PulsarWsServer::start();
+  gw::test::TempDir dir;
+  auto ring = open_ring(dir);
+  const auto seqs = append_events(*ring, 1, 3000);
+  auto sink = gw::uplink::PulsarUplink::create(options(*server), kGateway, *ring);
+  REQUIRE(sink.has_value());
+  REQUIRE((*sink)->start().has_value());
+  REQUIRE(wait_acked(**sink, seqs.back()));
+  const auto st = (*sink)->stats();
+  CHECK(st.state == gw::uplink::SinkState::up);
+  CHECK(st.records_acked == 3000);
+  CHECK(st.delivery_errors == 0);
+  CHECK(st.batches_resent == 0);
+  CHECK(st.connects == 1);
+  CHECK(*ring->acked("uplink.pulsar") == seqs.back());
+
+  const Copies stored = topic_copies(*server);
+  CHECK(stored.per_seq.size() == 3000);
+  CHECK(stored.duplicates() == 0);
+  CHECK(stored.messages == st.batches_acked);
+  const Copies read = read_back(*server, stored.messages);
+  CHECK(read.messages == stored.messages);
+  CHECK(read.per_seq == stored.per_seq);
+  for (int i = 0; i < 100 && server->stats().acks_received < stored.messages; ++i) std::this_thread::sleep_for(20ms);
+  CHECK(server->stats().acks_received == stored.messages);  // the reader acked each message it read
+
+  // More records after the first ones: the same connection carries on.
+  const auto more = append_events(*ring, 3001, 500);
+  REQUIRE(wait_acked(**sink, more.back()));
+  (*sink)->stop();
+  CHECK(topic_copies(*server).per_seq.size() == 3500);
+}
+
+TEST_CASE("pulsar: send errors are sent again; nothing lost, nothing twice", "[pulsar]") {
+  auto server = gw::test::PulsarWsServer::start();
+  server->fail_next_sends(3);
+  gw::test::TempDir dir;
+  auto ring = open_ring(dir);
+  const auto seqs = append_events(*ring, 1, 2000);
+  auto sink = gw::uplink::PulsarUplink::create(options(*server), kGateway, *ring);
+  REQUIRE(sink.has_value());
+  REQUIRE((*sink)->start().has_value());
+  REQUIRE(wait_acked(**sink, seqs.back()));
+  const auto st = (*sink)->stats();
+  CHECK(server->stats().send_errors == 3);
+  CHECK(st.delivery_errors == 3);
+  CHECK(st.batches_resent == 3);
+  CHECK(st.connects == 1);  // a send error keeps the connection
+  const Copies stored = topic_copies(*server);
+  CHECK(stored.per_seq.size() == 2000);
+  CHECK(stored.duplicates() == 0);
+}
+
+TEST_CASE("pulsar: a connection dropped with messages in flight: resent, duplicates downstream only", "[pulsar]") {
+  auto server = gw::test::PulsarWsServer::start();
+  server->drop_after(2);  // two batches stored, never answered, then the connection is reset
+  gw::test::TempDir dir;
+  auto ring = open_ring(dir);
+  const auto seqs = append_events(*ring, 1, 2000);
+  auto sink = gw::uplink::PulsarUplink::create(options(*server), kGateway, *ring);
+  REQUIRE(sink.has_value());
+  REQUIRE((*sink)->start().has_value());
+  REQUIRE(wait_acked(**sink, seqs.back()));
+  const auto st = (*sink)->stats();
+  CHECK(server->stats().drops == 1);
+  CHECK(st.connects == 2);
+  CHECK(st.batches_resent >= 2);
+  CHECK(st.delivery_errors >= 1);
+  CHECK(st.records_acked == 2000);  // each record acked once, from the answer to its resend
+  // At least once: the two unanswered batches are on the topic twice; dedup by (gateway, seq)
+  // leaves every record once.
+  const Copies stored = topic_copies(*server);
+  CHECK(stored.per_seq.size() == 2000);
+  CHECK(stored.duplicates() == 400);  // 2 batches x 200 records
+}
+
+TEST_CASE("pulsar: a rejected token keeps the sink down and retrying; the right one delivers", "[pulsar]") {
+  auto server = gw::test::PulsarWsServer::start("s3cret");
+  gw::test::TempDir dir;
+  auto ring = open_ring(dir);
+  const auto seqs = append_events(*ring, 1, 100);
+  auto o = options(*server);
+  o.token = "wrong";
+  {
+    auto sink = gw::uplink::PulsarUplink::create(o, kGateway, *ring);
+    REQUIRE(sink.has_value());
+    REQUIRE((*sink)->start().has_value());
+    const auto deadline = Clock::now() + 10s;
+    while (server->stats().upgrades_rejected < 2 && Clock::now() < deadline) std::this_thread::sleep_for(20ms);
+    const auto st = (*sink)->stats();
+    CHECK(server->stats().upgrades_rejected >= 2);  // retried
+    CHECK(st.state == gw::uplink::SinkState::down);
+    CHECK(st.last_error.find("401") != std::string::npos);
+    CHECK(st.records_acked == 0);
+    CHECK(*ring->acked("uplink.pulsar") == Seq{});
+  }
+  gw::uplink::PulsarReaderOptions ro;
+  ro.service_url = server->url();
+  ro.token = "wrong";
+  auto reader = gw::uplink::PulsarReader::open(ro);
+  REQUIRE_FALSE(reader.has_value());
+  CHECK(reader.error() == gw::uplink::errc::unauthorized);
+
+  o.token = "s3cret";
+  auto sink = gw::uplink::PulsarUplink::create(o, kGateway, *ring);
+  REQUIRE(sink.has_value());
+  REQUIRE((*sink)->start().has_value());
+  REQUIRE(wait_acked(**sink, seqs.back()));
+  CHECK(read_back(*server, 1, "s3cret").per_seq.size() == 100);
+}
+
+TEST_CASE("pulsar: a service that is not there: down, retried, then delivered once it is", "[pulsar]") {
+  const int port = gw::test::free_port();
+  gw::test::TempDir dir;
+  auto ring = open_ring(dir);
+  const auto seqs = append_events(*ring, 1, 300);
+  gw::uplink::PulsarOptions o;
+  o.service_url = "ws://127.0.0.1:" + std::to_string(port);
+  o.retry_backoff = 20ms;
+  o.retry_backoff_max = 100ms;
+  o.linger = 5ms;
+  auto sink = gw::uplink::PulsarUplink::create(o, kGateway, *ring);
+  REQUIRE(sink.has_value());
+  REQUIRE((*sink)->start().has_value());
+  std::this_thread::sleep_for(300ms);
+  CHECK((*sink)->stats().state == gw::uplink::SinkState::down);
+  auto server = gw::test::PulsarWsServer::start("", port);
+  REQUIRE(wait_acked(**sink, seqs.back()));
+  CHECK(topic_copies(*server).per_seq.size() == 300);
+}
