@@ -110,6 +110,7 @@ class GatewayApp final : public App {
       IngestWorkersOptions options;
       options.sessions = config_.mqtt_sessions;
       options.config_path = config_.config_path;
+      if (config_.buffer.durability == buffer::Durability::fsync) options.gather_wait = config_.buffer.group_commit_wait;
       auto workers = IngestWorkers::start(options, *local_store_);
       if (!workers) return std::unexpected("mqtt: " + workers.error());
       workers_ = std::move(*workers);

@@ -48,7 +48,7 @@ void add(ingest::MqttStats& total, const ingest::MqttStats& s) {
 
 class Workers final : public IngestWorkers {
  public:
-  Workers(IngestWorkersOptions options, ingest::EventStore& store) : options_(std::move(options)), hub_(store) {
+  Workers(IngestWorkersOptions options, ingest::EventStore& store) : options_(std::move(options)), hub_(store, options_.gather_wait) {
     for (int i = 1; i <= options_.sessions; ++i) {
       slots_.push_back(std::make_unique<Slot>());
       slots_.back()->index = i;

@@ -31,6 +31,7 @@ struct IngestWorkersOptions {
   std::chrono::milliseconds restart_min{200};   // first restart delay after a worker died
   std::chrono::milliseconds restart_max{10000}; // doubles up to this while workers keep dying quickly
   std::chrono::milliseconds stop_timeout{15000};  // SIGTERM, then SIGKILL after this
+  std::chrono::microseconds gather_wait{0};       // ingest::IpcHub: group commit of the workers' records
 };
 
 struct IngestWorkerState {

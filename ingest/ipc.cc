@@ -349,7 +349,7 @@ struct IpcHub::Pending {
   buffer::RecordIn record;
 };
 
-IpcHub::IpcHub(EventStore& store) : store_(store) {
+IpcHub::IpcHub(EventStore& store, std::chrono::microseconds gather) : store_(store), gather_(gather) {
   if (::pipe2(wake_, O_CLOEXEC | O_NONBLOCK) != 0) throw std::system_error(errno, std::generic_category(), "pipe2");
   thread_ = std::thread([this] { serve(); });
 }
@@ -532,18 +532,43 @@ void IpcHub::serve() {
       }
     }
     batch.clear();
-    for (std::size_t i = 1; i < fds.size(); ++i) {
-      if (fds[i].revents == 0) continue;
-      Conn& c = *live[i - 1];
-      if (c.removed.load()) continue;
-      const std::size_t before = batch.size();
-      const bool ok = read_from(c, batch);
-      for (std::size_t k = before; k < batch.size(); ++k) batch[k].conn = live[i - 1];
-      if (!ok) {
-        ::shutdown(c.fd, SHUT_RDWR);  // the worker sees EOF at once; the fd is closed by remove()/stop()
-        c.finished = true;
+    auto read_ready = [&] {
+      for (std::size_t i = 1; i < fds.size(); ++i) {
+        if (fds[i].revents == 0) continue;
+        fds[i].revents = 0;
+        Conn& c = *live[i - 1];
+        if (c.removed.load()) {
+          fds[i].fd = -1;  // poll skips it from now on
+          continue;
+        }
+        const std::size_t before = batch.size();
+        const bool ok = read_from(c, batch);
+        for (std::size_t k = before; k < batch.size(); ++k) batch[k].conn = live[i - 1];
+        if (!ok) {
+          ::shutdown(c.fd, SHUT_RDWR);  // the worker sees EOF at once; the fd is closed by remove()/stop()
+          c.finished = true;
+          fds[i].fd = -1;
+        }
+      }
+    };
+    read_ready();
+    // Group commit: wait (at most gather_) for as many requests as recent rounds held, so that
+    // one sync serves them all. Each worker has at most one request outstanding.
+    if (!batch.empty() && gather_.count() > 0) {
+      const std::size_t want = std::min(recent_batch_, live.size());
+      const auto deadline = std::chrono::steady_clock::now() + gather_;
+      fds[0].fd = -1;  // add/remove/stop wait for this round
+      while (batch.size() < want && !stop.stop_requested()) {
+        const auto left = deadline - std::chrono::steady_clock::now();
+        if (left <= std::chrono::steady_clock::duration::zero()) break;
+        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+        const timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+        if (::ppoll(fds.data(), fds.size(), &ts, nullptr) <= 0) break;
+        read_ready();
       }
     }
+    // Decays by one per round, so that workers that went away cost at most a few short waits.
+    recent_batch_ = std::max(batch.size(), recent_batch_ > 1 ? recent_batch_ - 1 : std::size_t{1});
     if (!batch.empty()) store_batch(batch);
   }
 }

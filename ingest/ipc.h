@@ -22,6 +22,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <cstdint>
 #include <memory>
@@ -71,8 +72,10 @@ class IpcStore final : public EventStore {
 class IpcHub {
  public:
   using Id = std::uint64_t;
-  // Starts the serving thread. `store` must outlive the hub.
-  explicit IpcHub(EventStore& store);
+  // Starts the serving thread. `store` must outlive the hub. `gather`: how long a round may wait,
+  // once a request is in, for as many requests as recent rounds held (with durability fsync: one
+  // sync for all of them; buffer.group_commit_wait). 0: store what is there at once.
+  explicit IpcHub(EventStore& store, std::chrono::microseconds gather = {});
   ~IpcHub();  // stop()
   IpcHub(const IpcHub&) = delete;
   IpcHub& operator=(const IpcHub&) = delete;
@@ -98,6 +101,8 @@ class IpcHub {
   void wake();
 
   EventStore& store_;
+  const std::chrono::microseconds gather_;
+  std::size_t recent_batch_ = 1;  // the serving thread's: the largest recent round, decaying
   std::stop_source stop_;
   int wake_[2] = {-1, -1};  // a pipe: add/remove/stop interrupt the thread's poll
   mutable std::mutex mu_;
