@@ -1,15 +1,18 @@
 // bench-ingest: how fast the gateway takes MQTT messages into its buffer, against a Paho
 // subscriber that does nothing with them, on the same broker in the same run.
 //
-// Method (the same for every subscriber): create the subscriber's persistent session, take it
-// offline, let firmware-sim publish N messages at QoS 1 (the broker queues them for the session),
-// then bring the subscriber back and time how long it takes from its first stored (or received)
-// message to the last. The gateway's progress is read from its buffer's own counter (LMDB meta
-// next_seq, buffer/FORMAT.md), polled every 2 ms, so the HTTP snapshot interval does not blur it.
-// Variants: durability os / fsync, [mqtt] sessions 1..N (worker processes on a shared subscription).
-// The gateway forwards to an embedded Kafka meanwhile, as it would in production.
+// Method (the same for every subscriber): "live": the subscriber is connected and subscribed,
+// then firmware-sim publishes N messages at QoS 1 (publisher, broker and subscriber share the
+// cores); "drain": the broker first queues the N messages for the subscriber's offline persistent
+// session, then the subscriber comes back. Either way the rate is from its first stored (or
+// received) message to the last. The gateway's progress is read from its buffer's own counter
+// (LMDB meta next_seq, buffer/FORMAT.md), polled every 2 ms, so the HTTP snapshot interval does
+// not blur it. Variants: durability os / fsync, [mqtt] sessions (worker processes on a shared
+// subscription). The gateway forwards to an embedded Kafka meanwhile, as it would in production.
+// Rounds (--repeat) run the baseline and every variant in turn; the summary compares medians.
 //
-//   bench-ingest [--messages N] [--sessions 1,4,8] [--quick]
+//   bench-ingest [--messages N] [--sessions 1,16,32] [--durability os,fsync] [--method live,drain]
+//                [--repeat R] [--quick]
 // Needs mosquitto (toolchains/setup.sh) and the edge-gateway and firmware-sim binaries of this build.
 #include <lmdb.h>
 #include <signal.h>
