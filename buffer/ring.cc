@@ -384,6 +384,21 @@ class LmdbRing final : public Ring {
     auto last_stored = edge_key(txn.get(), MDB_LAST);
     if (!last_stored) return std::unexpected(last_stored.error());
     if (*last_stored) next_seq = std::max(next_seq, **last_stored + 1);
+    // A consumer that commits with commit() (it has side tables) gets its reserve from the start:
+    // after a restart, appends could otherwise fill the store before its first commit, which then
+    // finds no page, so nothing is acknowledged and nothing trimmed (found by tests/chaos).
+    {
+      MDB_dbi main_dbi = 0;
+      MDB_cursor* cur = nullptr;
+      if (mdb_dbi_open(txn.get(), nullptr, 0, &main_dbi) == 0 && mdb_cursor_open(txn.get(), main_dbi, &cur) == 0) {
+        MDB_val key{2, const_cast<char*>("t:")}, val;
+        if (mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE) == 0 && key.mv_size >= 2 &&
+            std::memcmp(key.mv_data, "t:", 2) == 0) {
+          consumer_reserve_pages_ = initial_consumer_reserve();
+        }
+        mdb_cursor_close(cur);
+      }
+    }
     if (int rc = txn.commit(); rc != 0) return std::unexpected(lmdb_error(rc, "commit"));
     last_seq_.store(next_seq - 1);
     evicted_total_.store(evicted->value_or(0));
