@@ -209,12 +209,18 @@ if args.policy == "drop-oldest":
 elif mismatches:
     fail(f"{mismatches} windows differ from the reference: " + "; ".join(examples[:3]))
 
-if args.policy != "block" and not win_evicted:
-    # The telemetry cursor's evicted counter counts the raw records missing upstream plus the
-    # aggregate records (one per closed window) evicted before it passed them: exactly. (A batch
-    # delivered by Kafka after its records were evicted would make the counter exceed; say so.)
-    if lost + not_forwarded != tele_evicted:
+if args.policy == "summarize" and lost != tele_evicted:
+    # Aggregate records are never evicted: the counter is exactly the raw records missing upstream.
+    fail(f"telemetry cursor evicted {tele_evicted}, but {lost} events are missing upstream")
+if args.policy == "drop-oldest" and not win_evicted:
+    # The telemetry cursor's counter is the raw records missing upstream plus the aggregate records
+    # evicted before it passed them (each a window missing upstream; windows evicted after it passed
+    # them count only for the aggregates cursor). So lost <= evicted <= lost + windows missing, and
+    # the windows missing are within what the aggregates cursor lost.
+    if not lost <= tele_evicted <= lost + not_forwarded:
         fail(f"telemetry cursor evicted {tele_evicted}, but {lost} events and {not_forwarded} windows are missing")
+    if not_forwarded > agg_evicted:
+        fail(f"{not_forwarded} windows missing upstream, the aggregates cursor evicted only {agg_evicted}")
 
 if args.policy == "summarize":
     # Every evicted event's windows were forwarded (it was counted before it could go).
