@@ -209,18 +209,12 @@ if args.policy == "drop-oldest":
 elif mismatches:
     fail(f"{mismatches} windows differ from the reference: " + "; ".join(examples[:3]))
 
-if args.policy == "summarize" and lost != tele_evicted:
-    # Aggregate records are never evicted: the counter is exactly the raw records missing upstream.
-    fail(f"telemetry cursor evicted {tele_evicted}, but {lost} events are missing upstream")
-if args.policy == "drop-oldest" and not win_evicted:
-    # The telemetry cursor's counter is the raw records missing upstream plus the aggregate records
-    # evicted before it passed them (each a window missing upstream; windows evicted after it passed
-    # them count only for the aggregates cursor). So lost <= evicted <= lost + windows missing, and
-    # the windows missing are within what the aggregates cursor lost.
-    if not lost <= tele_evicted <= lost + not_forwarded:
-        fail(f"telemetry cursor evicted {tele_evicted}, but {lost} events and {not_forwarded} windows are missing")
-    if not_forwarded > agg_evicted:
-        fail(f"{not_forwarded} windows missing upstream, the aggregates cursor evicted only {agg_evicted}")
+if args.policy == "drop-oldest" and not_forwarded > agg_evicted:
+    # Every window missing upstream had its aggregate record evicted before the aggregates sink sent it.
+    fail(f"{not_forwarded} windows missing upstream, the aggregates cursor evicted only {agg_evicted}")
+# The telemetry cursor's counter may exceed what is missing (lost <= evicted, checked above): it
+# also counts aggregate records (drop-oldest) and records evicted while a batch holding them was in
+# flight and then delivered (seen: summarize, evicted 1186 for 1171 missing). Shown as `over`.
 
 if args.policy == "summarize":
     # Every evicted event's windows were forwarded (it was counted before it could go).
@@ -238,7 +232,7 @@ if args.policy == "summarize":
 ok = not failures
 print(f"chaos: policy={args.policy} minutes={args.seconds / 60:.1f} kills={args.kills} outages={args.outages} "
       f"events={len(acked)} lost={lost} duplicates={duplicates + redelivered} evicted={evicted} "
-      f"telemetry_evicted={tele_evicted} windowing_evicted={win_evicted} aggregates_evicted={agg_evicted} "
+      f"telemetry_evicted={tele_evicted} over={tele_evicted - lost} windowing_evicted={win_evicted} aggregates_evicted={agg_evicted} "
       f"late={late_total} full={args.full_seen} aggregates_checked={len(ref)} short={short} "
       f"not_forwarded={not_forwarded} mismatches={mismatches} "
       f"{'OK' if ok else 'FAIL'}")
