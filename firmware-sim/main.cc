@@ -162,6 +162,7 @@ int main(int argc, char** argv) {
   std::string verify_manifest, verify_records, done_file;
   gw::firmware_sim::KafkaVerifyOptions kafka;
   long idle_exit_ms = 3000;
+  long max_wait_s = 900;
   bool check_order = false;
   auto* ver = app.add_subcommand("verify",
                                  "Check gateway output (uplink-cat JSON lines, or the Kafka topic) against a manifest");
@@ -185,6 +186,9 @@ int main(int argc, char** argv) {
   ver->add_option("--idle-exit-ms", idle_exit_ms, "With --kafka or --pulsar: then stop once nothing came for this long")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  ver->add_option("--max-wait-s", max_wait_s, "With --kafka or --pulsar: stop consuming after S seconds in any case")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   ver->add_flag("--check-order", check_order, "With --kafka: a device's records out of order also fail");
 
   std::vector<char*> cargv;
@@ -202,6 +206,7 @@ int main(int argc, char** argv) {
     }
     kafka.done_file = pulsar.done_file = done_file;
     kafka.idle_exit = pulsar.idle_exit = std::chrono::milliseconds(idle_exit_ms);
+    kafka.max_wait = pulsar.max_wait = std::chrono::seconds(max_wait_s);
     pulsar.topic = kafka.topic;
     return run_verify(verify_manifest, verify_records, *kafka_opt ? &kafka : nullptr,
                       *pulsar_opt ? &pulsar : nullptr, check_order);

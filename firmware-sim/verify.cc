@@ -145,11 +145,18 @@ class BatchTally {
 
 std::expected<KafkaVerifyStats, std::error_code> consume_kafka(const KafkaVerifyOptions& options, Verifier& verifier) {
   using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
   auto reader = uplink::KafkaReader::open({options.brokers, options.topic, std::chrono::seconds(10), {}});
+  // Brokers down when the run starts (an outage test): with a done file, keep trying until max_wait.
+  while (!reader && !options.done_file.empty() && reader.error() == uplink::errc::unreachable &&
+         Clock::now() - start < options.max_wait) {
+    spdlog::warn("verify: {}; trying again", reader.error().message());
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    reader = uplink::KafkaReader::open({options.brokers, options.topic, std::chrono::seconds(10), {}});
+  }
   if (!reader) return std::unexpected(reader.error());
   KafkaVerifyStats stats;
   BatchTally tally(stats, verifier, false);
-  const auto start = Clock::now();
   auto last_message = start;
   for (;;) {
     const auto now = Clock::now();

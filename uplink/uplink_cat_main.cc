@@ -2,7 +2,9 @@
 // message with gw::uplink::decode_batch (uplink/FORMAT.md).
 //
 //   uplink-cat --kafka BOOTSTRAP [--topic T] [--idle-exit-ms N] [--max-records N] [--headers]
-//              [-X KEY=VALUE]...
+//              [--done-file FILE] [-X KEY=VALUE]...
+// With --done-file it consumes while a run goes (a mock partition keeps only about 5 MB): brokers
+// down for a while are waited for, and the idle exit applies only once FILE exists.
 //
 // One line per record on stdout:
 //   {"gateway":"...","seq":N,"device":"...","device_seq":N,"time_ms":N,"metrics":{"temp":21.5}}
@@ -29,9 +31,11 @@
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <csignal>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <set>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "uplink/batch.h"
@@ -175,6 +179,7 @@ int main(int argc, char** argv) {
   long idle_exit_ms = 3000;
   std::uint64_t max_records = 0;
   bool headers = false;
+  std::string done_file;
   std::vector<std::string> props;
   auto* kafka_opt = app.add_option("--kafka", brokers, "bootstrap servers, HOST:PORT[,...]");
   gw::uplink::PulsarReaderOptions pulsar;
@@ -192,6 +197,8 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   app.add_option("--max-records", max_records, "exit after printing this many records (0: no limit)");
+  app.add_option("--done-file", done_file,
+                 "with --kafka: keep consuming (through broker outages) until this file exists, then idle-exit");
   app.add_flag("--headers", headers, "print a {\"message\":{...}} line with each message's headers");
   app.add_option("-X,--property", props, "KEY=VALUE: a librdkafka property (security.protocol, sasl.*, ssl.*)");
   try {
@@ -221,6 +228,13 @@ int main(int argc, char** argv) {
     ropt.properties.emplace_back(p.substr(0, eq), p.substr(eq + 1));
   }
   auto reader = gw::uplink::KafkaReader::open(ropt);
+  // With a done file the brokers may be down when the run starts: keep trying until it exists.
+  while (!reader && !done_file.empty() && reader.error() == gw::uplink::errc::unreachable && g_stop == 0 &&
+         !std::filesystem::exists(done_file)) {
+    std::cerr << "uplink-cat: " << brokers << ": " << reader.error().message() << "; trying again\n";
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    reader = gw::uplink::KafkaReader::open(ropt);
+  }
   if (!reader) {
     std::cerr << "uplink-cat: " << brokers << " topic " << topic << ": " << reader.error().message() << '\n';
     return 2;
@@ -233,10 +247,13 @@ int main(int argc, char** argv) {
     auto next = (*reader)->next(std::chrono::milliseconds(100));
     if (!next) {
       std::cerr << "uplink-cat: " << next.error().message() << '\n';
-      return 2;
+      if (done_file.empty()) return 2;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));  // brokers down during a run: wait
+      continue;
     }
     if (!next->has_value()) {
-      if (idle_exit_ms > 0 && (*reader)->at_end() &&
+      const bool done = done_file.empty() || std::filesystem::exists(done_file);
+      if (done && idle_exit_ms > 0 && (*reader)->at_end() &&
           Clock::now() - last_message >= std::chrono::milliseconds(idle_exit_ms)) {
         break;
       }

@@ -21,10 +21,7 @@ sed -i 's/^\[windowing\]$/[windowing]\nmax_results = 400/' "$work/gateway.toml"
 gw_track $!
 gw_wait_gateway_ready "$http_port" "$work/gateway.log"
 
-"$build/firmware-sim/firmware-sim" verify --manifest "$work/manifest.txt" --kafka "$bootstrap" --topic telemetry \
-  --done-file "$work/done" --idle-exit-ms 2000 >"$work/verify.out" 2>"$work/verify.log" &
-verify_pid=$!
-gw_track $verify_pid
+gw_start_verifier "$build" "$work" "$bootstrap"
 
 echo down >&7
 gw_log "kafka down"
@@ -54,24 +51,7 @@ gw_log "full: buffer $(jq -c '.buffer | {records, bytes, max_bytes, full, blocke
 
 echo up >&7
 gw_log "kafka up"
-wait "$sim_pid" || gw_die "firmware-sim failed (see $work/sim.log)"
-cat "$work/sim.out"
-acked=$(wc -l <"$work/manifest.txt")
-((acked > published1)) || gw_die "the broker stopped taking messages while the gateway was blocked"
-# The broker queued what the gateway did not take while blocked: wait until it is all stored.
-for ((i = 0; i < 600; i++)); do
-  stored=$(gw_http "http://127.0.0.1:$http_port/status" | jq -r '.ingest.events_stored' || echo 0)
-  ((stored >= acked)) && break
-  sleep 0.2
-done
-((stored >= acked)) || gw_die "ingest did not resume: stored $stored of $acked (see $work/gateway.log)"
-status=$(gw_wait_caught_up "$http_port" 120) || gw_die "uplink did not catch up (see $work/gateway.log)"
+gw_drain_and_verify "$http_port" "$work" "$sim_pid" "$published1" "$verify_pid"
 gw_log "after: $(jq -c '{stored: .ingest.events_stored, blocked_total: .buffer.blocked_total, full: .buffer.full}' <<<"$status")"
 [[ $(jq -r '.buffer.blocked_total' <<<"$status") -ge 1 ]] || gw_die "blocked_total should count the episode"
-touch "$work/done"
-rc=0
-wait "$verify_pid" || rc=$?
-cat "$work/verify.out"
-((rc == 0)) || gw_die "verify failed (rc=$rc, see $work/verify.log)"
-grep -q '^delivered=[0-9]* lost=0 duplicates=0 ' "$work/verify.out" || gw_die "verify: loss or duplicates"
 echo "e2e.ingest_full: OK"

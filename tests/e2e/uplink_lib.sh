@@ -1,5 +1,6 @@
-# Shared by the uplink end-to-end tests (kill.sh, outage.sh): a gateway config, and waiting until
-# the uplink has acknowledged everything stored. Source it after lib.sh; defines functions only.
+# Shared by the uplink end-to-end tests (kill.sh, outage.sh, ingest_full.sh, disk_full.sh, the chaos
+# run): a gateway config, waiting until the uplink has acknowledged everything stored, and the
+# no-loss check after a blocked gateway. Source it after lib.sh; defines functions only.
 
 # gw_uplink_config FILE WORK MQTT_PORT HTTP_PORT BOOTSTRAP: a config with short uplink timeouts.
 gw_uplink_config() {
@@ -44,4 +45,43 @@ gw_wait_caught_up() {
   done
   gw_log "not caught up: last=$last acked=$acked"
   return 1
+}
+
+# gw_start_verifier BUILD WORK BOOTSTRAP [VERIFY FLAGS...]: firmware-sim verify consuming the
+# telemetry topic while the run goes, until WORK/done exists (then 2 s idle); output in
+# WORK/verify.out. Tracked; sets verify_pid in the caller's shell (call it directly).
+gw_start_verifier() {
+  local build=$1 work=$2 bootstrap=$3
+  shift 3
+  "$build/firmware-sim/firmware-sim" verify --manifest "$work/manifest.txt" --kafka "$bootstrap" --topic telemetry \
+    --done-file "$work/done" --idle-exit-ms 2000 "$@" >"$work/verify.out" 2>"$work/verify.log" &
+  verify_pid=$!
+  gw_track $verify_pid
+}
+
+# gw_drain_and_verify HTTP_PORT WORK SIM_PID PUBLISHED_BEFORE VERIFY_PID: the end of a test whose
+# gateway stopped acknowledging for a while (a full buffer, a full disk) with Kafka back up: the
+# simulator (SIM_PID) ends; the broker must have kept taking messages (more acknowledged than
+# PUBLISHED_BEFORE, counted while the gateway was blocked); ingest stores the broker's backlog, the
+# uplink catches up, and the verifier (VERIFY_PID, consuming WORK/done-file style) must report
+# lost=0 duplicates=0. Sets `acked` and `status` (the last /status) in the caller's shell.
+gw_drain_and_verify() {
+  local port=$1 work=$2 sim_pid=$3 before=$4 verify_pid=$5 i stored=0 rc=0
+  wait "$sim_pid" || gw_die "firmware-sim failed (see $work/sim.log)"
+  cat "$work/sim.out"
+  acked=$(wc -l <"$work/manifest.txt")
+  ((acked > before)) || gw_die "the broker stopped taking messages while the gateway was blocked"
+  # The broker queued what the gateway did not take while blocked: wait until it is all stored.
+  for ((i = 0; i < 600; i++)); do
+    stored=$(gw_http "http://127.0.0.1:$port/status" | jq -r '.ingest.events_stored' || echo 0)
+    ((stored >= acked)) && break
+    sleep 0.2
+  done
+  ((stored >= acked)) || gw_die "ingest did not resume: stored $stored of $acked (see $work/gateway.log)"
+  status=$(gw_wait_caught_up "$port" 180) || gw_die "uplink did not catch up (see $work/gateway.log)"
+  touch "$work/done"
+  wait "$verify_pid" || rc=$?
+  cat "$work/verify.out"
+  ((rc == 0)) || gw_die "verify failed (rc=$rc, see $work/verify.log)"
+  grep -q '^delivered=[0-9]* lost=0 duplicates=0 ' "$work/verify.out" || gw_die "verify: loss or duplicates"
 }

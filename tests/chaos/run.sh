@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# Chaos run: for each overflow policy (block, drop-oldest, summarize), firmware-sim publishes a
+# fleet with its faults on (duplicates, reordering, offline bursts, malformed payloads) while
+# edge-gateway is SIGKILLed and restarted at random moments, kafka-mock goes down and up (once
+# until the small buffer is full) and adds latency. Consumers read both topics during the run.
+# At the end, per policy (tests/chaos/check.py):
+# - block: firmware-sim verify lost=0 duplicates=0 (every acknowledged (device, seq) once);
+# - drop-oldest, summarize: every acknowledged event missing upstream is accounted for by the
+#   telemetry sink cursor's eviction counter (missing <= evicted; evicted > 0 whenever missing > 0);
+#   for summarize, each missing event's windows are among the forwarded aggregates;
+# - the forwarded aggregates (count, sum, min, max per (device, metric, 1 s tumbling window)) equal
+#   a reference computed from firmware-sim's --record output, restricted to the events the broker
+#   acknowledged, without duplicates, malformed payloads, and the late events the gateway lists in
+#   /late (for drop-oldest: what the windowing stage lost to eviction may be missing, bounded by
+#   its cursor's evicted counter).
+# Prints one line per policy:
+#   chaos: policy=P minutes=M kills=K outages=O events=E lost=L duplicates=D evicted=V
+#          aggregates_checked=A mismatches=X
+# and exits non-zero if any policy failed.
+#
+#   tests/chaos/run.sh BUILD_DIR SOURCE_DIR [--short | --long MINUTES] [--minutes M] [--devices N]
+#                      [--rate R] [--seed S] [--policies block,drop-oldest,summarize] [--max-bytes B]
+# --short (default): 35 s of publishing per policy (2-3 minutes in all; ctest label chaos). The buffer
+# (--max-bytes, default 4 MiB) is small so that one outage fills it.
+# --long MINUTES: MINUTES of publishing per policy (on demand). --minutes overrides either.
+# KEEP=1 keeps the work directories (printed) for a look afterwards.
+set -euo pipefail
+build=$1 src=$2
+shift 2
+seconds=35 devices=20 rate=40 seed=$RANDOM max_bytes=4MiB policies=block,drop-oldest,summarize
+while (($#)); do
+  case $1 in
+    --short) seconds=35 ;;
+    --long) seconds=$(($2 * 60)); shift ;;
+    --minutes) seconds=$(awk -v m="$2" 'BEGIN { printf "%d", m * 60 }'); shift ;;
+    --devices) devices=$2; shift ;;
+    --rate) rate=$2; shift ;;
+    --seed) seed=$2; shift ;;
+    --policies) policies=$2; shift ;;
+    --max-bytes) max_bytes=$2; shift ;;
+    *) echo "chaos: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+source "$src/tests/e2e/lib.sh"
+source "$src/tests/e2e/uplink_lib.sh"
+RANDOM=$seed
+gw_log "chaos: seed=$seed devices=$devices rate=$rate publish_s=$seconds max_bytes=$max_bytes policies=$policies"
+
+work=
+cleanup() { gw_stop_all; exec 7>&- 2>/dev/null || true; if [[ -n $work && -z ${KEEP:-} ]]; then rm -rf "$work"; fi; }
+trap cleanup EXIT
+
+# One policy's run; prints its summary line; returns non-zero on a failed check.
+run_policy() {
+  local policy=$1
+  work=$(mktemp -d /tmp/gw-chaos-$policy.XXXXXX)
+  [[ ${KEEP:-} ]] && gw_log "chaos[$policy]: work dir $work"
+  local http_port base
+  http_port=$(gw_free_port)
+  base=http://127.0.0.1:$http_port
+  gw_start_brokers "$build" "$src" "$work"
+  gw_uplink_config "$work/gateway.toml" "$work" "$mqtt_port" "$http_port" "$bootstrap"
+  sed -i "s/^durability = \"os\"\$/durability = \"os\"\nmax_bytes = \"$max_bytes\"\noverflow = \"$policy\"/" "$work/gateway.toml"
+  # Windows close 1 s after their device goes quiet (so every window closes at the end) and take
+  # events up to 1 s late (firmware-sim's reordering): the late events left (offline bursts across
+  # an idle transition) stay listed in /late (at most 10000 are listed: the check says if more);
+  # the windowing results (in the same small buffer) are kept few.
+  sed -i "s/^size = \"1s\"\$/size = \"1s\"\nidle_timeout = \"1s\"\nallowed_lateness = \"1s\"\nmax_late = 100000\nmax_results = 400/" "$work/gateway.toml"
+  sed -i "s/^topic = \"telemetry\"\$/topic = \"telemetry\"\naggregates_topic = \"telemetry-aggregates\"/" "$work/gateway.toml"
+  "$build/gateway/edge-gateway" --check-config "$work/gateway.toml" >/dev/null
+
+  local gateway_pid
+  start_gateway() {
+    "$build/gateway/edge-gateway" --config "$work/gateway.toml" >>"$work/gateway.log" 2>&1 &
+    gateway_pid=$!
+    gw_track $gateway_pid
+  }
+  start_gateway
+  gw_wait_gateway_ready "$http_port" "$work/gateway.log"
+
+  # Consumers during the run (a mock partition keeps only about 5 MB).
+  local max_wait=$((seconds + 900))
+  local verify_pid
+  gw_start_verifier "$build" "$work" "$bootstrap" --max-wait-s "$max_wait"
+  "$build/uplink/uplink-cat" --kafka "$bootstrap" --topic telemetry --done-file "$work/done" --idle-exit-ms 3000 \
+    >"$work/records.jsonl" 2>"$work/cat-records.log" &
+  local cat_records_pid=$!
+  gw_track $cat_records_pid
+  "$build/uplink/uplink-cat" --kafka "$bootstrap" --topic telemetry-aggregates --done-file "$work/done" \
+    --idle-exit-ms 3000 >"$work/aggregates.jsonl" 2>"$work/cat-aggregates.log" &
+  local cat_aggs_pid=$!
+  gw_track $cat_aggs_pid
+
+  "$build/firmware-sim/firmware-sim" --broker "tcp://127.0.0.1:$mqtt_port" --devices "$devices" --rate "$rate" \
+    --duration "$seconds" --qos 1 --seed "$seed" --format mixed --duplicates 0.03 --reorder 4 --offline 0.002 \
+    --offline-ms 3000 --malformed 0.01 --manifest "$work/manifest.txt" --record "$work/published.jsonl" \
+    >"$work/sim.out" 2>"$work/sim.log" &
+  local sim_pid=$!
+  gw_track $sim_pid
+
+  # The chaos: random kills, short outages, latency; once, an outage until the buffer is full.
+  local kills=0 outages=0 latencies=0 filled=0 full_seen=false t0=$SECONDS action i st
+  local fill_at=$((seconds / 4 > 4 ? seconds / 4 : 4))
+  while kill -0 "$sim_pid" 2>/dev/null && ((SECONDS - t0 < seconds + 30)); do
+    sleep "$((RANDOM % 2)).$((2 + RANDOM % 8))"
+    kill -0 "$sim_pid" 2>/dev/null || break
+    if ((!filled && SECONDS - t0 >= fill_at)); then
+      filled=1 outages=$((outages + 1))
+      echo down >&7
+      # Down until the buffer says full (bounded), then 3 s more (with a kill in the middle).
+      for ((i = 0; i < 150; i++)); do
+        st=$(gw_http "$base/status" 2>/dev/null || true)
+        if [[ $(jq -r '.buffer.full // false' <<<"$st" 2>/dev/null) == true ]]; then full_seen=true; break; fi
+        sleep 0.2
+      done
+      sleep 1.5
+      kill -KILL "$gateway_pid"; wait "$gateway_pid" 2>/dev/null || true; kills=$((kills + 1)); start_gateway
+      sleep 1.5
+      echo up >&7
+      gw_log "chaos[$policy]: full outage done (full=$full_seen)"
+      continue
+    fi
+    action=$((RANDOM % 10))
+    if ((action < 5)); then
+      kill -KILL "$gateway_pid"
+      wait "$gateway_pid" 2>/dev/null || true
+      kills=$((kills + 1))
+      sleep "0.$((RANDOM % 10))"
+      start_gateway
+    elif ((action < 8)); then
+      outages=$((outages + 1))
+      echo down >&7
+      sleep "$((1 + RANDOM % 4)).$((RANDOM % 10))"
+      echo up >&7
+    else
+      latencies=$((latencies + 1))
+      echo "rtt $((50 + RANDOM % 450))" >&7
+      sleep "$((1 + RANDOM % 3))"
+      echo "rtt 0" >&7
+    fi
+  done
+  echo up >&7
+  echo "rtt 0" >&7
+  wait "$sim_pid" || { gw_log "FAIL: firmware-sim failed (see $work/sim.log)"; return 1; }
+  gw_log "chaos[$policy]: $(cat "$work/sim.out")"
+  gw_wait_http "$base/healthz" 30 || { gw_log "FAIL: gateway not healthy at the end"; return 1; }
+  # Everything acknowledged stored, both sinks and the windowing stage at the last seq, all windows
+  # closed (twice in a row).
+  local acked settled=0 status=
+  acked=$(wc -l <"$work/manifest.txt")
+  for ((i = 0; i < 900 && settled < 2; i++)); do
+    sleep 0.3
+    status=$(gw_http "$base/status" 2>/dev/null || true)
+    if jq -e '.windowing.open_windows == 0
+          and .windowing.acked_seq == .buffer.last_seq
+          and .uplink.kafka.last_acked_seq == .buffer.last_seq
+          and .uplink.kafka_aggregates.last_acked_seq == .buffer.last_seq
+          and .buffer.blocked_appends == 0' <<<"$status" >/dev/null 2>&1 &&
+      (($(jq -r '.ingest.events_stored' <<<"$status") > 0)); then
+      settled=$((settled + 1))
+    else
+      settled=0
+    fi
+  done
+  ((settled >= 2)) || { echo "$status" >&2; gw_log "FAIL: chaos[$policy]: the gateway did not settle (see $work/gateway.log)"; return 1; }
+  gw_http "$base/late?limit=10000" >"$work/late.json" || { gw_log "FAIL: /late did not answer"; return 1; }
+  echo "$status" >"$work/status.json"
+  touch "$work/done"
+  local rc=0
+  wait "$verify_pid" || rc=$?
+  wait "$cat_records_pid" || { gw_log "FAIL: uplink-cat (records) failed (see $work/cat-records.log)"; return 1; }
+  wait "$cat_aggs_pid" || { gw_log "FAIL: uplink-cat (aggregates) failed (see $work/cat-aggregates.log)"; return 1; }
+  gw_log "chaos[$policy]: verify (rc=$rc): $(tail -n1 "$work/verify.out")"
+  gw_stop_all
+  exec 7>&-
+  python3 "$src/tests/chaos/check.py" --policy "$policy" --seconds "$seconds" --kills "$kills" --outages "$outages" \
+    --full-seen "$full_seen" --work "$work" --verify-rc "$rc"
+}
+
+failed=0
+IFS=, read -ra policy_list <<<"$policies"
+for policy in "${policy_list[@]}"; do
+  if ! run_policy "$policy"; then
+    failed=1
+    echo "chaos: policy=$policy FAILED"
+  fi
+  if [[ -z ${KEEP:-} ]]; then rm -rf "$work"; fi
+  work=
+done
+((failed == 0)) && echo "chaos: all policies OK (seed=$seed)" || echo "chaos: FAILED (seed=$seed)"
+exit $failed
