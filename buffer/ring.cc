@@ -151,17 +151,49 @@ std::error_code lmdb_error(int rc, const char* what) {
   return make_error_code(errc::io_error);
 }
 
-// Aborts a transaction unless it was committed or handed off.
+#if defined(__SANITIZE_THREAD__)
+extern "C" void __tsan_acquire(void* addr);
+extern "C" void __tsan_release(void* addr);
+#endif
+
+// For ThreadSanitizer only (no code otherwise): LMDB orders its transactions through the meta
+// pages and the reader table, with plain loads and stores in uninstrumented code, so TSan sees no
+// order between a transaction that ended and one that began later: a page written by a committed
+// write transaction and read by a later reader, or read by an ended reader and then reused by a
+// later writer, looked like a race (found by the TSan build in ring_test's readers-while-growing
+// case, with no LMDB frame to suppress). Every transaction begins and ends in TxnGuard, which
+// states that order to TSan on the environment: an end happens before every later begin (and
+// before every later page reservation, below).
+void tsan_txn_begun([[maybe_unused]] MDB_txn* txn) {
+#if defined(__SANITIZE_THREAD__)
+  __tsan_acquire(mdb_txn_env(txn));
+#endif
+}
+// A write transaction may be handed a freed page when it allocates one (MDB_RESERVE), not only
+// at its begin: LMDB checks then that every reader that could see the page has ended.
+void tsan_page_reserved([[maybe_unused]] MDB_txn* txn) { tsan_txn_begun(txn); }
+void tsan_txn_ending([[maybe_unused]] MDB_txn* txn) {
+#if defined(__SANITIZE_THREAD__)
+  __tsan_release(mdb_txn_env(txn));
+#endif
+}
+
+// Aborts a transaction unless it was committed or handed off. Every transaction of the ring is
+// held by one from right after mdb_txn_begin.
 class TxnGuard {
  public:
-  explicit TxnGuard(MDB_txn* txn) : txn_(txn) {}
+  explicit TxnGuard(MDB_txn* txn) : txn_(txn) { tsan_txn_begun(txn_); }
   TxnGuard(const TxnGuard&) = delete;
   TxnGuard& operator=(const TxnGuard&) = delete;
   ~TxnGuard() {
-    if (txn_ != nullptr) mdb_txn_abort(txn_);
+    if (txn_ != nullptr) {
+      tsan_txn_ending(txn_);
+      mdb_txn_abort(txn_);
+    }
   }
   MDB_txn* get() const { return txn_; }
   int commit() {
+    tsan_txn_ending(txn_);
     int rc = mdb_txn_commit(txn_);
     txn_ = nullptr;  // LMDB frees the handle whether or not the commit succeeded
     return rc;
@@ -865,6 +897,7 @@ class LmdbRing final : public Ring {
     MDB_val key = as_val(key_bytes, sizeof key_bytes);
     MDB_val val{kRecordHeader + in.payload.size(), nullptr};
     if (int rc = mdb_put(txn, records_, &key, &val, MDB_APPEND | MDB_RESERVE); rc != 0) return rc;
+    tsan_page_reserved(txn);
     auto* p = static_cast<std::uint8_t*>(val.mv_data);
     p[0] = kRecordVersion;
     p[1] = static_cast<std::uint8_t>(in.type);

@@ -162,9 +162,11 @@ std::expected<void, std::error_code> Stage::start() {
   }
   publish();
   stopping_ = false;
-  worker_ = std::thread([this] { run(); });
+  // Logged before the worker starts: from then on position_ and the engine are the worker's alone
+  // (reading them here after the start was a data race, found by TSan).
   spdlog::info("windowing: started ({} windows, cursor '{}' at seq {}, {} open windows restored)",
                to_string(options_.kind), options_.cursor, position_.value, engine_->stats().open_windows);
+  worker_ = std::thread([this] { run(); });
   return {};
 }
 

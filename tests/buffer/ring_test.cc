@@ -391,10 +391,11 @@ TEST_CASE("the map starts small and grows up to max_bytes, with readers running"
   CHECK(ring->stats().map_bytes == 256 * 1024);
   std::atomic<bool> done{false};
   std::atomic<std::uint64_t> reads{0};
+  std::atomic<std::uint64_t> read_errors{0};
+  // Catch2's assertions are not thread-safe (TSan): the reader counts, the main thread checks.
   std::thread reader([&] {
     for (int i = 0; i < 1000000 && !done; ++i) {
-      auto r = ring->read(Seq{0}, 100, 1 << 20);
-      REQUIRE(r.has_value());
+      if (!ring->read(Seq{0}, 100, 1 << 20)) ++read_errors;
       (void)ring->stats();
       ++reads;
     }
@@ -404,6 +405,7 @@ TEST_CASE("the map starts small and grows up to max_bytes, with readers running"
   for (int i = 0; i < 100; ++i) REQUIRE(ring->append(in).has_value());  // 6.4 MB
   done = true;
   reader.join();
+  CHECK(read_errors == 0);
   auto s = ring->stats();
   CHECK(s.map_bytes > 4ull << 20);
   CHECK(s.map_bytes <= 64ull << 20);

@@ -4,6 +4,11 @@
 
 GW_PIDS=()
 
+# gw_scaled N: N times GW_TEST_TIME_SCALE (an integer, default 1; toolchains/sanitize.sh raises it
+# because sanitizers slow every process 2-15x). Bounds of waits go through it, so that a slower
+# build waits longer; what a test checks does not change.
+gw_scaled() { echo $(($1 * ${GW_TEST_TIME_SCALE:-1})); }
+
 gw_log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 gw_die() { gw_log "FAIL: $*"; exit 1; }
 
@@ -25,7 +30,7 @@ gw_free_port() {
 
 # gw_wait_port PORT SECONDS: until something accepts on 127.0.0.1:PORT.
 gw_wait_port() {
-  local port=$1 deadline=$((SECONDS + $2))
+  local port=$1 deadline=$((SECONDS + $(gw_scaled "$2")))
   while ((SECONDS < deadline)); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
     sleep 0.1
@@ -35,11 +40,11 @@ gw_wait_port() {
 
 gw_track() { GW_PIDS+=("$1"); }
 
-# Stops every tracked process: SIGTERM, then SIGKILL after 5 s.
+# Stops every tracked process: SIGTERM, then SIGKILL after 5 s (scaled).
 gw_stop_all() {
   local pid i
   for pid in "${GW_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for ((i = 0; i < 50; i++)); do
+  for ((i = 0; i < $(gw_scaled 50); i++)); do
     local alive=0
     for pid in "${GW_PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
     ((alive)) || break
@@ -48,6 +53,11 @@ gw_stop_all() {
   for pid in "${GW_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   GW_PIDS=()
+
+# gw_scaled N: N times GW_TEST_TIME_SCALE (an integer, default 1; toolchains/sanitize.sh raises it
+# because sanitizers slow every process 2-15x). Bounds of waits go through it, so that a slower
+# build waits longer; what a test checks does not change.
+gw_scaled() { echo $(($1 * ${GW_TEST_TIME_SCALE:-1})); }
 }
 
 # gw_start_mosquitto DIR PORT CONF_TEMPLATE: a private mosquitto on 127.0.0.1:PORT with its data in DIR.
@@ -72,7 +82,7 @@ gw_start_kafka_mock() {
   "$bin" --topic "$topic:1" --topic telemetry-aggregates:1 <"$dir/kafka-mock.in" >"$dir/kafka-mock.out" 2>"$dir/kafka-mock.log" &
   gw_track $!
   exec 7>"$dir/kafka-mock.in"
-  for ((i = 0; i < 100; i++)); do
+  for ((i = 0; i < $(gw_scaled 100); i++)); do
     if grep -q '^bootstrap=' "$dir/kafka-mock.out" 2>/dev/null; then
       sed -n 's/^bootstrap=//p' "$dir/kafka-mock.out" | head -n1
       return 0
@@ -88,7 +98,7 @@ gw_http() { curl -fsS --max-time 5 ${GW_HTTP_TOKEN:+-H "Authorization: Bearer $G
 
 # gw_wait_http URL SECONDS: until URL answers 2xx.
 gw_wait_http() {
-  local url=$1 deadline=$((SECONDS + $2))
+  local url=$1 deadline=$((SECONDS + $(gw_scaled "$2")))
   while ((SECONDS < deadline)); do
     gw_http "$url" >/dev/null 2>&1 && return 0
     sleep 0.2
@@ -100,7 +110,7 @@ gw_wait_http() {
 # confirmed. Until then a brand-new session has no subscription at the broker, so what devices
 # publish is acknowledged to them but queued for nobody: wait before publishing.
 gw_wait_subscribed() {
-  local base=$1 deadline=$((SECONDS + $2))
+  local base=$1 deadline=$((SECONDS + $(gw_scaled "$2")))
   while ((SECONDS < deadline)); do
     [[ $(gw_http "$base/status" 2>/dev/null | jq -r '.ingest.subscribed // false' 2>/dev/null) == true ]] && return 0
     sleep 0.2

@@ -31,7 +31,7 @@ CONF
 # gw_wait_caught_up HTTP_PORT SECONDS: until the uplink's cursor equals the buffer's last seq
 # (twice in a row, 1 s apart). Prints the last status.
 gw_wait_caught_up() {
-  local port=$1 deadline=$((SECONDS + $2)) status last acked prev=-1
+  local port=$1 deadline=$((SECONDS + $(gw_scaled "$2"))) status last acked prev=-1
   while ((SECONDS < deadline)); do
     status=$(gw_http "http://127.0.0.1:$port/status" 2>/dev/null || true)
     last=$(jq -r '.buffer.last_seq // -1' <<<"$status" 2>/dev/null || echo -1)
