@@ -4,6 +4,7 @@
 #include <cstring>
 #include <string>
 
+#include <flatbuffers/util.h>
 #include <nlohmann/json.hpp>
 
 #include "ingest/event.h"
@@ -59,6 +60,23 @@ std::vector<std::uint8_t> encode_telemetry(const Event& event) {
   return {fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize()};
 }
 
+namespace {
+
+// Whether a verified FlatBuffers string is valid UTF-8 (as the FlatBuffers format requires, but the
+// verifier does not check). Every text of an event ends up in JSON (/devices, /aggregates, /late,
+// uplink-cat), whose writer throws on invalid UTF-8. FromUTF8 may read up to the terminating NUL,
+// which the verifier guarantees, and never past it.
+bool valid_utf8(const flatbuffers::String* s) {
+  const char* p = s->c_str();
+  const char* end = p + s->size();
+  while (p < end) {
+    if (flatbuffers::FromUTF8(&p) < 0) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 std::expected<Event, std::error_code> decode_telemetry(std::span<const std::uint8_t> bytes) {
   // VerifyTelemetryBuffer checks the file identifier too, within bounds (a short input is safe).
   flatbuffers::Verifier verifier(bytes.data(), bytes.size());
@@ -72,11 +90,12 @@ std::expected<Event, std::error_code> decode_telemetry(std::span<const std::uint
   if (t->device_id()->size() == 0 || t->seq() == 0 || t->time_ms() <= 0) {
     return std::unexpected(make_error_code(errc::missing_field));
   }
+  if (!valid_utf8(t->device_id())) return std::unexpected(make_error_code(errc::bad_value));
   Event event{DeviceId{t->device_id()->str()}, DeviceSeq{t->seq()}, EventTime{t->time_ms()}, {}, {}, t->boot_id()};
   if (t->metrics() != nullptr) {
     event.metrics.reserve(t->metrics()->size());
     for (const fb::Metric* m : *t->metrics()) {
-      if (m->name()->size() == 0 || !std::isfinite(m->value())) {
+      if (m->name()->size() == 0 || !valid_utf8(m->name()) || !std::isfinite(m->value())) {
         return std::unexpected(make_error_code(errc::bad_value));
       }
       event.metrics.push_back(Metric{m->name()->str(), m->value()});
@@ -85,7 +104,9 @@ std::expected<Event, std::error_code> decode_telemetry(std::span<const std::uint
   if (t->tags() != nullptr) {
     event.tags.reserve(t->tags()->size());
     for (const fb::Tag* tag : *t->tags()) {
-      if (tag->key()->size() == 0) return std::unexpected(make_error_code(errc::bad_value));
+      if (tag->key()->size() == 0 || !valid_utf8(tag->key()) || (tag->value() != nullptr && !valid_utf8(tag->value()))) {
+        return std::unexpected(make_error_code(errc::bad_value));
+      }
       event.tags.push_back(Tag{tag->key()->str(), tag->value() != nullptr ? tag->value()->str() : std::string()});
     }
   }
