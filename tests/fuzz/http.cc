@@ -114,8 +114,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       std::abort();
     }
   };
-  const std::string wire =
-      answer_raw_requests(std::string_view(reinterpret_cast<const char*>(data), size), options, handler);
+  const std::string_view input(reinterpret_cast<const char*>(data), size);
+  const std::string wire = answer_raw_requests(input, options, handler);
   if (size == 0) require(wire.empty(), "an answer to no request");
 
   static const std::set<unsigned> expected = {200, 400, 401, 404, 405, 413, 431, 503};
@@ -133,7 +133,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (res.result_int() == 401) require(res.count(http::field::www_authenticate) == 1, "a 401 without WWW-Authenticate");
     rest.remove_prefix(used);
     const std::uint64_t length = parser.content_length().value_or(0);
-    if (length > 0 && !rest.starts_with("HTTP/1.1 ")) {  // else the answer to a HEAD: no body
+    // The answer to a HEAD has the GET's Content-Length and no body: the next response (or the end)
+    // follows at once. Only an input with a HEAD in it can have one.
+    const bool bodiless = (rest.empty() || rest.starts_with("HTTP/1.1 ")) && input.find("HEAD") != input.npos;
+    if (length > 0 && !bodiless) {
       require(rest.size() >= length, "a body shorter than its Content-Length");
       rest.remove_prefix(length);
     }
