@@ -1,8 +1,11 @@
 // The payload codecs: Telemetry FlatBuffers (ingest/telemetry.fbs) and the same fields as JSON
 // (nlohmann-json), plus validation against limits. Pure functions; thread-safe.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include <flatbuffers/util.h>
 #include <nlohmann/json.hpp>
@@ -75,6 +78,16 @@ bool valid_utf8(const flatbuffers::String* s) {
   return true;
 }
 
+// Whether no two entries share a name.
+template <class T>
+bool unique_names(const std::vector<T>& entries, std::string T::*name) {
+  std::vector<std::string_view> names;
+  names.reserve(entries.size());
+  for (const auto& e : entries) names.emplace_back(e.*name);
+  std::sort(names.begin(), names.end());
+  return std::adjacent_find(names.begin(), names.end()) == names.end();
+}
+
 }  // namespace
 
 std::expected<Event, std::error_code> decode_telemetry(std::span<const std::uint8_t> bytes) {
@@ -109,6 +122,11 @@ std::expected<Event, std::error_code> decode_telemetry(std::span<const std::uint
       }
       event.tags.push_back(Tag{tag->key()->str(), tag->value() != nullptr ? tag->value()->str() : std::string()});
     }
+  }
+  // A name may appear once: the JSON form cannot carry two values of one metric or tag (its
+  // objects keep one value per key), and windowing would fold both values into one window.
+  if (!unique_names(event.metrics, &Metric::name) || !unique_names(event.tags, &Tag::key)) {
+    return std::unexpected(make_error_code(errc::bad_value));
   }
   return event;
 }

@@ -122,6 +122,18 @@ TEST_CASE("text that is not UTF-8 is rejected, valid UTF-8 kept") {
   CHECK(decode_json(std::span(reinterpret_cast<const std::uint8_t*>(json.data()), json.size())).value() == utf8);
 }
 
+TEST_CASE("a repeated metric name or tag key is rejected") {
+  // Found by fuzzing (tests/fuzz, fuzz_telemetry): a FlatBuffer with two "hum" metrics decoded, but
+  // its JSON form (one value per key) lost one of them.
+  CHECK(decode_telemetry(build(2, "d", 1, 1, {{"hum", 40.5}, {"t", 1.0}, {"hum", 41.0}})).error() ==
+        code(errc::bad_value));
+  Event tagged = sample();
+  tagged.tags = {{"site", "lab"}, {"rack", "r1"}, {"site", "hall"}};
+  CHECK(decode_telemetry(encode_telemetry(tagged)).error() == code(errc::bad_value));
+  tagged.tags = {{"site", "lab"}, {"rack", "lab"}};  // repeated values are fine
+  CHECK(decode_telemetry(encode_telemetry(tagged)).value() == tagged);
+}
+
 TEST_CASE("non-finite metric values and empty metric names are rejected") {
   const double nan = std::numeric_limits<double>::quiet_NaN();
   const double inf = std::numeric_limits<double>::infinity();
