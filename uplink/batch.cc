@@ -354,10 +354,11 @@ std::size_t size_of(const flatbuffers::Vector<T>* v) {
 // only the alignment of a vector's 4-byte length, so a forged buffer can put a vector of 8-byte
 // scalars at 4 mod 8, and reading it is a misaligned load (undefined; on 32-bit ARM a fault for
 // some instructions). FlatBuffers writers align every vector to its element size, and the buffer
-// itself comes from operator new, so a misaligned vector is a malformed batch.
+// itself comes from operator new, so a misaligned vector is a malformed batch. Except an empty one:
+// FlatBufferBuilder does not align an empty vector (nothing is read from it either).
 template <class T>
 bool aligned(const flatbuffers::Vector<T>* v) {
-  return v == nullptr || reinterpret_cast<std::uintptr_t>(v->Data()) % alignof(T) == 0;
+  return v == nullptr || v->size() == 0 || reinterpret_cast<std::uintptr_t>(v->Data()) % alignof(T) == 0;
 }
 
 std::expected<void, std::error_code> decode_columnar(const fb::Batch& b, Batch& batch) {
