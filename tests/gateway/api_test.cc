@@ -121,7 +121,7 @@ TEST_CASE("a path or parameter that is not UTF-8 gets its 4xx with valid JSON, n
   // JSON writer threw on the stray byte, so the server answered 500. The input is in the corpus.
   Fake fake;
   auto sources = fake.sources();
-  auto unknown = gw::gateway::handle_api(sources, get("/agg\x95egates"));
+  auto unknown = gw::gateway::handle_api(sources, get("/agg\x95" "egates"));
   CHECK(unknown.status == 404);
   CHECK(json::parse(unknown.body).at("error").get<std::string>().find("\xef\xbf\xbd") != std::string::npos);  // U+FFFD
   CHECK(bad_request(gw::gateway::handle_api(sources, get("/status", {{"\xff", "1"}}))).find("\xef\xbf\xbd") !=
