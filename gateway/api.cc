@@ -20,7 +20,11 @@ namespace {
 
 using json = nlohmann::json;
 
-HttpResponse json_response(int status, const json& body) { return {status, "application/json", body.dump() + "\n"}; }
+// JSON text of a value that may hold bytes from the network (a path, a parameter's name or value)
+// or from devices: invalid UTF-8 becomes U+FFFD instead of an exception (which was a 500).
+std::string json_text(const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+HttpResponse json_response(int status, const json& body) { return {status, "application/json", json_text(body) + "\n"}; }
 
 HttpResponse bad_parameter(std::string_view name, std::string_view why) {
   return json_response(400, {{"error", "bad parameter '" + std::string(name) + "': " + std::string(why)}});
@@ -80,12 +84,12 @@ std::string aggregates_json(const std::vector<windowing::Aggregate>& list) {
     if (out.size() > 1) out += ',';
     fmt::format_to(out_it, R"({{"id":{},"kind":"{}",)", a.id, windowing::to_string(a.kind));
     if (a.scope == windowing::Scope::device) {
-      fmt::format_to(out_it, R"("device":{})", json(a.key).dump());
+      fmt::format_to(out_it, R"("device":{})", json_text(a.key));
     } else {
-      fmt::format_to(out_it, R"("group":{},"group_tag":{})", json(a.key).dump(), json(a.group_tag).dump());
+      fmt::format_to(out_it, R"("group":{},"group_tag":{})", json_text(a.key), json_text(a.group_tag));
     }
     fmt::format_to(out_it, R"(,"metric":{},"window_start_ms":{},"window_end_ms":{},"closed_at_ms":{},"count":{})",
-                   json(a.metric).dump(), a.window_start.ms, a.window_end.ms, a.closed_at_ms, a.count);
+                   json_text(a.metric), a.window_start.ms, a.window_end.ms, a.closed_at_ms, a.count);
     number("sum", a.sum);
     number("min", a.min);
     number("max", a.max);

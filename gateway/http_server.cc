@@ -15,6 +15,7 @@
 #include <boost/beast/version.hpp>
 #include <charconv>
 #include <optional>
+#include <sstream>
 #include <sys/resource.h>
 #include <thread>
 #include <unistd.h>
@@ -137,6 +138,73 @@ struct Shared {
 
 void count(std::atomic<std::uint64_t>& counter) { counter.fetch_add(1, std::memory_order_relaxed); }
 
+using Request = http::request<http::string_body>;
+using Response = http::response<http::string_body>;
+using RequestParser = http::request_parser<http::string_body>;
+
+void set_limits(RequestParser& parser, const HttpOptions& options) {
+  parser.header_limit(static_cast<std::uint32_t>(options.max_header_bytes));
+  parser.body_limit(options.max_body_bytes);
+}
+
+// The headers every response carries, and the 4xx/5xx counts.
+void finish(Shared& shared, Response& res) {
+  res.set(http::field::server, "edge-gateway");
+  res.set(http::field::cache_control, "no-store");
+  if (res.result() == http::status::unauthorized) res.set(http::field::www_authenticate, R"(Bearer realm="edge-gateway")");
+  if (res.result_int() >= 500) {
+    count(shared.counters.responses_5xx);
+  } else if (res.result_int() >= 400) {
+    count(shared.counters.responses_4xx);
+  }
+}
+
+std::shared_ptr<Response> reject(Shared& shared, http::status status, std::string message) {
+  count(shared.counters.rejected_total);
+  auto res = std::make_shared<Response>(status, 11);
+  res->set(http::field::content_type, "application/json");
+  res->keep_alive(false);
+  res->body() = nlohmann::json{{"error", message}}.dump() + "\n";
+  res->prepare_payload();
+  finish(shared, *res);
+  return res;
+}
+
+// The answer to what one read of a request gave (`ec`, and `req` when ec is success); null when
+// the connection is to be closed without one (the peer closed between requests, or the server
+// stops). Read time-outs are the caller's: only a connection has a clock.
+std::shared_ptr<Response> answer(Shared& shared, beast::error_code ec, const Request& req) {
+  if (ec == http::error::end_of_stream || ec == asio::error::operation_aborted) return nullptr;
+  if (ec == http::error::header_limit) return reject(shared, http::status::request_header_fields_too_large, "header too large");
+  if (ec == http::error::body_limit) return reject(shared, http::status::payload_too_large, "body too large");
+  if (ec) return reject(shared, http::status::bad_request, "malformed request: " + ec.message());
+
+  HttpRequest request = to_request(req);
+  count(shared.counters.requests_total);
+  HttpResponse out;
+  if (shared.needs_token(request.path) && !bearer_matches(request.authorization, shared.options.token)) {
+    count(shared.counters.unauthorized_total);
+    out = HttpResponse{401, "application/json", R"({"error":"missing or wrong bearer token"})" "\n"};
+  } else {
+    try {
+      out = shared.handler(request);
+    } catch (const std::exception& e) {
+      spdlog::error("http: handler failed on {}: {}", printable(request.path), e.what());
+      out = HttpResponse{500, "application/json", R"({"error":"internal error"})" "\n"};
+    }
+  }
+  spdlog::debug("http: {} {} -> {} ({} bytes)", printable(request.method), printable(request.path), out.status,
+                out.body.size());
+  auto res = std::make_shared<Response>(static_cast<http::status>(out.status), req.version());
+  res->set(http::field::content_type, out.content_type);
+  res->keep_alive(req.keep_alive());
+  res->body() = std::move(out.body);
+  res->prepare_payload();
+  if (req.method() == http::verb::head) res->body().clear();  // Content-Length stays the GET's
+  finish(shared, *res);
+  return res;
+}
+
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, std::shared_ptr<Shared> shared) : stream_(std::move(socket)), shared_(std::move(shared)) {
@@ -150,8 +218,7 @@ class Session : public std::enable_shared_from_this<Session> {
  private:
   void read() {
     parser_.emplace();
-    parser_->header_limit(static_cast<std::uint32_t>(shared_->options.max_header_bytes));
-    parser_->body_limit(shared_->options.max_body_bytes);
+    set_limits(*parser_, shared_->options);
     stream_.expires_after(shared_->options.request_timeout);  // for the whole request, not per read
     http::async_read(stream_, buffer_, *parser_,
                      [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
@@ -162,56 +229,12 @@ class Session : public std::enable_shared_from_this<Session> {
       if (parser_->got_some() || buffer_.size() > 0) count(shared_->counters.timeouts_total);  // not an idle keep-alive
       return close();
     }
-    if (ec == http::error::end_of_stream || ec == asio::error::operation_aborted) return close();
-    if (ec == http::error::header_limit) return reject(http::status::request_header_fields_too_large, "header too large");
-    if (ec == http::error::body_limit) return reject(http::status::payload_too_large, "body too large");
-    if (ec) return reject(http::status::bad_request, "malformed request: " + ec.message());
-
-    auto& req = parser_->get();
-    HttpRequest request = to_request(req);
-    count(shared_->counters.requests_total);
-    HttpResponse out;
-    if (shared_->needs_token(request.path) && !bearer_matches(request.authorization, shared_->options.token)) {
-      count(shared_->counters.unauthorized_total);
-      out = HttpResponse{401, "application/json", R"({"error":"missing or wrong bearer token"})" "\n"};
-    } else {
-      try {
-        out = shared_->handler(request);
-      } catch (const std::exception& e) {
-        spdlog::error("http: handler failed on {}: {}", printable(request.path), e.what());
-        out = HttpResponse{500, "application/json", R"({"error":"internal error"})" "\n"};
-      }
-    }
-    spdlog::debug("http: {} {} -> {} ({} bytes)", printable(request.method), printable(request.path), out.status,
-                  out.body.size());
-    auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(out.status), req.version());
-    res->set(http::field::content_type, out.content_type);
-    res->keep_alive(req.keep_alive());
-    res->body() = std::move(out.body);
-    res->prepare_payload();
-    if (req.method() == http::verb::head) res->body().clear();  // Content-Length stays the GET's
+    auto res = answer(*shared_, ec, parser_->get());
+    if (!res) return close();
     write(std::move(res));
   }
 
-  void reject(http::status status, std::string message) {
-    count(shared_->counters.rejected_total);
-    auto res = std::make_shared<http::response<http::string_body>>(status, 11);
-    res->set(http::field::content_type, "application/json");
-    res->keep_alive(false);
-    res->body() = nlohmann::json{{"error", message}}.dump() + "\n";
-    res->prepare_payload();
-    write(std::move(res));
-  }
-
-  void write(std::shared_ptr<http::response<http::string_body>> res) {
-    res->set(http::field::server, "edge-gateway");
-    res->set(http::field::cache_control, "no-store");
-    if (res->result() == http::status::unauthorized) res->set(http::field::www_authenticate, R"(Bearer realm="edge-gateway")");
-    if (res->result_int() >= 500) {
-      count(shared_->counters.responses_5xx);
-    } else if (res->result_int() >= 400) {
-      count(shared_->counters.responses_4xx);
-    }
+  void write(std::shared_ptr<Response> res) {
     stream_.expires_after(shared_->options.request_timeout);
     bool keep = res->keep_alive();
     http::async_write(stream_, *res, [self = shared_from_this(), res, keep](beast::error_code ec, std::size_t) {
@@ -228,8 +251,24 @@ class Session : public std::enable_shared_from_this<Session> {
 
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
-  std::optional<http::request_parser<http::string_body>> parser_;
+  std::optional<RequestParser> parser_;
   std::shared_ptr<Shared> shared_;
+};
+
+// A stream that has nothing more to give, as after the peer closed its side: http::read on it
+// parses what its buffer already holds and ends like a connection's read would.
+struct ClosedStream {
+  template <class Buffers>
+  std::size_t read_some(const Buffers&, beast::error_code& ec) {
+    ec = asio::error::eof;
+    return 0;
+  }
+  template <class Buffers>
+  std::size_t read_some(const Buffers& buffers) {
+    beast::error_code ec;
+    read_some(buffers, ec);
+    throw beast::system_error(ec);
+  }
 };
 
 class BeastServer final : public HttpServer {
@@ -313,6 +352,29 @@ bool split_host_port(const std::string& listen, std::string& host, std::uint16_t
   if (ec != std::errc{} || ptr != text.data() + text.size() || value > 65535) return false;
   port = static_cast<std::uint16_t>(value);
   return true;
+}
+
+std::string answer_raw_requests(std::string_view bytes, const HttpOptions& options, const HttpHandler& handler) {
+  Shared shared;
+  shared.options = options;
+  shared.handler = handler;
+  beast::flat_buffer buffer;
+  buffer.commit(asio::buffer_copy(buffer.prepare(bytes.size()), asio::buffer(bytes.data(), bytes.size())));
+  ClosedStream stream;
+  std::string out;
+  for (;;) {
+    RequestParser parser;
+    set_limits(parser, options);
+    beast::error_code ec;
+    http::read(stream, buffer, parser, ec);
+    auto res = answer(shared, ec, parser.get());
+    if (!res) break;
+    std::ostringstream wire;
+    wire << *res;
+    out += wire.str();
+    if (!res->keep_alive()) break;
+  }
+  return out;
 }
 
 std::expected<std::unique_ptr<HttpServer>, std::error_code> HttpServer::start(const HttpOptions& options,

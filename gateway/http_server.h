@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <vector>
 
@@ -79,6 +80,13 @@ class HttpServer {
   virtual void stop() = 0;
   virtual HttpStats stats() const = 0;
 };
+
+// Answers `bytes` as a connection of the server answers a client that sends them and then closes
+// its side: the same parser limits, rejections (400, 413, 431), bearer-token check, handler call
+// and response headers. Requests are answered one after another (keep-alive) until the bytes run
+// out or a response closes the connection; an incomplete last request gets a 400, as on a socket.
+// Returns the responses as written to the wire. No socket, no thread: for tests and fuzzing.
+std::string answer_raw_requests(std::string_view bytes, const HttpOptions& options, const HttpHandler& handler);
 
 // Splits "HOST:PORT". Returns false if it is not of that shape.
 bool split_host_port(const std::string& listen, std::string& host, std::uint16_t& port);

@@ -59,7 +59,7 @@ enum class errc {
   malformed = 1,        // not a valid Telemetry FlatBuffer (verifier failed) or not valid JSON
   unsupported_version,  // schema_version newer than this gateway understands
   missing_field,        // device id, seq or time absent
-  bad_value,            // e.g. a non-finite metric value or an empty metric name
+  bad_value,            // e.g. a non-finite metric value, an empty or repeated metric name, text not UTF-8
   oversize,             // the payload is larger than Limits::max_payload_bytes
   bad_timestamp,        // event time too far from the gateway clock (Limits::max_skew)
   // Stored values (dead letters) keep these numbers: append, never renumber.

@@ -1,9 +1,13 @@
 // The payload codecs: Telemetry FlatBuffers (ingest/telemetry.fbs) and the same fields as JSON
 // (nlohmann-json), plus validation against limits. Pure functions; thread-safe.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <string_view>
+#include <vector>
 
+#include <flatbuffers/util.h>
 #include <nlohmann/json.hpp>
 
 #include "ingest/event.h"
@@ -59,6 +63,33 @@ std::vector<std::uint8_t> encode_telemetry(const Event& event) {
   return {fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize()};
 }
 
+namespace {
+
+// Whether a verified FlatBuffers string is valid UTF-8 (as the FlatBuffers format requires, but the
+// verifier does not check). Every text of an event ends up in JSON (/devices, /aggregates, /late,
+// uplink-cat), whose writer throws on invalid UTF-8. FromUTF8 may read up to the terminating NUL,
+// which the verifier guarantees, and never past it.
+bool valid_utf8(const flatbuffers::String* s) {
+  const char* p = s->c_str();
+  const char* end = p + s->size();
+  while (p < end) {
+    if (flatbuffers::FromUTF8(&p) < 0) return false;
+  }
+  return true;
+}
+
+// Whether no two entries share a name.
+template <class T>
+bool unique_names(const std::vector<T>& entries, std::string T::*name) {
+  std::vector<std::string_view> names;
+  names.reserve(entries.size());
+  for (const auto& e : entries) names.emplace_back(e.*name);
+  std::sort(names.begin(), names.end());
+  return std::adjacent_find(names.begin(), names.end()) == names.end();
+}
+
+}  // namespace
+
 std::expected<Event, std::error_code> decode_telemetry(std::span<const std::uint8_t> bytes) {
   // VerifyTelemetryBuffer checks the file identifier too, within bounds (a short input is safe).
   flatbuffers::Verifier verifier(bytes.data(), bytes.size());
@@ -72,11 +103,12 @@ std::expected<Event, std::error_code> decode_telemetry(std::span<const std::uint
   if (t->device_id()->size() == 0 || t->seq() == 0 || t->time_ms() <= 0) {
     return std::unexpected(make_error_code(errc::missing_field));
   }
+  if (!valid_utf8(t->device_id())) return std::unexpected(make_error_code(errc::bad_value));
   Event event{DeviceId{t->device_id()->str()}, DeviceSeq{t->seq()}, EventTime{t->time_ms()}, {}, {}, t->boot_id()};
   if (t->metrics() != nullptr) {
     event.metrics.reserve(t->metrics()->size());
     for (const fb::Metric* m : *t->metrics()) {
-      if (m->name()->size() == 0 || !std::isfinite(m->value())) {
+      if (m->name()->size() == 0 || !valid_utf8(m->name()) || !std::isfinite(m->value())) {
         return std::unexpected(make_error_code(errc::bad_value));
       }
       event.metrics.push_back(Metric{m->name()->str(), m->value()});
@@ -85,9 +117,16 @@ std::expected<Event, std::error_code> decode_telemetry(std::span<const std::uint
   if (t->tags() != nullptr) {
     event.tags.reserve(t->tags()->size());
     for (const fb::Tag* tag : *t->tags()) {
-      if (tag->key()->size() == 0) return std::unexpected(make_error_code(errc::bad_value));
+      if (tag->key()->size() == 0 || !valid_utf8(tag->key()) || (tag->value() != nullptr && !valid_utf8(tag->value()))) {
+        return std::unexpected(make_error_code(errc::bad_value));
+      }
       event.tags.push_back(Tag{tag->key()->str(), tag->value() != nullptr ? tag->value()->str() : std::string()});
     }
+  }
+  // A name may appear once: the JSON form cannot carry two values of one metric or tag (its
+  // objects keep one value per key), and windowing would fold both values into one window.
+  if (!unique_names(event.metrics, &Metric::name) || !unique_names(event.tags, &Tag::key)) {
+    return std::unexpected(make_error_code(errc::bad_value));
   }
   return event;
 }

@@ -31,6 +31,9 @@ packages=(
   e2fsprogs mount
   # HTTP tests and benchmark: promtool (checks /metrics), headless Chromium (the status page), wrk
   prometheus chromium chromium-driver wrk
+  # fuzzing (tests/fuzz): clang 16 and its libFuzzer/sanitizer runtimes (Debian's default clang 14
+  # cannot compile libstdc++ 12's std::expected; see GW_FUZZ in CMakeLists.txt)
+  clang-16 libclang-rt-16-dev
 )
 
 # The architecture-dependent libraries: a cross build needs the :ARCH package of each of them.

@@ -9,6 +9,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdio>
+#include <cstdint>
 #include <cstdlib>
 #include <map>
 #include <optional>
@@ -349,9 +350,21 @@ std::size_t size_of(const flatbuffers::Vector<T>* v) {
   return v == nullptr ? 0 : v->size();
 }
 
+// Whether a verified vector's elements are aligned for their type. The FlatBuffers verifier checks
+// only the alignment of a vector's 4-byte length, so a forged buffer can put a vector of 8-byte
+// scalars at 4 mod 8, and reading it is a misaligned load (undefined; on 32-bit ARM a fault for
+// some instructions). FlatBuffers writers align every vector to its element size, and the buffer
+// itself comes from operator new, so a misaligned vector is a malformed batch. Except an empty one:
+// FlatBufferBuilder does not align an empty vector (nothing is read from it either).
+template <class T>
+bool aligned(const flatbuffers::Vector<T>* v) {
+  return v == nullptr || v->size() == 0 || reinterpret_cast<std::uintptr_t>(v->Data()) % alignof(T) == 0;
+}
+
 std::expected<void, std::error_code> decode_columnar(const fb::Batch& b, Batch& batch) {
   const std::size_t runs = size_of(b.devices());
   if (size_of(b.run_lengths()) != runs) return malformed();
+  if (!aligned(b.seq_deltas()) || !aligned(b.device_seq_deltas()) || !aligned(b.time_deltas())) return malformed();
   std::uint64_t n = 0;
   for (std::size_t r = 0; r < runs; ++r) n += b.run_lengths()->Get(static_cast<flatbuffers::uoffset_t>(r));
   if (size_of(b.seq_deltas()) != n || size_of(b.device_seq_deltas()) != n || size_of(b.time_deltas()) != n ||
@@ -376,6 +389,7 @@ std::expected<void, std::error_code> decode_columnar(const fb::Batch& b, Batch& 
   for (std::size_t c = 0; c < size_of(b.columns()); ++c) {
     const fb::Column* col = b.columns()->Get(static_cast<flatbuffers::uoffset_t>(c));
     if (col->metric() >= names || column_of[col->metric()] != nullptr) return malformed();
+    if (!aligned(col->bits()) || !aligned(col->deltas())) return malformed();
     if (col->encoding() == fb::Encoding::decimal_delta ? col->scale() >= kPow10.size()
                                                        : col->encoding() != fb::Encoding::xor_bits) {
       return malformed();

@@ -116,6 +116,22 @@ TEST_CASE("paths, methods and unknown paths") {
              Catch::Contains("'verbose'"));
 }
 
+TEST_CASE("a path or parameter that is not UTF-8 gets its 4xx with valid JSON, not a 500") {
+  // Found by fuzzing (tests/fuzz, fuzz_http): the 404 for "/agg\x95egates" quoted the path, and the
+  // JSON writer threw on the stray byte, so the server answered 500. The input is in the corpus.
+  Fake fake;
+  auto sources = fake.sources();
+  auto unknown = gw::gateway::handle_api(sources, get("/agg\x95" "egates"));
+  CHECK(unknown.status == 404);
+  CHECK(json::parse(unknown.body).at("error").get<std::string>().find("\xef\xbf\xbd") != std::string::npos);  // U+FFFD
+  CHECK(bad_request(gw::gateway::handle_api(sources, get("/status", {{"\xff", "1"}}))).find("\xef\xbf\xbd") !=
+        std::string::npos);
+  fake.aggregates = {agg("dev-\xc3", "t\xff", 1'700'000'000'000, 2)};  // stored by a gateway before the UTF-8 check
+  auto aggregates = gw::gateway::handle_api(sources, get("/aggregates"));
+  CHECK(aggregates.status == 200);
+  CHECK(json::parse(aggregates.body).size() == 1);
+}
+
 TEST_CASE("/readyz answers 503 with the reasons while not ready") {
   Fake fake;
   auto sources = fake.sources();

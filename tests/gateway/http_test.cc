@@ -284,3 +284,35 @@ TEST_CASE("a bad listen address is an error, not a crash") {
   options.listen = "256.1.1.1:80";
   CHECK_FALSE(HttpServer::start(options, {}).has_value());
 }
+
+TEST_CASE("answer_raw_requests answers bytes as a connection of the server does") {
+  HttpOptions options = loopback();
+  options.token = "t0ken";
+  options.max_header_bytes = 512;
+  auto server = HttpServer::start(options, echo);
+  REQUIRE(server.has_value());
+  const std::string big(600, 'x');
+  const std::vector<std::string> inputs = {
+      "GET /healthz HTTP/1.1\r\n\r\n",
+      "GET /healthz HTTP/1.1\r\nAuthorization: Bearer t0ken\r\n\r\nGET /a?x=%41 HTTP/1.1\r\n\r\n",
+      "HEAD /s HTTP/1.1\r\nAuthorization: bearer t0ken\r\n\r\nGET /nope HTTP/1.1\r\nAuthorization: Bearer t0ken\r\n\r\nGET /p",
+      "GET /s HTTP/1.1\r\nX-Big: " + big + "\r\n\r\n",
+      "NOT HTTP\r\n\r\n",
+      "GET /s HTTP/1.1\r\nAuthorization: Bearer t0ken\r\nConnection: close\r\n\r\nGET /after HTTP/1.1\r\n\r\n",
+  };
+  for (const auto& input : inputs) {
+    CAPTURE(input);
+    Client client((*server)->address());
+    client.send(input);
+    client.socket.shutdown(tcp::socket::shutdown_send);
+    std::string how;
+    const std::string over_socket = client.read_all(&how);
+    CHECK(how == "eof");
+    CHECK(!over_socket.empty());
+    CHECK(gw::gateway::answer_raw_requests(input, options, echo) == over_socket);
+  }
+  CHECK(gw::gateway::answer_raw_requests("", options, echo).empty());
+  const std::string two = gw::gateway::answer_raw_requests(inputs[1], options, echo);
+  CHECK(status_of(two) == 200);
+  CHECK(two.find("HTTP/1.1 401 Unauthorized") != std::string::npos);  // the second request has no token
+}

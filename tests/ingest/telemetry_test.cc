@@ -96,6 +96,44 @@ TEST_CASE("missing identity fields are rejected") {
   CHECK(decode_telemetry(build(1, "d", 1, -5, {})).error() == code(errc::missing_field));
 }
 
+TEST_CASE("text that is not UTF-8 is rejected, valid UTF-8 kept") {
+  // Found by fuzzing (tests/fuzz, fuzz_telemetry): the verifier accepted a metric name with a stray
+  // 0x98 byte, and the event's text later made the JSON writers (/aggregates, encode_json) throw.
+  const std::string bad_names[] = {"temper\x98ture", "\xc3", "\xe2\x82", "\xc0\xaf" /* overlong */,
+                                   "\xed\xa0\x80" /* surrogate */, "\xf4\x90\x80\x80" /* > U+10FFFF */};
+  for (const auto& bad : bad_names) {
+    CAPTURE(bad);
+    CHECK(decode_telemetry(build(2, "d", 1, 1, {{bad, 1.0}})).error() == code(errc::bad_value));
+    CHECK(decode_telemetry(build(2, bad, 1, 1, {{"t", 1.0}})).error() == code(errc::bad_value));
+    Event tagged = sample();
+    tagged.tags = {{"site", bad}};
+    CHECK(decode_telemetry(encode_telemetry(tagged)).error() == code(errc::bad_value));
+    tagged.tags = {{bad, "lab"}};
+    CHECK(decode_telemetry(encode_telemetry(tagged)).error() == code(errc::bad_value));
+  }
+  Event utf8 = sample();
+  utf8.device.value = "capteur-\xc3\xa9t\xc3\xa9-\xf0\x9f\x98\x80";  // "capteur-été-😀"
+  utf8.metrics = {{"temp\xc3\xa9rature", 21.5}, {std::string("nul\0inside", 11), 1.0}};
+  utf8.tags = {{"site", "\xe6\x9d\xb1\xe4\xba\xac"}};
+  auto decoded = decode_telemetry(encode_telemetry(utf8));
+  REQUIRE(decoded.has_value());
+  CHECK(*decoded == utf8);
+  const std::string json = encode_json(*decoded);  // would throw on text that is not UTF-8
+  CHECK(decode_json(std::span(reinterpret_cast<const std::uint8_t*>(json.data()), json.size())).value() == utf8);
+}
+
+TEST_CASE("a repeated metric name or tag key is rejected") {
+  // Found by fuzzing (tests/fuzz, fuzz_telemetry): a FlatBuffer with two "hum" metrics decoded, but
+  // its JSON form (one value per key) lost one of them.
+  CHECK(decode_telemetry(build(2, "d", 1, 1, {{"hum", 40.5}, {"t", 1.0}, {"hum", 41.0}})).error() ==
+        code(errc::bad_value));
+  Event tagged = sample();
+  tagged.tags = {{"site", "lab"}, {"rack", "r1"}, {"site", "hall"}};
+  CHECK(decode_telemetry(encode_telemetry(tagged)).error() == code(errc::bad_value));
+  tagged.tags = {{"site", "lab"}, {"rack", "lab"}};  // repeated values are fine
+  CHECK(decode_telemetry(encode_telemetry(tagged)).value() == tagged);
+}
+
 TEST_CASE("non-finite metric values and empty metric names are rejected") {
   const double nan = std::numeric_limits<double>::quiet_NaN();
   const double inf = std::numeric_limits<double>::infinity();
