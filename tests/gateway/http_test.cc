@@ -126,7 +126,7 @@ TEST_CASE("malformed requests get 400 and the server keeps serving") {
   const std::string address = (*server)->address();
   for (std::string bad : {std::string("GARBAGE\r\n\r\n"), std::string("GET /x HTTP/9.9\r\nHost: a\r\n\r\n"),
                           std::string("GET\r\n\r\n"), std::string("GET / HTTP/1.1\r\nNo colon here\r\n\r\n"),
-                          std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 17)}) {
+                          std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 15)}) {
     INFO(bad);
     Client client(address);
     client.send(bad);
