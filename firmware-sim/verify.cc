@@ -95,8 +95,10 @@ std::expected<std::uint64_t, std::error_code> read_records(std::istream& in, Ver
 
 std::string KafkaVerifyStats::summary(const VerifyResult& result) const {
   const std::uint64_t redelivered = result.duplicates >= duplicates ? result.duplicates - duplicates : 0;
-  return fmt::format("delivered={} lost={} duplicates={} redelivered={} order_violations={} bad_messages={}", delivered,
-                     result.lost, duplicates, redelivered, order_violations, bad_messages);
+  std::string s = fmt::format("delivered={} lost={} duplicates={} redelivered={} order_violations={} bad_messages={}",
+                               delivered, result.lost, duplicates, redelivered, order_violations, bad_messages);
+  if (skipped_offsets != 0) s += fmt::format(" skipped_offsets={}", skipped_offsets);
+  return s;
 }
 
 namespace {
@@ -173,7 +175,11 @@ std::expected<KafkaVerifyStats, std::error_code> consume_kafka(const KafkaVerify
     }
     if (!next->has_value()) {
       const bool done = options.done_file.empty() || std::filesystem::exists(options.done_file);
-      if (done && (*reader)->at_end() && now - last_message >= options.idle_exit) break;
+      // at_end() is what the consumer last heard (stale while it reconnects): the brokers confirm.
+      if (done && (*reader)->at_end() && now - last_message >= options.idle_exit &&
+          (*reader)->caught_up(std::chrono::seconds(2))) {
+        break;
+      }
       continue;
     }
     last_message = Clock::now();
@@ -187,6 +193,7 @@ std::expected<KafkaVerifyStats, std::error_code> consume_kafka(const KafkaVerify
     }
     tally.add(*batch);
   }
+  stats.skipped_offsets = (*reader)->skipped();
   return stats;
 }
 

@@ -74,7 +74,9 @@ struct KafkaVerifyStats {
   std::uint64_t duplicates = 0;         // extra copies of a (gateway id, seq): the uplink sent a record twice
   std::uint64_t order_violations = 0;   // a device's record (first copy) with a lower device seq than an earlier one
   std::uint64_t duplicates_removed = 0; // Pulsar: extra copies of a (gateway id, seq) dropped by the dedup
-  // "delivered=N lost=L duplicates=D redelivered=R order_violations=O bad_messages=B", where
+  std::uint64_t skipped_offsets = 0;    // Kafka: offsets the topic had dropped before they were read (lost= is then unproven)
+  // "delivered=N lost=L duplicates=D redelivered=R order_violations=O bad_messages=B" (and
+  // " skipped_offsets=S" when the reader found the topic had dropped records it had not read), where
   // redelivered = extra copies of a (device, device seq) stored under different gateway seqs (an
   // MQTT redelivery that ingest stored twice), from `result`.
   std::string summary(const VerifyResult& result) const;

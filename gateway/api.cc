@@ -142,14 +142,18 @@ HttpResponse aggregates(const ApiSources& sources, const HttpRequest& req) {
   return {200, "application/json", aggregates_json(sources.aggregates(q))};
 }
 
-// GET /late?limit=: the newest events that arrived after their windows had closed.
+// GET /late?limit=&before=: the newest events that arrived after their windows had closed; the
+// next page with before = the last id of this one.
 HttpResponse late_list(const ApiSources& sources, const HttpRequest& req) {
-  if (auto bad = only_params(req, {"limit"})) return *bad;
-  std::optional<std::int64_t> limit;
+  if (auto bad = only_params(req, {"limit", "before"})) return *bad;
+  std::optional<std::int64_t> limit, before;
   if (auto bad = int_param(req, "limit", 1, 10000, limit)) return *bad;
+  if (auto bad = int_param(req, "before", 1, INT64_MAX, before)) return *bad;
   if (!sources.late) return json_response(503, {{"error", "the windowing stage is not running yet"}});
   json out = json::array();
-  for (const auto& e : sources.late(static_cast<std::size_t>(limit.value_or(100)))) {
+  std::optional<std::uint64_t> below;
+  if (before) below = static_cast<std::uint64_t>(*before);
+  for (const auto& e : sources.late(static_cast<std::size_t>(limit.value_or(100)), below)) {
     json metrics = json::object();
     for (const auto& m : e.metrics) metrics[m.name] = m.value;
     out.push_back({{"id", e.id},

@@ -35,8 +35,9 @@ struct ApiSources {
   std::function<std::shared_ptr<const PublishedStatus>()> status;
   // Closed aggregates matching the query, newest first.
   std::function<std::vector<windowing::Aggregate>(const windowing::Query&)> aggregates;
-  // Late events, newest first; unset: /late answers 503.
-  std::function<std::vector<windowing::LateEvent>(std::size_t)> late;
+  // Late events, newest first (at most limit, with an id below `before` if given); unset: /late
+  // answers 503.
+  std::function<std::vector<windowing::LateEvent>(std::size_t limit, std::optional<std::uint64_t> before)> late;
   // Dead letters, newest first; unset: /dlq answers 503 (the store is not open).
   std::function<std::vector<ingest::DeadLetter>(std::optional<ingest::errc>, std::size_t)> dead_letters;
 };

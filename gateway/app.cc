@@ -94,7 +94,9 @@ class GatewayApp final : public App {
     ApiSources sources;
     sources.status = [this] { return published(); };
     sources.aggregates = [this](const windowing::Query& q) { return windowing_->query(q); };
-    sources.late = [this](std::size_t limit) { return windowing_->late(limit); };
+    sources.late = [this](std::size_t limit, std::optional<std::uint64_t> before) {
+      return windowing_->late(limit, before);
+    };
     sources.dead_letters = [this](std::optional<ingest::errc> reason, std::size_t limit) {
       return dead_letters_->list(reason, limit);
     };

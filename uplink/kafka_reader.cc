@@ -18,7 +18,10 @@ std::optional<std::string_view> KafkaMessage::header(std::string_view name) cons
 
 struct KafkaReader::Impl {
   rd_kafka_t* rk = nullptr;
+  std::string topic;
   std::vector<bool> eof;  // per partition: reached the end, nothing newer since
+  std::vector<std::int64_t> next_offset;  // per partition: the offset after the last message; -1 before
+  std::uint64_t skipped = 0;
 
   ~Impl() {
     if (rk != nullptr) {
@@ -95,6 +98,8 @@ std::expected<std::unique_ptr<KafkaReader>, std::error_code> KafkaReader::open(c
     return std::unexpected(make_error_code(errc::kafka));
   }
   impl->eof.assign(static_cast<std::size_t>(partitions), false);
+  impl->next_offset.assign(static_cast<std::size_t>(partitions), -1);
+  impl->topic = options.topic;
   return std::unique_ptr<KafkaReader>(new KafkaReader(std::move(impl)));
 }
 
@@ -129,7 +134,16 @@ std::expected<std::optional<KafkaMessage>, std::error_code> KafkaReader::next(
   KafkaMessage msg;
   msg.partition = m->partition;
   msg.offset = m->offset;
-  if (part < impl_->eof.size()) impl_->eof[part] = false;
+  if (part < impl_->eof.size()) {
+    impl_->eof[part] = false;
+    std::int64_t& expected = impl_->next_offset[part];
+    if (expected >= 0 && m->offset > expected) {
+      impl_->skipped += static_cast<std::uint64_t>(m->offset - expected);
+      spdlog::warn("uplink.reader: {} [{}]: offsets {}..{} were gone before they were read", rd_kafka_topic_name(m->rkt),
+                   m->partition, expected, m->offset - 1);
+    }
+    expected = std::max(expected, m->offset + 1);
+  }
   const auto* key = static_cast<const std::uint8_t*>(m->key);
   if (key != nullptr) msg.key.assign(key, key + m->key_len);
   const auto* payload = static_cast<const std::uint8_t*>(m->payload);
@@ -151,6 +165,30 @@ std::expected<std::optional<KafkaMessage>, std::error_code> KafkaReader::next(
 bool KafkaReader::at_end() const {
   return std::all_of(impl_->eof.begin(), impl_->eof.end(), [](bool b) { return b; });
 }
+
+bool KafkaReader::caught_up(std::chrono::milliseconds timeout) {
+  // ListOffsets with the timestamp -1 (latest) answers each partition's end offset. Not
+  // rd_kafka_query_watermark_offsets: in librdkafka 2.0.2 it can wait forever for a broker that is
+  // down, past its timeout (librdkafka #2588, fixed in 2.3.0); offsets_for_times keeps its timeout.
+  rd_kafka_topic_partition_list_t* list =
+      rd_kafka_topic_partition_list_new(static_cast<int>(impl_->next_offset.size()));
+  for (std::size_t p = 0; p < impl_->next_offset.size(); ++p) {
+    rd_kafka_topic_partition_list_add(list, impl_->topic.c_str(), static_cast<std::int32_t>(p))->offset = -1;
+  }
+  const int ms = static_cast<int>(std::clamp<std::int64_t>(timeout.count(), 1, 1 << 30));
+  bool ok = rd_kafka_offsets_for_times(impl_->rk, list, ms) == RD_KAFKA_RESP_ERR_NO_ERROR;
+  for (int i = 0; ok && i < list->cnt; ++i) {
+    const rd_kafka_topic_partition_t& tp = list->elems[i];
+    const auto p = static_cast<std::size_t>(tp.partition);
+    // The end offset; a partition that has read nothing yet is caught up only if it is empty.
+    ok = tp.err == RD_KAFKA_RESP_ERR_NO_ERROR && p < impl_->next_offset.size() &&
+         (tp.offset <= 0 || impl_->next_offset[p] >= tp.offset);
+  }
+  rd_kafka_topic_partition_list_destroy(list);
+  return ok;
+}
+
+std::uint64_t KafkaReader::skipped() const { return impl_->skipped; }
 
 int KafkaReader::partitions() const { return static_cast<int>(impl_->eof.size()); }
 

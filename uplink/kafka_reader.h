@@ -59,8 +59,18 @@ class KafkaReader {
   [[nodiscard]] std::expected<std::optional<KafkaMessage>, std::error_code> next(
       std::chrono::milliseconds timeout);
 
-  // True when every partition has reached its end and nothing newer has arrived since.
+  // True when every partition has reached its end and nothing newer has arrived since. This is
+  // what the consumer last heard: while the brokers are down (or the consumer waits to reconnect)
+  // it stays true although newer messages may have arrived; caught_up() asks the brokers.
   bool at_end() const;
+  // Asks the partition leaders for their high watermarks: true if this reader has read up to each
+  // (nothing on the topic is unread now). False if a broker did not answer within `timeout`.
+  bool caught_up(std::chrono::milliseconds timeout);
+  // Offsets jumped over between consecutive messages of a partition: data the topic no longer had
+  // when this reader came to it (retention dropped it while the reader lagged, and the consumer
+  // reset to the earliest offset left). Our producer is idempotent, not transactional, so its
+  // topics have no control records: any jump means records this reader never saw.
+  std::uint64_t skipped() const;
   int partitions() const;
 
   struct Impl;

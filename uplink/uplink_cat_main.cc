@@ -23,7 +23,8 @@
 // message). The Pulsar sink is at least once, so records are deduplicated by (gateway id, seq)
 // unless --no-dedup; the number removed is reported on stderr. --headers prints
 // {"message":{"message_id":"...","properties":{...}}}. Exits once nothing came for N ms.
-// Exit status: 0 done, 1 some message did not decode (each one is reported on stderr),
+// Exit status: 0 done, 1 some message did not decode (each one is reported on stderr) or (Kafka)
+// offsets were gone before they were read (retention while uplink-cat lagged; reported),
 // 2 usage or connection error. Logs go to stderr. Single-threaded (plus librdkafka's threads).
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -173,7 +174,7 @@ int main(int argc, char** argv) {
   CLI::App app{
       "uplink-cat: prints the records (or aggregates) of the gateway's Kafka batches as JSON lines.\n"
       "Reads every partition of the topic from the beginning (no consumer group).\n"
-      "Exit status: 0 done, 1 some message did not decode, 2 usage or connection error."};
+      "Exit status: 0 done, 1 some message did not decode or (Kafka) offsets were gone before they were read, 2 usage or connection error."};
   std::string brokers;
   std::string topic = "telemetry";
   long idle_exit_ms = 3000;
@@ -253,8 +254,10 @@ int main(int argc, char** argv) {
     }
     if (!next->has_value()) {
       const bool done = done_file.empty() || std::filesystem::exists(done_file);
+      // at_end() is what the consumer last heard (stale while it reconnects): the brokers confirm.
       if (done && idle_exit_ms > 0 && (*reader)->at_end() &&
-          Clock::now() - last_message >= std::chrono::milliseconds(idle_exit_ms)) {
+          Clock::now() - last_message >= std::chrono::milliseconds(idle_exit_ms) &&
+          (*reader)->caught_up(std::chrono::seconds(2))) {
         break;
       }
       continue;
@@ -283,5 +286,10 @@ int main(int argc, char** argv) {
   }
   std::cout.flush();
   if (bad > 0) std::cerr << "uplink-cat: " << bad << " message(s) did not decode\n";
-  return bad > 0 ? 1 : 0;
+  const std::uint64_t skipped = (*reader)->skipped();
+  if (skipped > 0) {
+    std::cerr << "uplink-cat: " << skipped << " offset(s) of " << topic
+              << " were gone (retention) before they were read: the output is incomplete\n";
+  }
+  return bad > 0 || skipped > 0 ? 1 : 0;
 }

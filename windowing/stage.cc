@@ -406,9 +406,12 @@ std::vector<Aggregate> Stage::query(const Query& q) const {
   return out;
 }
 
-std::vector<LateEvent> Stage::late(std::size_t limit) const {
+std::vector<LateEvent> Stage::late(std::size_t limit, std::optional<std::uint64_t> before) const {
   std::vector<LateEvent> out;
-  auto page = ring_.table_scan(kLate, {}, limit);
+  if (before && *before <= 1) return out;  // ids start at 1
+  // Keys are be64(~id): ids below `before` start at the key of before - 1.
+  const Bytes from = before ? id_key(*before - 1) : Bytes{};
+  auto page = ring_.table_scan(kLate, from, limit);
   if (!page) return out;
   for (const auto& e : *page) {
     if (auto l = decode_late(e.value)) out.push_back(std::move(*l));

@@ -107,8 +107,9 @@ class Stage {
 
   // Stored results matching the query, newest first.
   std::vector<Aggregate> query(const Query& query) const;
-  // The newest late events, newest first.
-  std::vector<LateEvent> late(std::size_t limit) const;
+  // The newest late events, newest first; with `before`, those with a smaller id (the next page:
+  // before = the last id of the previous page).
+  std::vector<LateEvent> late(std::size_t limit, std::optional<std::uint64_t> before = std::nullopt) const;
   // The devices the engine knows, sorted (refreshed at each commit).
   std::vector<std::string> devices() const;
   Stats stats() const;

@@ -84,6 +84,8 @@ if not vm:
 else:
     if int(vm["lost"]) != lost:
         fail(f"verify says lost={vm['lost']}, the topic read by uplink-cat misses {lost}")
+    if int(vm.get("skipped_offsets", 0)):
+        fail(f"verify read too slowly: {vm['skipped_offsets']} offsets were gone before it read them")
     if int(vm["duplicates"]) != 0 or int(vm.get("redelivered", 0)) != 0:
         fail(f"verify: {vline}")
 if duplicates or redelivered:
@@ -101,17 +103,19 @@ agg_evicted = cursors[agg_cursor]["evicted"]
 win_evicted = sum(cursors[n]["evicted"] for n in win_cursors)
 evicted = buf["evicted_total"]
 
+# run.sh kept Kafka down until the buffer was full and the policy had acted (appends blocked,
+# records evicted or summarized away); a run where that did not happen within its bound proves less.
+if args.full_seen != "true":
+    fail("the buffer was not driven full (or the policy did not act) during the long outage")
 if args.policy == "block":
     if lost or evicted or args.verify_rc != 0:
         fail(f"block: lost={lost} evicted={evicted} verify rc={args.verify_rc}")
-    if buf["blocked_total"] < 1 and args.full_seen != "true":
-        fail("block: the buffer was never full (blocked_total 0)")
 else:
     # Every missing event is accounted for by the telemetry cursor's eviction counter (checked
     # exactly below, once the aggregates tell how many aggregate records it also counts).
     if lost > tele_evicted:
         fail(f"{lost} acknowledged events missing upstream, telemetry cursor evicted only {tele_evicted}")
-    if evicted == 0 and args.full_seen == "true":
+    if evicted == 0:
         fail("the buffer was full but nothing was evicted")
     if args.policy == "summarize" and win_evicted:
         fail(f"summarize evicted {win_evicted} records the windowing stage had not counted")

@@ -62,11 +62,11 @@ run_policy() {
   gw_start_brokers "$build" "$src" "$work"
   gw_uplink_config "$work/gateway.toml" "$work" "$mqtt_port" "$http_port" "$bootstrap"
   sed -i "s/^durability = \"os\"\$/durability = \"os\"\nmax_bytes = \"$max_bytes\"\noverflow = \"$policy\"/" "$work/gateway.toml"
-  # Windows close 1 s after their device goes quiet (so every window closes at the end) and take
-  # events up to 1 s late (firmware-sim's reordering): the late events left (offline bursts across
-  # an idle transition) stay listed in /late (at most 10000 are listed: the check says if more);
-  # the windowing results (in the same small buffer) are kept few.
-  sed -i "s/^size = \"1s\"\$/size = \"1s\"\nidle_timeout = \"1s\"\nallowed_lateness = \"1s\"\nmax_late = 100000\nmax_results = 400/" "$work/gateway.toml"
+  # Windows take events up to 1 s late (firmware-sim's reordering) and close 5 s after their device
+  # goes quiet (longer than an offline burst, so every window closes at the end): the late events
+  # left (a device held back behind a restart or a blocked buffer longer than that) are all kept
+  # and listed in /late (paged); the windowing results (in the same small buffer) are kept few.
+  sed -i "s/^size = \"1s\"\$/size = \"1s\"\nidle_timeout = \"5s\"\nallowed_lateness = \"1s\"\nmax_late = 10000000\nmax_results = 400/" "$work/gateway.toml"
   sed -i "s/^topic = \"telemetry\"\$/topic = \"telemetry\"\naggregates_topic = \"telemetry-aggregates\"/" "$work/gateway.toml"
   "$build/gateway/edge-gateway" --check-config "$work/gateway.toml" >/dev/null
 
@@ -108,10 +108,17 @@ run_policy() {
     if ((!filled && SECONDS - t0 >= fill_at)); then
       filled=1 outages=$((outages + 1))
       echo down >&7
-      # Down until the buffer says full (bounded), then 3 s more (with a kill in the middle).
+      # Down until the buffer is full and the policy has acted on it (appends blocked, records
+      # evicted, records summarized away; bounded), then 3 s more (with a kill in the middle).
       for ((i = 0; i < 150; i++)); do
         st=$(gw_http "$base/status" 2>/dev/null || true)
-        if [[ $(jq -r '.buffer.full // false' <<<"$st" 2>/dev/null) == true ]]; then full_seen=true; break; fi
+        if jq -e --arg p "$policy" '.buffer as $b | $b.full and
+              (if $p == "block" then $b.blocked_appends > 0
+               elif $p == "drop-oldest" then $b.evicted_total > 0 else $b.summarized_total > 0 end)' \
+            <<<"$st" >/dev/null 2>&1; then
+          full_seen=true
+          break
+        fi
         sleep 0.2
       done
       sleep 1.5
@@ -164,7 +171,7 @@ run_policy() {
     fi
   done
   ((settled >= 2)) || { echo "$status" >&2; gw_log "FAIL: chaos[$policy]: the gateway did not settle (see $work/gateway.log)"; return 1; }
-  gw_http "$base/late?limit=10000" >"$work/late.json" || { gw_log "FAIL: /late did not answer"; return 1; }
+  fetch_late "$base" >"$work/late.json" || { gw_log "FAIL: /late did not answer"; return 1; }
   echo "$status" >"$work/status.json"
   touch "$work/done"
   local rc=0
@@ -176,6 +183,18 @@ run_policy() {
   exec 7>&-
   python3 "$src/tests/chaos/check.py" --policy "$policy" --seconds "$seconds" --kills "$kills" --outages "$outages" \
     --full-seen "$full_seen" --work "$work" --verify-rc "$rc"
+}
+
+# Every late event the gateway keeps, as one JSON array (GET /late in pages of 10000).
+fetch_late() {
+  local base=$1 before= page n pages=()
+  for ((n = 0; n < 1000; n++)); do
+    page=$(gw_http "$base/late?limit=10000${before:+&before=$before}") || return 1
+    pages+=("$page")
+    [[ $(jq 'length' <<<"$page") -eq 10000 ]] || break
+    before=$(jq '.[-1].id' <<<"$page")
+  done
+  printf '%s\n' "${pages[@]}" | jq -s 'add // []'
 }
 
 failed=0

@@ -72,7 +72,7 @@ ApiSources fake_sources() {
     }
     return out;
   };
-  s.late = [](std::size_t limit) {
+  s.late = [](std::size_t limit, std::optional<std::uint64_t>) {
     gw::windowing::LateEvent e;
     e.id = 3;
     e.device = gw::ingest::DeviceId{"dev-9"};

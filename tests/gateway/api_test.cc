@@ -33,6 +33,7 @@ struct Fake {
   std::vector<gw::windowing::Query> queries;
   std::optional<gw::ingest::errc> dlq_reason;
   std::size_t dlq_limit = 0;
+  std::optional<std::uint64_t> late_before;
 
   ApiSources sources(bool with_dead_letters = true) {
     ApiSources s;
@@ -48,7 +49,8 @@ struct Fake {
       }
       return out;
     };
-    s.late = [](std::size_t limit) {
+    s.late = [this](std::size_t limit, std::optional<std::uint64_t> before) {
+      late_before = before;
       gw::windowing::LateEvent e;
       e.id = 3;
       e.device = gw::ingest::DeviceId{"d9"};
@@ -206,6 +208,10 @@ TEST_CASE("/late lists late events and checks its limit") {
   CHECK(body[0]["device"] == "d9");
   CHECK(body[0]["seq"] == 12);
   CHECK(body[0]["metrics"]["temp"] == 20.5);
+  CHECK(!fake.late_before);
+  REQUIRE(gw::gateway::handle_api(sources, get("/late", {{"before", "3"}})).status == 200);
+  CHECK(fake.late_before == 3u);
+  CHECK_THAT(bad_request(gw::gateway::handle_api(sources, get("/late", {{"before", "0"}}))), Catch::Contains("'before'"));
   CHECK_THAT(bad_request(gw::gateway::handle_api(sources, get("/late", {{"limit", "0"}}))), Catch::Contains("'limit'"));
   CHECK_THAT(bad_request(gw::gateway::handle_api(sources, get("/late", {{"x", "1"}}))), Catch::Contains("'x'"));
 }

@@ -345,6 +345,53 @@ TEST_CASE("the sink writes the configured partition, and reports a missing one",
   }
 }
 
+TEST_CASE("the reader's caught_up() asks the broker; at_end() is only what it last heard", "[kafka]") {
+  auto cluster = gw::uplink::MockCluster::create(1);
+  REQUIRE(cluster.has_value());
+  REQUIRE((*cluster)->create_topic("telemetry", 1).has_value());
+  gw::test::TempDir dir;
+  auto ring = open_ring(dir);
+  gw::uplink::KafkaOptions opt;
+  opt.brokers = (*cluster)->bootstrap();
+  opt.linger = 5ms;
+  auto sink = gw::uplink::KafkaUplink::create(opt, kGateway, *ring);
+  REQUIRE(sink.has_value());
+  REQUIRE((*sink)->start().has_value());
+  auto reader = gw::uplink::KafkaReader::open({(*cluster)->bootstrap(), "telemetry", 10s, {}});
+  REQUIRE(reader.has_value());
+  // Reads until at_end() with at least `want` messages in all.
+  std::size_t messages = 0;
+  auto read_to_end = [&](std::size_t want) {
+    const auto deadline = Clock::now() + 20s;
+    while (!(*reader)->at_end() || messages < want) {
+      REQUIRE(Clock::now() < deadline);
+      auto m = (*reader)->next(100ms);
+      REQUIRE(m.has_value());
+      if (m->has_value()) ++messages;
+    }
+  };
+  std::vector<Seq> seqs = append_events(*ring, 1, 50);
+  REQUIRE(wait_acked(**sink, seqs.back(), 30s).last_acked == seqs.back());
+  read_to_end(1);
+  CHECK((*reader)->caught_up(5s));
+  const std::size_t first = messages;
+
+  // More is delivered while the reader does not poll: at_end() still says so, the broker not.
+  seqs = append_events(*ring, 51, 50);
+  REQUIRE(wait_acked(**sink, seqs.back(), 30s).last_acked == seqs.back());
+  CHECK((*reader)->at_end());
+  CHECK(!(*reader)->caught_up(5s));
+  read_to_end(first + 1);
+  CHECK((*reader)->caught_up(5s));
+  CHECK((*reader)->skipped() == 0);
+
+  // No broker answers: not known to be caught up.
+  REQUIRE((*cluster)->set_down(true).has_value());
+  CHECK(!(*reader)->caught_up(300ms));
+  REQUIRE((*cluster)->set_down(false).has_value());
+  (*sink)->stop();
+}
+
 TEST_CASE("produce errors from the broker: retried, nothing lost, nothing twice", "[kafka]") {
   auto cluster = gw::uplink::MockCluster::create(1);
   REQUIRE(cluster.has_value());

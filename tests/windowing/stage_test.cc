@@ -120,6 +120,12 @@ TEST_CASE("the stage folds stored telemetry, commits results, late events and ag
   CHECK(late[1].device.value == "d2");
   CHECK(late[1].windows_missed == 2);  // the group's windows only
   CHECK(late[1].windows_folded == 2);
+  // Paging: below the newest id, the older one; below the oldest, nothing.
+  auto older = stage.late(10, late[0].id);
+  REQUIRE(older.size() == 1);
+  CHECK(older[0].id == late[1].id);
+  CHECK(stage.late(10, late[1].id).empty());
+  CHECK(stage.late(1).size() == 1);
   CHECK(stage.devices() == std::vector<std::string>{"d1", "d2"});
 
   // The closed windows went into the ring as aggregate records, once each.
