@@ -9,6 +9,24 @@
 
 namespace gw::uplink {
 
+namespace {
+
+// A partition's offset by ListOffsets: `which` -1 is its end (high watermark), -2 its start. Not
+// rd_kafka_query_watermark_offsets: in librdkafka 2.0.2 it can wait forever for a broker that went
+// down, past its timeout (librdkafka #2588, fixed in 2.3.0); offsets_for_times keeps its timeout.
+rd_kafka_resp_err_t list_offset(rd_kafka_t* rk, const std::string& topic, std::int32_t partition, std::int64_t which,
+                                int timeout_ms, std::int64_t& offset) {
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(list, topic.c_str(), partition)->offset = which;
+  rd_kafka_resp_err_t e = rd_kafka_offsets_for_times(rk, list, timeout_ms);
+  if (e == RD_KAFKA_RESP_ERR_NO_ERROR) e = list->elems[0].err;
+  offset = list->elems[0].offset;
+  rd_kafka_topic_partition_list_destroy(list);
+  return e;
+}
+
+}  // namespace
+
 std::optional<std::string_view> KafkaMessage::header(std::string_view name) const {
   for (const auto& [k, v] : headers) {
     if (k == name) return std::string_view(v);
@@ -139,8 +157,8 @@ std::expected<std::optional<KafkaMessage>, std::error_code> KafkaReader::next(
     std::int64_t& expected = impl_->next_offset[part];
     if (expected >= 0 && m->offset > expected) {
       impl_->skipped += static_cast<std::uint64_t>(m->offset - expected);
-      spdlog::warn("uplink.reader: {} [{}]: offsets {}..{} were gone before they were read", rd_kafka_topic_name(m->rkt),
-                   m->partition, expected, m->offset - 1);
+      spdlog::warn("uplink.reader: {} [{}]: offsets {}..{} were gone before they were read",
+                   rd_kafka_topic_name(m->rkt), m->partition, expected, m->offset - 1);
     }
     expected = std::max(expected, m->offset + 1);
   }
@@ -167,25 +185,16 @@ bool KafkaReader::at_end() const {
 }
 
 bool KafkaReader::caught_up(std::chrono::milliseconds timeout) {
-  // ListOffsets with the timestamp -1 (latest) answers each partition's end offset. Not
-  // rd_kafka_query_watermark_offsets: in librdkafka 2.0.2 it can wait forever for a broker that is
-  // down, past its timeout (librdkafka #2588, fixed in 2.3.0); offsets_for_times keeps its timeout.
-  rd_kafka_topic_partition_list_t* list =
-      rd_kafka_topic_partition_list_new(static_cast<int>(impl_->next_offset.size()));
-  for (std::size_t p = 0; p < impl_->next_offset.size(); ++p) {
-    rd_kafka_topic_partition_list_add(list, impl_->topic.c_str(), static_cast<std::int32_t>(p))->offset = -1;
-  }
   const int ms = static_cast<int>(std::clamp<std::int64_t>(timeout.count(), 1, 1 << 30));
-  bool ok = rd_kafka_offsets_for_times(impl_->rk, list, ms) == RD_KAFKA_RESP_ERR_NO_ERROR;
-  for (int i = 0; ok && i < list->cnt; ++i) {
-    const rd_kafka_topic_partition_t& tp = list->elems[i];
-    const auto p = static_cast<std::size_t>(tp.partition);
-    // The end offset; a partition that has read nothing yet is caught up only if it is empty.
-    ok = tp.err == RD_KAFKA_RESP_ERR_NO_ERROR && p < impl_->next_offset.size() &&
-         (tp.offset <= 0 || impl_->next_offset[p] >= tp.offset);
+  for (std::size_t p = 0; p < impl_->next_offset.size(); ++p) {
+    std::int64_t end = 0;
+    if (list_offset(impl_->rk, impl_->topic, static_cast<std::int32_t>(p), -1, ms, end) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return false;
+    }
+    // A partition that has read nothing yet is caught up only if it is empty.
+    if (end > 0 && impl_->next_offset[p] < end) return false;
   }
-  rd_kafka_topic_partition_list_destroy(list);
-  return ok;
+  return true;
 }
 
 std::uint64_t KafkaReader::skipped() const { return impl_->skipped; }
@@ -268,8 +277,10 @@ std::expected<std::optional<buffer::Seq>, std::error_code> read_last_seq(const T
   rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR__TIMED_OUT;
   // In slices, so that a cancel is noticed.
   while (Clock::now() < deadline && !cancelled()) {
-    e = rd_kafka_query_watermark_offsets(rk, q.topic.c_str(), q.partition, &low, &high,
-                                         std::min(ms_left(deadline), 500));
+    e = list_offset(rk, q.topic, q.partition, -2, std::min(ms_left(deadline), 500), low);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      e = list_offset(rk, q.topic, q.partition, -1, std::min(ms_left(deadline), 500), high);
+    }
     if (e != RD_KAFKA_RESP_ERR__TIMED_OUT && e != RD_KAFKA_RESP_ERR__TRANSPORT) break;
   }
   if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
