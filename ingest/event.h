@@ -83,6 +83,10 @@ std::vector<std::uint8_t> encode_telemetry(const Event& event);
 [[nodiscard]] std::expected<Event, std::error_code> decode_json(std::span<const std::uint8_t> bytes);
 std::string encode_json(const Event& event);
 
+// Whether `s` is valid UTF-8: what FlatBuffers strings must be (its verifier does not check) and
+// what the JSON writers (/aggregates, /late, uplink-cat) require.
+bool valid_utf8(const std::string& s) noexcept;
+
 enum class PayloadFormat { flatbuffers, json };
 // Which encoding a payload is in, by its first bytes (no validation); nullopt if neither.
 std::optional<PayloadFormat> payload_format(std::span<const std::uint8_t> bytes) noexcept;

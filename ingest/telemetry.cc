@@ -69,14 +69,15 @@ namespace {
 // verifier does not check). Every text of an event ends up in JSON (/devices, /aggregates, /late,
 // uplink-cat), whose writer throws on invalid UTF-8. FromUTF8 may read up to the terminating NUL,
 // which the verifier guarantees, and never past it.
-bool valid_utf8(const flatbuffers::String* s) {
-  const char* p = s->c_str();
-  const char* end = p + s->size();
+// `p[size]` must be a NUL (FlatBuffers strings and std::string guarantee it).
+bool valid_utf8(const char* p, std::size_t size) noexcept {
+  const char* end = p + size;
   while (p < end) {
     if (flatbuffers::FromUTF8(&p) < 0) return false;
   }
   return true;
 }
+bool valid_utf8(const flatbuffers::String* s) noexcept { return valid_utf8(s->c_str(), s->size()); }
 
 // Whether no two entries share a name.
 template <class T>
@@ -89,6 +90,8 @@ bool unique_names(const std::vector<T>& entries, std::string T::*name) {
 }
 
 }  // namespace
+
+bool valid_utf8(const std::string& s) noexcept { return valid_utf8(s.c_str(), s.size()); }
 
 std::expected<Event, std::error_code> decode_telemetry(std::span<const std::uint8_t> bytes) {
   // VerifyTelemetryBuffer checks the file identifier too, within bounds (a short input is safe).

@@ -287,6 +287,27 @@ std::vector<std::uint8_t> encode_aggregates(const Batch& batch) {
 
 std::unexpected<std::error_code> malformed() { return std::unexpected(make_error_code(errc::malformed)); }
 
+// Whether every text of a decoded batch is UTF-8, as FlatBuffers strings must be (the verifier does
+// not check, and uplink-cat's and firmware-sim verify's JSON writers throw on anything else).
+bool texts_utf8(const Batch& batch) {
+  using ingest::valid_utf8;
+  if (!valid_utf8(batch.gateway_id)) return false;
+  for (const BatchRecord& r : batch.records) {
+    if (!valid_utf8(r.event.device.value)) return false;
+    for (const auto& m : r.event.metrics) {
+      if (!valid_utf8(m.name)) return false;
+    }
+    for (const auto& t : r.event.tags) {
+      if (!valid_utf8(t.key) || !valid_utf8(t.value)) return false;
+    }
+  }
+  for (const AggregateRecord& a : batch.aggregates) {
+    const windowing::Aggregate& g = a.aggregate;
+    if (!valid_utf8(g.key) || !valid_utf8(g.group_tag) || !valid_utf8(g.metric)) return false;
+  }
+  return true;
+}
+
 std::expected<void, std::error_code> decode_aggregates(const fb::Batch& b, Batch& batch) {
   if (b.aggregates() == nullptr) return {};
   batch.aggregates.reserve(b.aggregates()->size());
@@ -536,13 +557,13 @@ std::expected<Batch, std::error_code> decode_batch(std::span<const std::uint8_t>
     batch.record_type = buffer::RecordType::aggregate;
     auto r = decode_aggregates(*b, batch);
     if (!r) return std::unexpected(r.error());
-    return batch;
-  }
-  if (b->record_type() != fb::RecordType::telemetry) {
+  } else if (b->record_type() == fb::RecordType::telemetry) {
+    auto r = b->format_version() == kRowBatchFormatVersion ? decode_rows(*b, batch) : decode_columnar(*b, batch);
+    if (!r) return std::unexpected(r.error());
+  } else {
     return std::unexpected(make_error_code(errc::unsupported_version));  // a record type from the future
   }
-  auto r = b->format_version() == kRowBatchFormatVersion ? decode_rows(*b, batch) : decode_columnar(*b, batch);
-  if (!r) return std::unexpected(r.error());
+  if (!texts_utf8(batch)) return malformed();
   return batch;
 }
 

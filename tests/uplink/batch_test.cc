@@ -247,6 +247,48 @@ TEST_CASE("decode_batch refuses inconsistent sequence numbers", "[batch]") {
   }
 }
 
+TEST_CASE("decode_batch refuses text that is not UTF-8", "[batch]") {
+  const std::string bad = "dev-\xff\xfe";  // found by fuzz_batch: uplink-cat's JSON writer threw on it
+  const std::string overlong = "\xc0\xaf";  // '/' in two bytes
+  Batch b = sample_batch(3);
+  Batch a = aggregate_batch(4);
+  bool in_rows = true;  // the row layout (format 1) has no tags
+  SECTION("gateway id") { b.gateway_id = bad; }
+  SECTION("device id") { b.records[1].event.device.value = bad; }
+  SECTION("metric name") { b.records[2].event.metrics[0].name = overlong; }
+  SECTION("tag key") {
+    b.records[0].event.tags = {{bad, "lab"}};
+    in_rows = false;
+  }
+  SECTION("tag value") {
+    b.records[0].event.tags = {{"site", bad}};
+    in_rows = false;
+  }
+  SECTION("aggregate key") {
+    a.aggregates[0].aggregate.key = bad;
+    b = a;
+  }
+  SECTION("aggregate group tag") {
+    a.aggregates[3].aggregate.group_tag = overlong;
+    b = a;
+  }
+  SECTION("aggregate metric") {
+    a.aggregates[1].aggregate.metric = bad;
+    b = a;
+  }
+  CHECK(gw::uplink::decode_batch(gw::uplink::encode_batch(b, 1)).error() == errc::malformed);
+  if (b.record_type == gw::buffer::RecordType::telemetry && in_rows) {
+    const auto rows = gw::uplink::BatchLayout::rows;
+    CHECK(gw::uplink::decode_batch(gw::uplink::encode_batch(b, 1, rows)).error() == errc::malformed);
+  }
+  // UTF-8 beyond ASCII is fine.
+  Batch ok = sample_batch(2);
+  ok.records[0].event.device.value = "capteur-é-温度-🌡";
+  auto decoded = gw::uplink::decode_batch(gw::uplink::encode_batch(ok, 1));
+  REQUIRE(decoded.has_value());
+  CHECK(*decoded == ok);
+}
+
 TEST_CASE("an aggregate batch survives encode and decode", "[batch][aggregate]") {
   for (std::size_t n : {0, 1, 200}) {
     const Batch b = aggregate_batch(n);
