@@ -1,7 +1,8 @@
 # cmake -DEXE=<test binary> [-DEMULATOR=<emulator>] -P check-tests-listed.cmake
-# Fails unless the Catch2 binary lists at least one test. catch_discover_tests silently registers
-# zero tests when the binary cannot run (a cross build without its emulator), which would make
-# ctest report success for tests that never ran; gw_add_test runs this after every link.
+# Fails unless the Catch2 binary lists at least one test (and if a test name has a ';', below).
+# catch_discover_tests silently registers zero tests when the binary cannot run (a cross build
+# without its emulator), which would make ctest report success for tests that never ran;
+# gw_add_test runs this after every link.
 execute_process(
   COMMAND ${EMULATOR} ${EXE} --list-test-names-only
   OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
@@ -9,4 +10,12 @@ string(STRIP "${out}" out)
 if(out STREQUAL "")
   message(FATAL_ERROR "${EXE} lists no tests (exit: ${rc}; ${err}). "
     "A cross build needs its emulator: toolchains/setup.sh --arm64 installs qemu-user-static.")
+endif()
+# A ';' in a test name is CMake's list separator: catch_discover_tests registers the two halves as
+# two tests that match nothing, run nothing and pass. Refuse such names.
+string(FIND "${out}" ";" semicolon)
+if(NOT semicolon EQUAL -1)
+  string(REGEX MATCH "[^\n]*;[^\n]*" name "${out}")
+  message(FATAL_ERROR "${EXE}: the test name '${name}' has a ';', which would split it into two "
+    "ctest entries that run nothing. Use ' - ' or ', ' instead.")
 endif()

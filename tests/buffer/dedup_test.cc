@@ -87,7 +87,7 @@ TEST_CASE("dedup window: redeliveries are duplicates, new and reordered records 
   CHECK(h.admit(0, 390, 390) == DedupVerdict::duplicate);  // a recent range is known
 }
 
-TEST_CASE("dedup window: a reboot without boot id is recognised by time; its readings are kept") {
+TEST_CASE("dedup window: a reboot without boot id is recognised by time - its readings are kept") {
   DedupWindow w(64);
   for (std::uint64_t s = 1; s <= 20; ++s) REQUIRE(w.admit(0, s, 10'000 + static_cast<std::int64_t>(s)) == DedupVerdict::fresh);
   // The device reboots and counts from 1 again, later in time: seq 1..20 are new readings.

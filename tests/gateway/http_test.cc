@@ -231,7 +231,7 @@ TEST_CASE("a stalled or trickling client is cut off after request_timeout while 
   CHECK(Client(address).get("/after").result_int() == 200);
 }
 
-TEST_CASE("connections beyond max_connections are closed at once; a freed slot serves again") {
+TEST_CASE("connections beyond max_connections are closed at once - a freed slot serves again") {
   auto options = loopback();
   options.max_connections = 2;
   auto server = HttpServer::start(options, echo);

@@ -63,7 +63,7 @@ TEST_CASE("the store is bounded: the oldest entries are evicted and counted") {
   CHECK(all.back().topic == "t/7");
 }
 
-TEST_CASE("counters and entries survive a reopen; ids are never reused") {
+TEST_CASE("counters and entries survive a reopen - ids are never reused") {
   gw::test::TempDir dir;
   std::uint64_t last_id = 0;
   {

@@ -39,7 +39,7 @@ TEST_CASE("a version 1 reader reads what this build writes") {
   CHECK(old->metrics()->Get(1)->value() == 2.61);
 }
 
-TEST_CASE("this build reads what a version 1 writer wrote; new fields take their defaults") {
+TEST_CASE("this build reads what a version 1 writer wrote - new fields take their defaults") {
   flatbuffers::FlatBufferBuilder fbb;
   std::vector<flatbuffers::Offset<fb_v1::Metric>> ms{fb_v1::CreateMetric(fbb, fbb.CreateString("humidity"), 41.5)};
   auto root = fb_v1::CreateTelemetry(fbb, 1, fbb.CreateString("old-device"), 5, 1'600'000'000'000, fbb.CreateVector(ms));

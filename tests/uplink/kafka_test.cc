@@ -345,7 +345,7 @@ TEST_CASE("the sink writes the configured partition, and reports a missing one",
   }
 }
 
-TEST_CASE("the reader's caught_up() asks the broker; at_end() is only what it last heard", "[kafka]") {
+TEST_CASE("the reader asks the broker whether it has caught up, at_end() is only what it last heard", "[kafka]") {
   auto cluster = gw::uplink::MockCluster::create(1);
   REQUIRE(cluster.has_value());
   REQUIRE((*cluster)->create_topic("telemetry", 1).has_value());
@@ -662,7 +662,7 @@ Seen read_aggregates(const std::string& bootstrap, const std::set<std::uint64_t>
 
 }  // namespace
 
-TEST_CASE("aggregates go to the aggregates topic, telemetry to the raw topic; the ring trims when both acked",
+TEST_CASE("aggregates go to the aggregates topic, telemetry to the raw topic - the ring trims when both acked",
           "[kafka][aggregate]") {
   auto cluster = gw::uplink::MockCluster::create(1);
   REQUIRE(cluster.has_value());

@@ -159,7 +159,7 @@ TEST_CASE("pulsar: every record once, acks only from ok answers, read back throu
   CHECK(topic_copies(*server).per_seq.size() == 3500);
 }
 
-TEST_CASE("pulsar: send errors are sent again; nothing lost, nothing twice", "[pulsar]") {
+TEST_CASE("pulsar: send errors are sent again - nothing lost, nothing twice", "[pulsar]") {
   auto server = gw::test::PulsarWsServer::start();
   server->fail_next_sends(3);
   gw::test::TempDir dir;
@@ -202,7 +202,7 @@ TEST_CASE("pulsar: a connection dropped with messages in flight: resent, duplica
   CHECK(stored.duplicates() == 400);  // 2 batches x 200 records
 }
 
-TEST_CASE("pulsar: a rejected token keeps the sink down and retrying; the right one delivers", "[pulsar]") {
+TEST_CASE("pulsar: a rejected token keeps the sink down and retrying - the right one delivers", "[pulsar]") {
   auto server = gw::test::PulsarWsServer::start("s3cret");
   gw::test::TempDir dir;
   auto ring = open_ring(dir);

@@ -294,7 +294,7 @@ TEST_CASE("a device whose clock runs ahead cannot close windows beyond the gatew
   CHECK(closed[0].sum == 4.0);
 }
 
-TEST_CASE("an idle device does not hold a group's windows open; late events are kept") {
+TEST_CASE("an idle device does not hold a group's windows open - late events are kept") {
   EngineOptions o;
   o.window.size_ms = 1000;
   o.group_by_tag = "site";

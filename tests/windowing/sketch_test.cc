@@ -71,7 +71,7 @@ TEST_CASE("merged sketches keep the bound and equal the sketch of all values") {
   for (double q : {0.0, 0.1, 0.5, 0.9, 0.99, 1.0}) CHECK(merged.quantile(q) == all.quantile(q));
 }
 
-TEST_CASE("a sketch survives encode and decode bit for bit; bad bytes are refused") {
+TEST_CASE("a sketch survives encode and decode bit for bit - bad bytes are refused") {
   QuantileSketch s(0.02);
   for (int i = -50; i < 500; ++i) s.add(i * 1.5);
   gw::windowing::Writer w;
