@@ -49,7 +49,8 @@ std::expected<ReadBatch, std::error_code> read_batch(buffer::Ring& ring, buffer:
       return std::unexpected(stored.error());
     }
     for (const buffer::StoredRecord& r : *stored) {
-      if (sendable >= limits.max_records || bytes >= limits.max_bytes) {
+      if (sendable >= limits.max_records || bytes >= limits.max_bytes ||
+          (limits.before != buffer::Seq{} && r.seq >= limits.before)) {
         full = true;
         break;
       }

@@ -26,6 +26,7 @@ struct BatchLimits {
   std::size_t max_records = 1000;                              // records of that type per batch
   std::size_t max_bytes = 1 << 20;                             // stored payload bytes per batch, about
   std::string_view log_name;                                   // the sink's cursor, for log lines
+  buffer::Seq before{};  // if set: only records with a smaller seq (the batch ends before it)
 };
 
 struct ReadBatch {

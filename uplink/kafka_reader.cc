@@ -241,7 +241,7 @@ std::optional<std::string_view> header_of(rd_kafka_message_t* m, const char* nam
 
 }  // namespace
 
-std::expected<std::optional<buffer::Seq>, std::error_code> read_last_seq(const TailQuery& q) {
+std::expected<std::vector<HeldRange>, std::error_code> read_tail(const TailQuery& q, buffer::Seq after) {
   if (q.brokers.empty() || q.topic.empty() || q.gateway_id.empty() || q.partition < 0) {
     return std::unexpected(make_error_code(errc::invalid_argument));
   }
@@ -287,17 +287,18 @@ std::expected<std::optional<buffer::Seq>, std::error_code> read_last_seq(const T
     spdlog::debug("uplink.tail: watermarks of {} [{}]: {}", q.topic, q.partition, rd_kafka_err2str(e));
     return std::unexpected(classify(e));
   }
+  std::vector<HeldRange> held;  // partition order
   std::int64_t end = high;
   std::int64_t window = 8;
-  while (end > low) {
+  bool reached_after = false;  // a batch of ours ending at or before `after` was seen
+  while (end > low && !reached_after) {
     const std::int64_t start = std::max(low, end - window);
     rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(list, q.topic.c_str(), q.partition)->offset = start;
     const rd_kafka_resp_err_t ae = rd_kafka_assign(rk, list);
     rd_kafka_topic_partition_list_destroy(list);
     if (ae != RD_KAFKA_RESP_ERR_NO_ERROR) return std::unexpected(make_error_code(errc::kafka));
-    std::optional<buffer::Seq> found;
-    std::int64_t found_offset = -1;
+    std::vector<HeldRange> found;  // in this window, partition order
     bool reached = false;
     while (!reached) {
       if (Clock::now() >= deadline || cancelled()) return std::unexpected(make_error_code(errc::unreachable));
@@ -317,27 +318,37 @@ std::expected<std::optional<buffer::Seq>, std::error_code> read_last_seq(const T
         continue;  // transient: librdkafka retries the fetch
       }
       if (m->offset >= end - 1) reached = true;
+      if (m->offset >= end) continue;  // read by the previous (later) window
       const auto id = header_of(m, "gw-gateway-id");
       const bool ours = id ? *id == q.gateway_id
                            : m->key != nullptr && std::string_view(static_cast<const char*>(m->key), m->key_len) ==
                                                       q.gateway_id;
       const auto type = header_of(m, "gw-record-type");
-      if (!ours || m->offset < found_offset || type.value_or("telemetry") != q.record_type) continue;
+      if (!ours || type.value_or("telemetry") != q.record_type) continue;
       const auto last = header_of(m, "gw-last-seq");
-      std::uint64_t seq = 0;
-      if (!last || std::from_chars(last->data(), last->data() + last->size(), seq).ec != std::errc{}) {
+      const auto first = header_of(m, "gw-first-seq");
+      std::uint64_t l = 0, f = 0;
+      if (!last || std::from_chars(last->data(), last->data() + last->size(), l).ec != std::errc{}) {
         spdlog::warn("uplink.tail: {} [{}] offset {}: no readable gw-last-seq header; ignored", q.topic,
                      q.partition, m->offset);
         continue;
       }
-      found = buffer::Seq{seq};
-      found_offset = m->offset;
+      // Without a readable first seq the batch proves only its last record: a gap before it is
+      // resent (a duplicate at worst, never a loss).
+      if (!first || std::from_chars(first->data(), first->data() + first->size(), f).ec != std::errc{} || f > l) {
+        f = l;
+      }
+      if (l <= after.value) {
+        reached_after = true;
+        continue;
+      }
+      found.push_back({buffer::Seq{f}, buffer::Seq{l}});
     }
-    if (found) return found;
+    held.insert(held.begin(), found.begin(), found.end());
     end = start;
     window *= 8;
   }
-  return std::optional<buffer::Seq>{};
+  return held;
 }
 
 }  // namespace gw::uplink

@@ -1,6 +1,6 @@
 // Reads a whole Kafka topic from the beginning, every partition, without a consumer group
 // (partitions assigned, no offsets committed): the consumer side for uplink-cat, firmware-sim
-// verify and tests. And read_last_seq(): the read-back of a partition's tail with which the sink
+// verify and tests. And read_tail(): the read-back of a partition's tail with which the sink
 // resumes after a restart or resolves a batch whose delivery is unknown.
 //
 // Thread-safety: one thread at a time per reader.
@@ -93,10 +93,20 @@ struct TailQuery {
   std::string record_type = "telemetry";
 };
 
-// The gw-last-seq of the newest message of `gateway_id` (and `record_type`) in the partition, found by reading back
-// from the partition's end (8 messages, then 64, 512, ... until its beginning): the last sequence
-// number the broker holds from this gateway. nullopt: the partition holds none of its messages.
+// The sequence range of one batch in the partition (its gw-first-seq and gw-last-seq headers).
+struct HeldRange {
+  buffer::Seq first, last;
+  bool operator==(const HeldRange&) const = default;
+};
+
+// The batches of `gateway_id` (and `record_type`) in the partition's tail that end after `after`,
+// in partition order, found by reading back from the partition's end (8 messages, then 64, 512, ...)
+// until a batch of this gateway ending at or before `after` appears, or the partition's beginning.
+// The last one's `last` is the newest sequence number the broker holds from this gateway; the
+// ranges tell whether it holds everything after `after` up to there: a batch that failed while a
+// later one was delivered leaves a gap. Empty: nothing of this gateway after `after`.
 // Errors: invalid_argument, unreachable (no answer within the timeout), unknown_topic, kafka.
-[[nodiscard]] std::expected<std::optional<buffer::Seq>, std::error_code> read_last_seq(const TailQuery& query);
+[[nodiscard]] std::expected<std::vector<HeldRange>, std::error_code> read_tail(const TailQuery& query,
+                                                                             buffer::Seq after);
 
 }  // namespace gw::uplink

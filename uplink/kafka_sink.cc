@@ -87,6 +87,7 @@ struct KafkaUplink::Impl {
   std::deque<InFlight> fifo;
   std::uint64_t next_id = 1;
   buffer::Seq next_after;  // the last seq produced (or skipped)
+  std::deque<HeldRange> held_ahead;  // batches the broker holds beyond a gap (resume()): not resent
   buffer::Seq acked;       // the cursor position
   bool rewind = false;     // a delivery failed: read back and resend once every report is in
   bool need_resume = true; // read the tail back before sending
@@ -306,38 +307,75 @@ struct KafkaUplink::Impl {
     }
     TailQuery q{opt.brokers, opt.topic, partition, gateway_id, security, opt.read_back_timeout, &stopping,
                 std::string(record_type_name(opt.records))};
-    auto tail = read_last_seq(q);
+    auto tail = read_tail(q, acked);
     if (!tail) {
       set_error(SinkState::down, "read-back of " + opt.topic + " [" + std::to_string(partition) +
                                      "]: " + tail.error().message());
       return false;
     }
+    held_ahead.clear();
     std::uint64_t found = 0;
-    if (*tail) {
+    std::optional<buffer::Seq> newest;
+    for (const HeldRange& r : *tail) newest = std::max(newest.value_or(r.last), r.last);
+    if (newest) {
       const buffer::Seq last = ring.last_seq();
-      if (**tail > last) {
+      if (*newest > last) {
         // The topic holds more from this gateway id than the buffer ever stored: another gateway
         // with the same id, or a replaced buffer. Skipping would lose new records: send them.
         spdlog::error("{}: {} [{}] holds seq {} from gateway {} but the buffer ends at seq {} "
                       "(duplicate gateway_id or replaced buffer?); not skipping", opt.cursor,
-                      opt.topic, partition, (*tail)->value, gateway_id, last.value);
-      } else if (**tail > acked) {
+                      opt.topic, partition, newest->value, gateway_id, last.value);
+      } else {
         const buffer::Seq before = acked;
-        if (!ack_to(**tail)) return false;
-        found = acked.value - before.value;
-        spdlog::info("{}: the broker already holds seq {}..{}; acked without resending", opt.cursor, before.value + 1,
-                     acked.value);
+        const buffer::Seq upto = held_run(*tail);
+        if (upto > acked) {
+          if (!ack_to(upto)) return false;
+          found = acked.value - before.value;
+          spdlog::info("{}: the broker already holds seq {}..{}; acked without resending", opt.cursor,
+                       before.value + 1, acked.value);
+        }
+        for (const HeldRange& r : held_ahead) {
+          spdlog::warn("{}: the broker holds seq {}..{} but not all before it (a batch failed while a later one "
+                       "was delivered); resending what is missing, not that", opt.cursor, r.first.value, r.last.value);
+        }
       }
     }
     spdlog::info("{}: {} [{}]: resuming after seq {}", opt.cursor, opt.topic, partition, acked.value);
     next_after = acked;
     std::lock_guard lock(mu);
     ++st.read_backs;
-    if (*tail) st.upstream_tail = **tail;
+    if (newest) st.upstream_tail = *newest;
     st.records_found_upstream += found;  // an upper bound: seqs of skipped records count too
     st.last_acked = acked;
     if (st.state != SinkState::up) st.state = SinkState::connecting;
     return true;
+  }
+
+  // Whether the buffer still stores a record after `after` and before `before` (one the partition
+  // would have to hold for the batches to be without a gap). A read error counts as yes: resending
+  // costs a duplicate at worst, assuming costs a loss.
+  bool stored_between(buffer::Seq after, buffer::Seq before) {
+    auto r = ring.read(after, 1, 1);
+    return !r || (!r->empty() && r->front().seq < before);
+  }
+
+  // The end of the run of held batches that follows the cursor without a gap (the cursor itself if
+  // the first is missing); the batches held beyond a gap go to held_ahead, merged, in order.
+  buffer::Seq held_run(std::vector<HeldRange> ranges) {
+    std::sort(ranges.begin(), ranges.end(), [](const HeldRange& a, const HeldRange& b) { return a.first < b.first; });
+    buffer::Seq upto = acked;
+    for (const HeldRange& r : ranges) {
+      if (r.last <= upto) continue;
+      if (held_ahead.empty() && (r.first.value <= upto.value + 1 || !stored_between(upto, r.first))) {
+        upto = r.last;  // contiguous (what lies between is gone from the buffer: trimmed or evicted)
+      } else if (!held_ahead.empty() &&
+                 (r.first.value <= held_ahead.back().last.value + 1 || !stored_between(held_ahead.back().last, r.first))) {
+        held_ahead.back().last = std::max(held_ahead.back().last, r.last);
+      } else {
+        held_ahead.push_back(r);
+      }
+    }
+    return upto;
   }
 
   // The next wait of the retry loop: doubling, capped, with up to 50% random jitter.
@@ -414,7 +452,22 @@ struct KafkaUplink::Impl {
 
   // Reads the next batch after next_after (uplink/batch_source.h) and produces it.
   void send_next() {
-    auto read = read_batch(ring, next_after, gateway_id, {opt.records, max_records, opt.batch_max_bytes, opt.cursor});
+    // A batch the broker already holds (beyond a gap, see resume()) is not sent again: it enters
+    // the FIFO as delivered once everything before it has been sent.
+    if (!held_ahead.empty() && (next_after.value + 1 >= held_ahead.front().first.value ||
+                                !stored_between(next_after, held_ahead.front().first))) {
+      const HeldRange r = held_ahead.front();
+      held_ahead.pop_front();
+      if (r.last > next_after) {
+        fifo.push_back({next_id++, next_after.next(), r.last, 0, true, true});
+        next_after = r.last;
+        ack_prefix();
+      }
+      return;
+    }
+    BatchLimits limits{opt.records, max_records, opt.batch_max_bytes, opt.cursor};
+    if (!held_ahead.empty()) limits.before = held_ahead.front().first;
+    auto read = read_batch(ring, next_after, gateway_id, limits);
     if (!read) {
       rd_kafka_poll(rk, 500);
       return;

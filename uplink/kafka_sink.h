@@ -3,10 +3,13 @@
 // (acks=all), and acknowledges the cursor only from successful delivery reports, in order.
 //
 // No duplicates across restarts: before it sends anything, and again after any failed or timed-out
-// delivery, the sink reads back the tail of its partition (read_last_seq in kafka_reader.h), acks
-// its cursor up to the last seq the broker holds from this gateway, and resumes after it. So the
-// topic holds every record once, also across kill -9, unless the broker itself duplicates a retried
-// request (a real broker's idempotence prevents that; librdkafka 2.0.2's mock cluster does not).
+// delivery, the sink reads back the tail of its partition (read_tail in kafka_reader.h): the
+// batches of this gateway after its cursor. It acks its cursor over the run of them that follows
+// the cursor without a gap, resends only what is missing, and skips the batches the broker holds
+// beyond a gap (a batch that failed while a later one was delivered, e.g. after a message timeout:
+// the later one proves nothing about the earlier). So the topic holds every record once, also
+// across kill -9, unless the broker itself duplicates a retried request (a real broker's
+// idempotence prevents that; librdkafka 2.0.2's mock cluster does not).
 //
 // One sink forwards one record type (KafkaOptions::records): the gateway runs one for telemetry
 // (the raw topic) and one for the windowing stage's aggregate records (the aggregates topic), each
