@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
@@ -38,6 +39,7 @@ std::optional<std::uint64_t> parse_bytes(std::string_view text) {
       {"KB", 1000},     {"MB", 1000000},    {"GB", 1000000000}};
   auto it = units.find(unit);
   if (it == units.end()) return std::nullopt;
+  if (value > std::numeric_limits<std::uint64_t>::max() / it->second) return std::nullopt;  // would wrap
   return value * it->second;
 }
 
@@ -50,6 +52,8 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
       {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
   auto it = units.find(unit);
   if (it == units.end()) return std::nullopt;
+  // fuzz_config: "6148914691236517203s" overflowed the multiplication (undefined behaviour).
+  if (value > std::numeric_limits<std::int64_t>::max() / it->second) return std::nullopt;
   return std::chrono::milliseconds(value * it->second);
 }
 

@@ -28,6 +28,23 @@ TEST_CASE("a minimal config takes defaults for everything else") {
   CHECK(c->mqtt.topics == std::vector<std::string>{"devices/+/telemetry"});
 }
 
+// Found by fuzz_config: the unit multiplication overflowed (signed: undefined behaviour).
+TEST_CASE("sizes and durations too large for their unit are refused, not wrapped") {
+  auto d = parse_config(kMinimal + "[windowing]\nsize = \"6148914691236517203s\"\n", "t.toml");
+  REQUIRE(!d.has_value());
+  CHECK(d.error().key == "windowing.size");
+  auto b = parse_config(R"(
+gateway_id = "g1"
+[buffer]
+path = "/tmp/x"
+max_bytes = "17592186044417MiB"  # (2^44 + 1) MiB: wrapped to 1 MiB before
+[uplink.kafka]
+brokers = "127.0.0.1:9092"
+)", "t.toml");
+  REQUIRE(!b.has_value());
+  CHECK(b.error().key == "buffer.max_bytes");
+}
+
 TEST_CASE("sizes, durations and enums are parsed") {
   auto c = parse_config(kMinimal + R"(
 [http]
