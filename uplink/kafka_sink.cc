@@ -359,6 +359,12 @@ struct KafkaUplink::Impl {
     return !r || (!r->empty() && r->front().seq < before);
   }
 
+  // Whether a batch starting at `first` follows seq `end` without a gap: right after it, or with
+  // only records between that are gone from the buffer (trimmed or evicted).
+  bool adjoins(buffer::Seq end, buffer::Seq first) {
+    return first.value <= end.value + 1 || !stored_between(end, first);
+  }
+
   // The end of the run of held batches that follows the cursor without a gap (the cursor itself if
   // the first is missing); the batches held beyond a gap go to held_ahead, merged, in order.
   buffer::Seq held_run(std::vector<HeldRange> ranges) {
@@ -366,10 +372,9 @@ struct KafkaUplink::Impl {
     buffer::Seq upto = acked;
     for (const HeldRange& r : ranges) {
       if (r.last <= upto) continue;
-      if (held_ahead.empty() && (r.first.value <= upto.value + 1 || !stored_between(upto, r.first))) {
-        upto = r.last;  // contiguous (what lies between is gone from the buffer: trimmed or evicted)
-      } else if (!held_ahead.empty() &&
-                 (r.first.value <= held_ahead.back().last.value + 1 || !stored_between(held_ahead.back().last, r.first))) {
+      if (held_ahead.empty() && adjoins(upto, r.first)) {
+        upto = r.last;
+      } else if (!held_ahead.empty() && adjoins(held_ahead.back().last, r.first)) {
         held_ahead.back().last = std::max(held_ahead.back().last, r.last);
       } else {
         held_ahead.push_back(r);
@@ -454,8 +459,7 @@ struct KafkaUplink::Impl {
   void send_next() {
     // A batch the broker already holds (beyond a gap, see resume()) is not sent again: it enters
     // the FIFO as delivered once everything before it has been sent.
-    if (!held_ahead.empty() && (next_after.value + 1 >= held_ahead.front().first.value ||
-                                !stored_between(next_after, held_ahead.front().first))) {
+    if (!held_ahead.empty() && adjoins(next_after, held_ahead.front().first)) {
       const HeldRange r = held_ahead.front();
       held_ahead.pop_front();
       if (r.last > next_after) {
