@@ -2,29 +2,62 @@
 #include "buffer/dedup.h"
 
 #include <algorithm>
-#include <cstring>
+#include <limits>
+#include <utility>
 
 namespace gw::buffer {
 namespace {
 
-constexpr std::uint8_t kDedupVersion1 = 1;  // without the seen ranges (read only)
-constexpr std::uint8_t kDedupVersion = 2;
+constexpr std::uint8_t kDedupVersion1 = 1;  // fingerprints of (seq, time), no ranges (read only)
+constexpr std::uint8_t kDedupVersion2 = 2;  // fingerprints of (seq, time), ranges (read only)
+constexpr std::uint8_t kDedupVersion = 3;
 constexpr std::size_t kMaxRanges = 32;
 constexpr std::uint32_t kMinWindow = 8;
 constexpr std::uint32_t kMaxWindow = 1u << 16;
+// A new generation's first position on the unwrapped line: room for readings behind it.
+constexpr std::uint64_t kStartPos = 1ull << 62;
+// A slot whose values are not known (written by version 1 or 2, or a reading without a digest): any
+// copy of it is a duplicate.
+constexpr std::uint32_t kSeenNoDigest = 1;
 
-std::uint64_t mix(std::uint64_t x) {  // splitmix64's finaliser
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebull;
-  x ^= x >> 31;
-  return x;
+bool valid_bits(unsigned bits) { return bits == 8 || bits == 16 || bits == 32 || bits == 64; }
+std::uint64_t mask_of(unsigned bits) { return bits >= 64 ? ~0ull : (1ull << bits) - 1; }
+
+std::uint32_t window_for(std::uint32_t window, unsigned bits) {
+  std::uint32_t w = std::clamp(window, kMinWindow, kMaxWindow);
+  if (bits < 64) w = static_cast<std::uint32_t>(std::min<std::uint64_t>(w, 1ull << (bits - 2)));
+  return w;
 }
 
-// Never 0 (0 marks an empty slot).
-std::uint32_t fingerprint(std::uint64_t seq, std::int64_t time_ms) {
-  return static_cast<std::uint32_t>(mix(seq * 0x9e3779b97f4a7c15ull ^ static_cast<std::uint64_t>(time_ms)) >> 32) | 1u;
+// The slot value for a reading's digest: never 0 (empty); 0 and 1 both mean "not known".
+std::uint32_t slot_value(std::uint32_t digest) { return digest < 2 ? kSeenNoDigest : digest; }
+
+bool same_values(std::uint32_t stored, std::uint32_t incoming) {
+  return stored == kSeenNoDigest || incoming == kSeenNoDigest || stored == incoming;
+}
+
+bool covered(const std::vector<std::pair<std::uint64_t, std::uint64_t>>& seen, std::uint64_t pos) {
+  // The last range starting at or before pos.
+  auto it = std::upper_bound(seen.begin(), seen.end(), pos, [](std::uint64_t s, const auto& r) { return s < r.first; });
+  return it != seen.begin() && pos <= std::prev(it)->second;
+}
+
+void note_seen(std::vector<std::pair<std::uint64_t, std::uint64_t>>& seen, std::uint64_t pos) {
+  auto it = std::upper_bound(seen.begin(), seen.end(), pos, [](std::uint64_t s, const auto& r) { return s < r.first; });
+  if (it != seen.begin() && pos <= std::prev(it)->second) return;  // already in a range
+  const bool joins_prev = it != seen.begin() && std::prev(it)->second + 1 == pos;
+  const bool joins_next = it != seen.end() && pos + 1 == it->first;
+  if (joins_prev && joins_next) {
+    std::prev(it)->second = it->second;
+    seen.erase(it);
+  } else if (joins_prev) {
+    std::prev(it)->second = pos;
+  } else if (joins_next) {
+    it->first = pos;
+  } else {
+    seen.insert(it, {pos, pos});
+    if (seen.size() > kMaxRanges) seen.erase(seen.begin());
+  }
 }
 
 void put_u64(std::vector<std::uint8_t>& out, std::uint64_t v) {
@@ -46,113 +79,143 @@ std::uint32_t get_u32(const std::uint8_t* p) {
 
 }  // namespace
 
-DedupWindow::DedupWindow(std::uint32_t window) : window_(std::clamp(window, kMinWindow, kMaxWindow)) {
+DedupWindow::DedupWindow(const DedupOptions& options)
+    : window_(window_for(options.window, valid_bits(options.seq_bits) ? options.seq_bits : 64)),
+      bits_(valid_bits(options.seq_bits) ? options.seq_bits : 64),
+      reboot_bound_ms_(std::max<std::int64_t>(0, options.reboot_time_bound.count())) {
   cur_.slots.assign(window_, 0);
   prev_.slots.assign(window_, 0);
 }
 
-bool DedupWindow::slot_taken(const Generation& g, std::uint64_t seq) const {
-  return g.used && seq <= g.high && g.high - seq < window_ && g.slots[seq % window_] != 0;
+DedupWindow::Place DedupWindow::place(const Generation& g, std::uint64_t seq) const {
+  const std::uint64_t mask = mask_of(bits_);
+  const std::uint64_t forward = (seq - g.high) & mask;
+  const std::uint64_t half = bits_ >= 64 ? 1ull << 63 : 1ull << (bits_ - 1);
+  if (forward != 0 && forward < half) return {true, forward};
+  return {false, (g.high - seq) & mask};
 }
 
-bool DedupWindow::covered(const Generation& g, std::uint64_t seq) {
-  if (!g.used) return false;
-  // The last range starting at or before seq.
-  auto it = std::upper_bound(g.seen.begin(), g.seen.end(), seq,
-                             [](std::uint64_t s, const auto& r) { return s < r.first; });
-  return it != g.seen.begin() && seq <= std::prev(it)->second;
+std::uint32_t DedupWindow::slot(const Generation& g, std::uint64_t behind) const {
+  return g.slots[(g.high_pos - behind) % window_];
 }
 
-void DedupWindow::note_seen(Generation& g, std::uint64_t seq) {
-  auto it = std::upper_bound(g.seen.begin(), g.seen.end(), seq,
-                             [](std::uint64_t s, const auto& r) { return s < r.first; });
-  if (it != g.seen.begin() && seq <= std::prev(it)->second) return;  // already in a range
-  const bool joins_prev = it != g.seen.begin() && std::prev(it)->second + 1 == seq;
-  const bool joins_next = it != g.seen.end() && seq + 1 == it->first;
-  if (joins_prev && joins_next) {
-    std::prev(it)->second = it->second;
-    g.seen.erase(it);
-  } else if (joins_prev) {
-    std::prev(it)->second = seq;
-  } else if (joins_next) {
-    it->first = seq;
-  } else {
-    g.seen.insert(it, {seq, seq});
-    if (g.seen.size() > kMaxRanges) g.seen.erase(g.seen.begin());
-  }
+void DedupWindow::mark(Generation& g, std::uint64_t pos, std::uint32_t digest) {
+  g.slots[pos % window_] = slot_value(digest);
+  note_seen(g.seen, pos);
 }
 
-bool DedupWindow::contains(const Generation& g, std::uint64_t seq, std::uint32_t fp) const {
-  return slot_taken(g, seq) && g.slots[seq % window_] == fp;
-}
-
-void DedupWindow::mark(Generation& g, std::uint64_t seq, std::int64_t time_ms, std::uint32_t fp) {
-  if (seq > g.high) {
-    // Clear the slots the window slides over (at most the whole window).
-    const std::uint64_t steps = std::min<std::uint64_t>(seq - g.high, window_);
-    for (std::uint64_t i = 1; i <= steps; ++i) g.slots[(g.high + i) % window_] = 0;
-    g.high = seq;
-  }
-  if (g.high - seq < window_) g.slots[seq % window_] = fp;
-  g.last_time = std::max(g.last_time, time_ms);
-  note_seen(g, seq);
-}
-
-void DedupWindow::start(Generation& g, std::uint64_t epoch, std::uint64_t seq, std::int64_t time_ms,
-                        std::uint32_t fp) {
+void DedupWindow::start(Generation& g, const Reading& r) {
   g.used = true;
-  g.epoch = epoch;
+  g.epoch = r.epoch;
+  g.high = r.seq & mask_of(bits_);
+  g.high_pos = kStartPos;
+  g.high_time = r.time_ms;
+  g.start_time = r.time_ms;
+  g.seen.assign(1, {kStartPos, kStartPos});
+  g.slots.assign(window_, 0);
+  g.slots[kStartPos % window_] = slot_value(r.digest);
+}
+
+void DedupWindow::advance(Generation& g, const Reading& r, std::uint64_t distance, DedupDecision& d) {
+  const std::uint64_t seq = r.seq & mask_of(bits_);
+  d.gap = distance - 1;
+  d.wrapped = seq < g.high;  // ahead, yet a smaller number: the counter went through 2^B - 1 -> 0
+  if (distance > std::numeric_limits<std::uint64_t>::max() - g.high_pos) {
+    // Only a 64-bit counter jumping by about 2^63 again and again gets here: start the line anew.
+    const std::uint64_t epoch = g.epoch;
+    const std::int64_t start_time = g.start_time;
+    start(g, r);
+    g.epoch = epoch;
+    g.start_time = start_time;
+    return;
+  }
+  // Clear the slots the window slides over (at most the whole window).
+  const std::uint64_t steps = std::min<std::uint64_t>(distance, window_);
+  for (std::uint64_t i = 1; i <= steps; ++i) g.slots[(g.high_pos + i) % window_] = 0;
   g.high = seq;
-  g.last_time = time_ms;
-  g.seen.assign(1, {seq, seq});
-  std::fill(g.slots.begin(), g.slots.end(), 0);
-  g.slots[seq % window_] = fp;
+  g.high_pos += distance;
+  g.high_time = r.time_ms;
+  mark(g, g.high_pos, r.digest);
 }
 
-DedupVerdict DedupWindow::admit_in(Generation& g, std::uint64_t seq, std::int64_t time_ms, std::uint32_t fp) {
-  if (contains(g, seq, fp) || covered(g, seq)) return DedupVerdict::duplicate;
-  const bool below = seq <= g.high && g.high - seq >= window_;
-  mark(g, seq, time_ms, fp);
-  return below ? DedupVerdict::unknown : DedupVerdict::fresh;
+DedupDecision DedupWindow::judge(Generation& g, const Reading& r, Place p) {
+  DedupDecision d;
+  if (p.ahead) {
+    advance(g, r, p.distance, d);
+    return d;
+  }
+  const std::uint64_t behind = p.distance;
+  if (behind > g.high_pos) {  // before the line's beginning: nothing is known of it
+    d.late = d.unknown = true;
+    return d;
+  }
+  const std::uint64_t pos = g.high_pos - behind;
+  if (behind < window_) {
+    if (const std::uint32_t s = slot(g, behind); s != 0) {
+      d.verdict = same_values(s, slot_value(r.digest)) ? DedupVerdict::duplicate : DedupVerdict::conflicting;
+      return d;
+    }
+    mark(g, pos, r.digest);
+    d.late = true;
+    return d;
+  }
+  // Behind the window: its values are forgotten, but the ranges still know whether it was seen.
+  if (covered(g.seen, pos)) {
+    d.verdict = DedupVerdict::duplicate;
+    return d;
+  }
+  note_seen(g.seen, pos);
+  d.late = d.unknown = true;
+  return d;
 }
 
-DedupVerdict DedupWindow::admit(std::uint64_t epoch, std::uint64_t seq, std::int64_t time_ms) {
-  const std::uint32_t fp = fingerprint(seq, time_ms);
+DedupDecision DedupWindow::admit(const Reading& in) {
+  Reading r = in;
+  r.seq &= mask_of(bits_);
   if (!cur_.used) {
-    start(cur_, epoch, seq, time_ms, fp);
-    return DedupVerdict::fresh;
+    start(cur_, r);
+    return {};
   }
-  if (epoch != 0 || cur_.epoch != 0) {  // the source names its boots
-    if (epoch == cur_.epoch) return admit_in(cur_, seq, time_ms, fp);
-    if (prev_.used && epoch == prev_.epoch) return admit_in(prev_, seq, time_ms, fp);  // late, from the last boot
+  if (r.epoch != 0 || cur_.epoch != 0) {  // the source names its boots (rows 8, 11 by boot id)
+    if (r.epoch == cur_.epoch) return judge(cur_, r, place(cur_, r.seq));
+    if (prev_.used && r.epoch == prev_.epoch) return judge(prev_, r, place(prev_, r.seq));
     std::swap(prev_, cur_);
-    start(cur_, epoch, seq, time_ms, fp);
-    return DedupVerdict::reset;
+    start(cur_, r);
+    return DedupDecision{.reboot = true};
   }
-  // No boot ids: a redelivery carries the same time; a reboot sends a lower seq with a later time,
-  // or a seq whose slot holds another record.
-  if (contains(cur_, seq, fp) || contains(prev_, seq, fp)) return DedupVerdict::duplicate;
-  const bool backwards = seq < cur_.high && time_ms > cur_.last_time;
-  if (backwards || slot_taken(cur_, seq)) {
+  // No boot ids. A copy from before the current generation began (by event time) belongs to the
+  // previous one (row 11).
+  if (prev_.used && r.time_ms < cur_.start_time) return judge(prev_, r, place(prev_, r.seq));
+  const Place p = place(cur_, r.seq);
+  if (p.ahead || p.distance < window_) {
+    DedupDecision d = judge(cur_, r, p);
+    if (d.verdict == DedupVerdict::store && !p.ahead && r.seq == 0) d.ambiguous_zero = true;  // row 12
+    return d;
+  }
+  // Behind by W or more: a reboot (row 9), unless older than a rebooted clock could be (row 10).
+  if (r.time_ms >= cur_.high_time - reboot_bound_ms_) {
     std::swap(prev_, cur_);
-    start(cur_, 0, seq, time_ms, fp);
-    return DedupVerdict::reset;
+    start(cur_, r);
+    return DedupDecision{.reboot = true};
   }
-  return admit_in(cur_, seq, time_ms, fp);  // (covered seqs of this generation are duplicates there)
+  return DedupDecision{.verdict = DedupVerdict::stale};
 }
 
-// version u8 | window u32 | 2 x (used u8, epoch u64, high u64, last_time i64, u16 n, n x (first u64,
-// last u64), window x u32), little-endian. Version 1 had no ranges (n and the pairs).
+// version u8 = 3 | window u32 | seq_bits u8 | 2 x (used u8, epoch u64, high u64, high_pos u64,
+// high_time i64, start_time i64, u16 n, n x (first u64, last u64), window x u32), little-endian.
 std::vector<std::uint8_t> DedupWindow::encode() const {
   std::vector<std::uint8_t> out;
-  out.reserve(5 + 2 * (41 + 4 * static_cast<std::size_t>(window_)));
+  out.reserve(6 + 2 * (43 + 4 * static_cast<std::size_t>(window_)) + 16 * (cur_.seen.size() + prev_.seen.size()));
   out.push_back(kDedupVersion);
   put_u32(out, window_);
+  out.push_back(bits_);
   for (const Generation* g : {&cur_, &prev_}) {
     out.push_back(g->used ? 1 : 0);
     put_u64(out, g->epoch);
     put_u64(out, g->high);
-    put_u64(out, static_cast<std::uint64_t>(g->last_time));
+    put_u64(out, g->high_pos);
+    put_u64(out, static_cast<std::uint64_t>(g->high_time));
+    put_u64(out, static_cast<std::uint64_t>(g->start_time));
     out.push_back(static_cast<std::uint8_t>(g->seen.size() & 0xff));
     out.push_back(static_cast<std::uint8_t>(g->seen.size() >> 8));
     for (const auto& [first, last] : g->seen) {
@@ -164,23 +227,40 @@ std::vector<std::uint8_t> DedupWindow::encode() const {
   return out;
 }
 
-std::optional<DedupWindow> DedupWindow::decode(std::span<const std::uint8_t> bytes) {
-  if (bytes.size() < 5 || (bytes[0] != kDedupVersion && bytes[0] != kDedupVersion1)) return std::nullopt;
-  const bool v2 = bytes[0] == kDedupVersion;
+std::optional<DedupWindow> DedupWindow::decode(std::span<const std::uint8_t> bytes, const DedupOptions& options) {
+  if (bytes.size() < 5) return std::nullopt;
+  const std::uint8_t version = bytes[0];
+  if (version != kDedupVersion && version != kDedupVersion2 && version != kDedupVersion1) return std::nullopt;
+  const bool v3 = version == kDedupVersion;
   const std::uint32_t window = get_u32(bytes.data() + 1);
-  if (window < kMinWindow || window > kMaxWindow) return std::nullopt;
-  DedupWindow w(window);
   std::size_t pos = 5;
+  unsigned bits = 64;
+  if (v3) {
+    if (bytes.size() < 6) return std::nullopt;
+    bits = bytes[pos++];
+  }
+  if (!valid_bits(bits) || window != window_for(window, bits)) return std::nullopt;
+  DedupWindow w(DedupOptions{window, static_cast<std::uint8_t>(bits), options.reboot_time_bound});
   auto need = [&](std::size_t n) { return bytes.size() - pos >= n; };
   for (Generation* g : {&w.cur_, &w.prev_}) {
-    if (!need(25)) return std::nullopt;
+    const std::size_t header = v3 ? 41 : 25;
+    if (!need(header)) return std::nullopt;
     const std::uint8_t* p = bytes.data() + pos;
     g->used = p[0] != 0;
     g->epoch = get_u64(p + 1);
     g->high = get_u64(p + 9);
-    g->last_time = static_cast<std::int64_t>(get_u64(p + 17));
-    pos += 25;
-    if (v2) {
+    if (v3) {
+      g->high_pos = get_u64(p + 17);
+      g->high_time = static_cast<std::int64_t>(get_u64(p + 25));
+      g->start_time = static_cast<std::int64_t>(get_u64(p + 33));
+    } else {
+      // Versions 1 and 2 numbered positions by the seq itself (no wraps) and knew no first time.
+      g->high_pos = g->high;
+      g->high_time = static_cast<std::int64_t>(get_u64(p + 17));
+      g->start_time = std::numeric_limits<std::int64_t>::min();
+    }
+    pos += header;
+    if (version != kDedupVersion1) {
       if (!need(2)) return std::nullopt;
       const std::size_t n = bytes[pos] | (static_cast<std::size_t>(bytes[pos + 1]) << 8);
       pos += 2;
@@ -190,7 +270,11 @@ std::optional<DedupWindow> DedupWindow::decode(std::span<const std::uint8_t> byt
       }
     }
     if (!need(4 * static_cast<std::size_t>(window))) return std::nullopt;
-    for (std::uint32_t i = 0; i < window; ++i, pos += 4) g->slots[i] = get_u32(bytes.data() + pos);
+    for (std::uint32_t i = 0; i < window; ++i, pos += 4) {
+      const std::uint32_t s = get_u32(bytes.data() + pos);
+      // Versions 1 and 2 kept fingerprints of (seq, time), not of the values: seen, values unknown.
+      g->slots[i] = v3 || s == 0 ? s : kSeenNoDigest;
+    }
   }
   if (pos != bytes.size()) return std::nullopt;
   return w;

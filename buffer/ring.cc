@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
@@ -77,9 +78,13 @@ constexpr std::size_t kRecordHeader = 1 + 1 + 8;  // version, type, ingest_time_
 constexpr std::string_view kNextSeqKey = "next_seq";
 constexpr std::string_view kEvictedKey = "evicted";
 constexpr std::string_view kQuarantinedKey = "quarantined";
-constexpr std::string_view kDuplicatesKey = "duplicates";
-constexpr std::string_view kDedupResetsKey = "dedup_resets";
-constexpr std::string_view kDedupUnknownKey = "dedup_unknown";
+// The dedup counters (Stats), each persistent under its meta key.
+enum DedupCounter : std::size_t {
+  kDuplicates, kConflicting, kStale, kReboots, kWraps, kGaps, kLate, kZeroAmbiguous, kUnknown, kDedupCounters
+};
+constexpr std::array<std::string_view, kDedupCounters> kDedupCounterKeys{
+    "duplicates", "duplicates_conflicting", "stale_sequence", "dedup_resets", "seq_wraps",
+    "seq_gaps",   "seq_late",               "seq_zero_ambiguous", "dedup_unknown"};
 constexpr std::string_view kSummarizedKey = "summarized";
 // Side tables are LMDB databases named "t:" + the table name; at most this many.
 constexpr std::size_t kMaxTables = 16;
@@ -320,7 +325,7 @@ struct Request {
   bool in_flight = false;  // part of a group being written: it must not leave the queue
   bool done = false;
   std::error_code error;
-  std::vector<Seq> seqs;  // when done without error: one per record, Seq{0} for a dropped duplicate
+  std::vector<Seq> seqs;  // when done without error: one per record, kDropped* for a dropped one
 };
 
 // What one attempt at writing a group came to.
@@ -345,7 +350,7 @@ struct Eviction {
 // The dedup windows one group touched, written back before its commit, and what it decided.
 struct DedupBatch {
   std::map<std::string, DedupWindow, std::less<>> windows;
-  std::uint64_t duplicates = 0, resets = 0, unknown = 0;
+  std::array<std::uint64_t, kDedupCounters> counts{};
 };
 
 class LmdbRing final : public Ring {
@@ -404,12 +409,15 @@ class LmdbRing final : public Ring {
     if (!evicted) return std::unexpected(evicted.error());
     auto quarantined = get_meta(txn.get(), kQuarantinedKey);
     if (!quarantined) return std::unexpected(quarantined.error());
-    for (auto [name, counter] : {std::pair{kDuplicatesKey, &duplicates_total_}, std::pair{kDedupResetsKey, &dedup_resets_total_},
-                                 std::pair{kDedupUnknownKey, &dedup_unknown_total_},
-                                 std::pair{kSummarizedKey, &summarized_total_}}) {
-      auto v = get_meta(txn.get(), name);
+    for (std::size_t i = 0; i < kDedupCounters; ++i) {
+      auto v = get_meta(txn.get(), kDedupCounterKeys[i]);
       if (!v) return std::unexpected(v.error());
-      counter->store(v->value_or(0));
+      dedup_totals_[i].store(v->value_or(0));
+    }
+    {
+      auto v = get_meta(txn.get(), kSummarizedKey);
+      if (!v) return std::unexpected(v.error());
+      summarized_total_.store(v->value_or(0));
     }
     std::uint64_t next_seq = std::max<std::uint64_t>(1, next->value_or(1));
     // Defensive: never hand out a sequence at or below a stored one, even if meta were missing.
@@ -736,9 +744,15 @@ class LmdbRing final : public Ring {
     s.no_space = no_space_.load();
     s.no_space_total = no_space_total_.load();
     s.append_calls_total = append_calls_total_.load();
-    s.duplicates_total = duplicates_total_.load();
-    s.dedup_resets_total = dedup_resets_total_.load();
-    s.dedup_unknown_total = dedup_unknown_total_.load();
+    s.duplicates_total = dedup_totals_[kDuplicates].load();
+    s.duplicates_conflicting_total = dedup_totals_[kConflicting].load();
+    s.stale_sequence_total = dedup_totals_[kStale].load();
+    s.reboots_total = dedup_totals_[kReboots].load();
+    s.seq_wraps_total = dedup_totals_[kWraps].load();
+    s.seq_gaps_total = dedup_totals_[kGaps].load();
+    s.seq_late_total = dedup_totals_[kLate].load();
+    s.seq_zero_ambiguous_total = dedup_totals_[kZeroAmbiguous].load();
+    s.dedup_unknown_total = dedup_totals_[kUnknown].load();
     s.summarized_total = summarized_total_.load();
     {
       std::lock_guard lock(queue_mutex_);
@@ -1106,8 +1120,10 @@ class LmdbRing final : public Ring {
         if (in.dedup) {
           auto verdict = dedup_admit(txn.get(), dedup, *in.dedup);
           if (!verdict) return lmdb_failure(verdict.error(), error);
-          if (*verdict == DedupVerdict::duplicate) {
-            assigned[gi].push_back(Seq{0});
+          if (*verdict != DedupVerdict::store) {
+            assigned[gi].push_back(*verdict == DedupVerdict::duplicate     ? kDroppedDuplicate
+                                   : *verdict == DedupVerdict::conflicting ? kDroppedConflicting
+                                                                           : kDroppedStale);
             continue;
           }
         }
@@ -1305,7 +1321,7 @@ class LmdbRing final : public Ring {
 
   // Looks up (and caches for the group) the source's window and lets it decide about the record.
   std::expected<DedupVerdict, std::error_code> dedup_admit(MDB_txn* txn, DedupBatch& batch, const DedupKey& k) {
-    if (k.source.empty() || k.source.size() > 255) return DedupVerdict::fresh;  // not a usable key: store it
+    if (k.source.empty() || k.source.size() > 255) return DedupVerdict::store;  // not a usable key: store it
     auto it = batch.windows.find(k.source);
     if (it == batch.windows.end()) {
       MDB_val key = as_val(k.source.data(), k.source.size());
@@ -1314,17 +1330,24 @@ class LmdbRing final : public Ring {
       if (rc != 0 && rc != MDB_NOTFOUND) return std::unexpected(lmdb_error(rc, "get dedup"));
       std::optional<DedupWindow> stored;
       if (rc == 0) {
-        stored = DedupWindow::decode({static_cast<const std::uint8_t*>(val.mv_data), val.mv_size});
+        stored = DedupWindow::decode({static_cast<const std::uint8_t*>(val.mv_data), val.mv_size}, options_.dedup);
         if (!stored) spdlog::error("buffer: dedup window of {} does not decode; starting it afresh", k.source);
       }
-      it = batch.windows.emplace(std::string(k.source), stored ? std::move(*stored) : DedupWindow(options_.dedup_window))
+      it = batch.windows.emplace(std::string(k.source), stored ? std::move(*stored) : DedupWindow(options_.dedup))
                .first;
     }
-    const DedupVerdict v = it->second.admit(k.epoch, k.seq, k.time_ms);
-    if (v == DedupVerdict::duplicate) ++batch.duplicates;
-    if (v == DedupVerdict::reset) ++batch.resets;
-    if (v == DedupVerdict::unknown) ++batch.unknown;
-    return v;
+    const DedupDecision d = it->second.admit(Reading{k.epoch, k.seq, k.time_ms, k.digest});
+    auto& n = batch.counts;
+    n[kDuplicates] += d.verdict == DedupVerdict::duplicate;
+    n[kConflicting] += d.verdict == DedupVerdict::conflicting;
+    n[kStale] += d.verdict == DedupVerdict::stale;
+    n[kReboots] += d.reboot;
+    n[kWraps] += d.wrapped;
+    n[kGaps] += d.gap;
+    n[kLate] += d.late;
+    n[kZeroAmbiguous] += d.ambiguous_zero;
+    n[kUnknown] += d.unknown;
+    return d.verdict;
   }
 
   // Stores the windows a group touched and its persistent counters, in the group's transaction.
@@ -1338,19 +1361,15 @@ class LmdbRing final : public Ring {
         return std::unexpected(lmdb_error(rc, "put dedup"));
       }
     }
-    for (auto [name, n, total] : {std::tuple{kDuplicatesKey, batch.duplicates, &duplicates_total_},
-                                  std::tuple{kDedupResetsKey, batch.resets, &dedup_resets_total_},
-                                  std::tuple{kDedupUnknownKey, batch.unknown, &dedup_unknown_total_}}) {
-      if (n == 0) continue;
-      if (auto ok = put_meta(txn, name, total->load() + n); !ok) return ok;
+    for (std::size_t i = 0; i < kDedupCounters; ++i) {
+      if (batch.counts[i] == 0) continue;
+      if (auto ok = put_meta(txn, kDedupCounterKeys[i], dedup_totals_[i].load() + batch.counts[i]); !ok) return ok;
     }
     return {};
   }
 
   void note_dedup(const DedupBatch& batch) {
-    duplicates_total_.fetch_add(batch.duplicates);
-    dedup_resets_total_.fetch_add(batch.resets);
-    dedup_unknown_total_.fetch_add(batch.unknown);
+    for (std::size_t i = 0; i < kDedupCounters; ++i) dedup_totals_[i].fetch_add(batch.counts[i]);
   }
 
   // Counters and the log line for a committed eviction.
@@ -1652,9 +1671,7 @@ class LmdbRing final : public Ring {
   mutable std::atomic<std::uint64_t> quarantined_total_{0};
   std::atomic<std::uint64_t> blocked_total_{0};
   std::atomic<std::uint64_t> no_space_total_{0};
-  std::atomic<std::uint64_t> duplicates_total_{0};
-  std::atomic<std::uint64_t> dedup_resets_total_{0};
-  std::atomic<std::uint64_t> dedup_unknown_total_{0};
+  std::array<std::atomic<std::uint64_t>, kDedupCounters> dedup_totals_{};
   std::atomic<std::uint64_t> summarized_total_{0};
   std::atomic<bool> full_{false};
   std::atomic<bool> no_space_{false};

@@ -33,6 +33,8 @@
 #include <system_error>
 #include <vector>
 
+#include "buffer/dedup.h"
+
 namespace gw::buffer {
 
 // A gateway-wide sequence number. 0 means "none": the first stored record gets 1.
@@ -92,25 +94,35 @@ struct Options {
   std::chrono::milliseconds group_commit_wait{1};
   // Overflow::summarize: the cursor whose acknowledgement makes a record evictable.
   std::string summarize_cursor = "windowing";
-  // Duplicate detection (RecordIn::dedup): sequence numbers remembered per source and generation
-  // (buffer/dedup.h). Each source costs about 8 x dedup_window + 64 bytes in the store, plus up
-  // to 1 KiB of seen-ranges when its records arrive with gaps.
-  std::uint32_t dedup_window = 64;
+  // Duplicate detection (RecordIn::dedup): the window of readings remembered per source and
+  // generation, the sources' counter width and the reboot time bound (buffer/dedup.h). Each source
+  // costs about 8 x window + 92 bytes in the store, plus up to 1 KiB of seen-ranges when its
+  // records arrive with gaps.
+  DedupOptions dedup{};
 };
 
 // Identifies a record for duplicate detection: the source's own numbering (buffer/dedup.h).
 struct DedupKey {
   std::string_view source;     // e.g. the device id; 1..255 bytes
-  std::uint64_t epoch = 0;     // the source's boot id; 0 = it has none (a reboot is recognised by time)
-  std::uint64_t seq = 0;       // the source's sequence number within the epoch
-  std::int64_t time_ms = 0;    // the record's own time (a redelivery carries the same)
+  std::uint64_t epoch = 0;     // the source's boot id; 0 = it has none (a reboot is recognised by its counter)
+  std::uint64_t seq = 0;       // the source's sequence number within the epoch (Options::dedup.seq_bits wide)
+  std::int64_t time_ms = 0;    // the record's event time (a retransmission may carry another)
+  std::uint32_t digest = 0;    // of the record's values, without its time; 0 or 1 = not known
 };
+
+// What append() returns in place of a sequence for a record it did not store (RecordIn::dedup).
+// Gateway sequences never come near the two high values (2^64 records).
+inline constexpr Seq kDroppedDuplicate{0};                   // the same reading was stored before
+inline constexpr Seq kDroppedConflicting{~0ull};             // the same identity with other values
+inline constexpr Seq kDroppedStale{~0ull - 1};               // too old to judge (dedup.h, row 10)
+inline constexpr bool stored(Seq s) { return s.value != 0 && s.value < kDroppedStale.value; }
 
 struct RecordIn {
   RecordType type = RecordType::telemetry;
   std::span<const std::uint8_t> payload;
-  // When set, append() drops the record if the same (source, epoch, seq, time) was stored before;
-  // the check and the record commit in one transaction. A dropped record gets Seq{0}.
+  // When set, append() drops the record if the same (source, epoch, seq) was stored before, or it is
+  // too old to judge (buffer/dedup.h); the check and the record commit in one transaction. A dropped
+  // record gets one of the kDropped* values.
   std::optional<DedupKey> dedup{};
 };
 
@@ -167,9 +179,16 @@ struct Stats {
   bool no_space = false;                // the last commit failed with ENOSPC (appends wait and retry)
   std::uint64_t no_space_total = 0;     // ENOSPC failures since open
   std::uint64_t append_calls_total = 0; // append() calls that succeeded since open (vs commits_total: grouping)
-  std::uint64_t duplicates_total = 0;   // records append() dropped as duplicates, ever (persistent)
-  std::uint64_t dedup_resets_total = 0; // new generations: a source rebooted (new epoch or recognised), ever
-  std::uint64_t dedup_unknown_total = 0; // records older than their source's window: stored unchecked, ever
+  // Dedup (buffer/dedup.h), each ever (persistent):
+  std::uint64_t duplicates_total = 0;   // records append() dropped as duplicates (same identity, same values)
+  std::uint64_t duplicates_conflicting_total = 0;  // dropped: same identity, other values (kDroppedConflicting)
+  std::uint64_t stale_sequence_total = 0;  // dropped: no boot id, too old to judge (kDroppedStale)
+  std::uint64_t reboots_total = 0;      // new generations: a source rebooted (new boot id, or recognised)
+  std::uint64_t seq_wraps_total = 0;    // a source's counter went through 2^B - 1 -> 0
+  std::uint64_t seq_gaps_total = 0;     // numbers skipped ahead (lost before the gateway, or still to come)
+  std::uint64_t seq_late_total = 0;     // records stored behind their source's highest seq (late, reordered)
+  std::uint64_t seq_zero_ambiguous_total = 0;  // seq 0 within the window, unseen: taken as late, not a reboot
+  std::uint64_t dedup_unknown_total = 0; // records behind their source's window, not known: stored unchecked
   std::uint64_t dedup_sources = 0;      // sources with a dedup window now
   std::uint64_t summarized_total = 0;   // records evicted by summarize (their windows were counted), ever
 };

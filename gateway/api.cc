@@ -216,8 +216,9 @@ HttpResponse dead_letter_list(const ApiSources& sources, const HttpRequest& req)
   if (auto it = req.query.find("reason"); it != req.query.end()) {
     reason = ingest::reason_from_name(it->second);
     if (!reason) {
-      return bad_parameter("reason", "one of malformed, unsupported_version, missing_field, bad_value, oversize, "
-                                     "bad_timestamp");
+      std::string names;
+      for (auto r : ingest::kDeadLetterReasons) names += (names.empty() ? "" : ", ") + std::string(ingest::reason_name(r));
+      return bad_parameter("reason", "one of " + names);
     }
   }
   std::optional<std::int64_t> limit;

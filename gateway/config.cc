@@ -100,6 +100,20 @@ Key int_key(std::string key, Get get, std::int64_t min, std::int64_t max, std::s
           [get](Config c) { return std::to_string(get(c)); }};
 }
 
+// An integer that must be one of a few counter widths (8, 16, 32, 64).
+template <class Get>
+Key bits_key(std::string key, Get get, std::string description) {
+  return {key, "integer 8|16|32|64", std::move(description),
+          [get](Config& c, const toml::node& n) -> std::optional<std::string> {
+            auto v = n.value<std::int64_t>();
+            if (!n.is_integer() || !v) return "expected an integer";
+            if (*v != 8 && *v != 16 && *v != 32 && *v != 64) return "must be 8, 16, 32 or 64";
+            get(c) = static_cast<std::remove_reference_t<decltype(get(c))>>(*v);
+            return std::nullopt;
+          },
+          [get](Config c) { return std::to_string(get(c)); }};
+}
+
 template <class Get>
 Key bytes_key(std::string key, Get get, std::uint64_t min, std::string description) {
   return {key, "bytes", std::move(description),
@@ -240,9 +254,20 @@ const std::vector<Key>& keys() {
       int_key("ingest.dead_letters_max", [](Config& c) -> auto& { return c.dead_letters.max_entries; }, 1, 10000000,
               "Rejected messages kept; beyond it the oldest are evicted (counted)."),
 
-      int_key("ingest.dedup_window", [](Config& c) -> auto& { return c.buffer.dedup_window; }, 8, 65536,
-              "Sequence numbers remembered per device (and per boot) to drop redelivered events; a device costs "
-              "about 8 x this many bytes in the buffer. An event older than the window is stored (counted)."),
+      int_key("ingest.dedup_window", [](Config& c) -> auto& { return c.buffer.dedup.window; }, 8, 65536,
+              "Readings remembered per device (and per boot), with a digest of their values, to drop copies "
+              "(retransmissions, redeliveries) and to catch a device reusing a number for other values "
+              "(conflicting_duplicate); a device costs about 8 x this many bytes in the buffer. It must cover a "
+              "device's readings over its longest retransmission delay; a seq further behind is, without a boot "
+              "id, a reboot (see reboot_time_bound). At most 2^(seq_bits - 2)."),
+      bits_key("ingest.seq_bits", [](Config& c) -> auto& { return c.buffer.dedup.seq_bits; },
+               "Width of the devices' sequence counters: after 2^seq_bits - 1 comes 0, the next number (not a "
+               "reboot). 16 for LoRaWAN FCnt and many MCUs, 8 for Sparkplug B."),
+      duration_key("ingest.reboot_time_bound", [](Config& c) -> auto& { return c.buffer.dedup.reboot_time_bound; },
+                   milliseconds(0),
+                   "A device without a boot id whose seq goes back by dedup_window or more has rebooted if the "
+                   "event's time is not older than its last accepted one by more than this; older, the event is a "
+                   "dead letter (stale_sequence)."),
 
       string_key("buffer.path", [](Config& c) -> auto& { return c.buffer.path; },
                  "Directory of the LMDB ring buffer (created if missing)."),

@@ -70,8 +70,7 @@ double seconds(std::int64_t ms) { return static_cast<double>(ms) / 1000.0; }
 // Every reason, also those never seen (0), so that a series exists from the start.
 std::map<std::string, std::uint64_t> by_reason(const std::map<ingest::errc, std::uint64_t>& counts) {
   std::map<std::string, std::uint64_t> out;
-  for (auto r : {ingest::errc::malformed, ingest::errc::unsupported_version, ingest::errc::missing_field,
-                 ingest::errc::bad_value, ingest::errc::oversize, ingest::errc::bad_timestamp}) {
+  for (auto r : ingest::kDeadLetterReasons) {
     out[std::string(ingest::reason_name(r))] = 0;
   }
   for (const auto& [reason, n] : counts) out[std::string(ingest::reason_name(reason))] = n;
@@ -127,11 +126,29 @@ void buffer_metrics(Writer& w, const Snapshot& s) {
             b.evicted_total);
   w.counter("gw_buffer_summarized_total", "Records evicted by summarize after the windows counted them (persistent).",
             b.summarized_total);
-  w.counter("gw_buffer_duplicates_total", "Redelivered events dropped by dedup in the append transaction (persistent).",
+  w.counter("gw_buffer_duplicates_total",
+            "Copies of stored readings (same device, boot id, seq and values) dropped by dedup in the append "
+            "transaction (persistent).",
             b.duplicates_total);
-  w.counter("gw_buffer_dedup_resets_total", "Device reboots seen by dedup (new boot id or recognised reset).",
-            b.dedup_resets_total);
-  w.counter("gw_buffer_dedup_unknown_total", "Events older than their device's dedup window, stored unchecked.",
+  w.counter("gw_buffer_duplicates_conflicting_total",
+            "Events reusing a stored reading's identity with other values: not stored, dead letter "
+            "conflicting_duplicate (persistent).",
+            b.duplicates_conflicting_total);
+  w.counter("gw_buffer_stale_sequence_total",
+            "Events without boot id behind their device's window and older than a reboot could be: dead letter "
+            "stale_sequence (persistent).",
+            b.stale_sequence_total);
+  w.counter("gw_buffer_reboots_total", "Device reboots seen by dedup (new boot id, or the counter went back).",
+            b.reboots_total);
+  w.counter("gw_buffer_seq_wraps_total", "Device counters that wrapped (2^seq_bits - 1 -> 0).", b.seq_wraps_total);
+  w.counter("gw_buffer_seq_gaps_total", "Sequence numbers skipped by devices (lost before the gateway, or late).",
+            b.seq_gaps_total);
+  w.counter("gw_buffer_seq_late_total", "Events stored behind their device's highest seq (late or reordered).",
+            b.seq_late_total);
+  w.counter("gw_buffer_seq_zero_ambiguous_total",
+            "Unseen seq 0 within the window of a device without boot id, taken as a late first message.",
+            b.seq_zero_ambiguous_total);
+  w.counter("gw_buffer_dedup_unknown_total", "Events behind their device's dedup window, not known: stored unchecked.",
             b.dedup_unknown_total);
   w.gauge("gw_buffer_dedup_sources", "Devices with a dedup window in the buffer.", b.dedup_sources);
   w.counter("gw_buffer_quarantined_total", "Stored values that failed to decode and were moved aside (persistent).",

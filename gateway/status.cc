@@ -141,7 +141,11 @@ std::string status_json(const Snapshot& snap) {
                  {"blocked_total", b.blocked_total}, {"no_space", b.no_space},
                  {"no_space_total", b.no_space_total}, {"evicted_total", b.evicted_total},
                  {"quarantined_total", b.quarantined_total}, {"append_calls_total", b.append_calls_total},
-                 {"duplicates_total", b.duplicates_total}, {"dedup_resets_total", b.dedup_resets_total},
+                 {"duplicates_total", b.duplicates_total},
+                 {"duplicates_conflicting_total", b.duplicates_conflicting_total},
+                 {"stale_sequence_total", b.stale_sequence_total}, {"reboots_total", b.reboots_total},
+                 {"seq_wraps_total", b.seq_wraps_total}, {"seq_gaps_total", b.seq_gaps_total},
+                 {"seq_late_total", b.seq_late_total}, {"seq_zero_ambiguous_total", b.seq_zero_ambiguous_total},
                  {"dedup_unknown_total", b.dedup_unknown_total}, {"dedup_sources", b.dedup_sources},
                  {"summarized_total", b.summarized_total},
                  {"cursors", cursors}};

@@ -15,8 +15,6 @@ namespace gw::ingest {
 namespace {
 
 constexpr std::uint8_t kFormatVersion = 1;
-constexpr std::array kReasons = {errc::malformed, errc::unsupported_version, errc::missing_field,
-                                 errc::bad_value,  errc::oversize,            errc::bad_timestamp};
 
 std::error_code lmdb_error(int rc) {
   if (rc == ENOSPC) return std::make_error_code(std::errc::no_space_on_device);
@@ -182,7 +180,7 @@ class LmdbDeadLetters final : public DeadLetters {
     if (mdb_stat(txn, letters_, &st) == 0) s.entries = st.ms_entries;
     s.stored_total = counter(txn, "stored_total");
     s.evicted_total = counter(txn, "evicted_total");
-    for (errc r : kReasons) {
+    for (errc r : kDeadLetterReasons) {
       const std::string key = "reason." + std::string(reason_name(r));
       if (auto n = counter(txn, key.c_str()); n > 0) s.by_reason[r] = n;
     }
@@ -231,12 +229,14 @@ std::string_view reason_name(errc reason) noexcept {
     case errc::bad_value: return "bad_value";
     case errc::oversize: return "oversize";
     case errc::bad_timestamp: return "bad_timestamp";
+    case errc::conflicting_duplicate: return "conflicting_duplicate";
+    case errc::stale_sequence: return "stale_sequence";
   }
   return "unknown";
 }
 
 std::optional<errc> reason_from_name(std::string_view name) noexcept {
-  for (errc r : kReasons) {
+  for (errc r : kDeadLetterReasons) {
     if (reason_name(r) == name) return r;
   }
   return std::nullopt;

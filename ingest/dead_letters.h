@@ -7,6 +7,7 @@
 // Thread-safety: every member may be called from any thread (writes are serialised).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <expected>
 #include <map>
@@ -59,8 +60,14 @@ class DeadLetters {
   virtual DeadLetterStats stats() const = 0;
 };
 
+// Every reason a dead letter can have.
+inline constexpr std::array kDeadLetterReasons = {errc::malformed,    errc::unsupported_version,   errc::missing_field,
+                                                  errc::bad_value,    errc::oversize,              errc::bad_timestamp,
+                                                  errc::conflicting_duplicate, errc::stale_sequence};
+
 // Stable names of the reasons ("malformed", "unsupported_version", "missing_field", "bad_value",
-// "oversize", "bad_timestamp"), used in the HTTP API and metrics.
+// "oversize", "bad_timestamp", "conflicting_duplicate", "stale_sequence"), used in the HTTP API and
+// metrics.
 std::string_view reason_name(errc reason) noexcept;
 std::optional<errc> reason_from_name(std::string_view name) noexcept;
 

@@ -62,6 +62,8 @@ enum class errc {
   bad_value,            // e.g. a non-finite metric value, an empty or repeated metric name, text not UTF-8
   oversize,             // the payload is larger than Limits::max_payload_bytes
   bad_timestamp,        // event time too far from the gateway clock (Limits::max_skew)
+  conflicting_duplicate,  // a stored reading's identity (device, boot id, seq) with other values
+  stale_sequence,       // no boot id, seq behind the dedup window, older than a reboot could be
   // Stored values (dead letters) keep these numbers: append, never renumber.
 };
 const std::error_category& ingest_category() noexcept;
@@ -69,6 +71,11 @@ std::error_code make_error_code(errc e) noexcept;
 
 // The newest Telemetry schema version this build writes and reads (ingest/telemetry.fbs).
 inline constexpr std::uint16_t kTelemetrySchemaVersion = 2;
+
+// A 32-bit digest of the event's values (metrics and tags, in any order; not its device, seq, boot id
+// or time), never 0 or 1: two copies of one reading have the same digest, whatever their time_ms. Stable
+// across builds and machines (the buffer keeps it: buffer/FORMAT.md, "dedup").
+std::uint32_t value_digest(const Event& event);
 
 // Encodes the event as a Telemetry FlatBuffer (schema_version = kTelemetrySchemaVersion).
 std::vector<std::uint8_t> encode_telemetry(const Event& event);

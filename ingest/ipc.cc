@@ -1,9 +1,9 @@
 // IpcStore and IpcHub (ingest/ipc.h). Frame bodies (all integers little-endian):
-//   1 STORE   u64 id | u8 record type | u8 has_dedup [u64 epoch | u64 seq | i64 time_ms | u16 n | source]
+//   1 STORE   u64 id | u8 record type | u8 has_dedup [u64 epoch | u64 seq | i64 time_ms | u32 digest | u16 n | source]
 //             | u32 n | payload
 //   2 REJECT  u64 id | u8 reason (ingest::errc) | i64 received_ms | u16 n | topic | u32 n | payload
 //   3 STATS   JSON object of MqttStats (no reply)
-//   4 REPLY   u64 id | u8 kind (0 ok, 1 buffer::errc, 2 errno) | u32 code | u64 seq (0: a dropped duplicate)
+//   4 REPLY   u64 id | u8 kind (0 ok, 1 buffer::errc, 2 errno) | u32 code | u64 seq (or buffer::kDropped*)
 // The protocol is private to one gateway binary (workers are the same executable), but versioned
 // so that a mismatch is an error rather than garbage.
 #include "ingest/ipc.h"
@@ -28,7 +28,7 @@
 namespace gw::ingest {
 namespace {
 
-constexpr std::uint8_t kVersion = 1;
+constexpr std::uint8_t kVersion = 2;  // 2: STORE carries the values' digest
 constexpr std::uint8_t kStore = 1, kReject = 2, kStats = 3, kReply = 4;
 constexpr std::uint32_t kMaxFrame = 64u << 20;
 constexpr int kPollMs = 100;
@@ -283,6 +283,7 @@ std::expected<buffer::Seq, std::error_code> IpcStore::store(const buffer::Record
   if (record.dedup) {
     const auto source = record.dedup->source.substr(0, 0xffff);
     w.u64(record.dedup->epoch).u64(record.dedup->seq).u64(static_cast<std::uint64_t>(record.dedup->time_ms));
+    w.u32(record.dedup->digest);
     w.u16(static_cast<std::uint16_t>(source.size())).text(source);
   }
   w.u32(static_cast<std::uint32_t>(record.payload.size())).bytes(record.payload);
@@ -443,6 +444,7 @@ bool IpcHub::read_from(Conn& c, std::vector<Pending>& batch) {
         k.epoch = r.uint(8);
         k.seq = r.uint(8);
         k.time_ms = static_cast<std::int64_t>(r.uint(8));
+        k.digest = static_cast<std::uint32_t>(r.uint(4));
         k.source = r.text(static_cast<std::size_t>(r.uint(2)));
         p.record.dedup = k;
       }

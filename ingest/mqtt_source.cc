@@ -357,7 +357,8 @@ class Core final : public std::enable_shared_from_this<Core> {
 
   void handle(const mqtt::message& msg) {
     const auto& payload = msg.get_payload();
-    std::span<const std::uint8_t> bytes(reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size());
+    const std::span<const std::uint8_t> received(reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size());
+    std::span<const std::uint8_t> bytes = received;  // what is stored: the canonical form
     if (bytes.size() > options_.limits.max_payload_bytes) return reject(msg, bytes, make_error_code(errc::oversize));
     auto event = decode_payload(bytes);
     if (!event) return reject(msg, bytes, event.error());
@@ -378,18 +379,25 @@ class Core final : public std::enable_shared_from_this<Core> {
       bytes = encoded;
     }
 
-    // The buffer drops a redelivery in the same transaction that would store it.
+    // The buffer drops a copy of a stored reading in the same transaction that would store it, and
+    // refuses one it cannot judge or that reuses a reading's identity for other values.
     const buffer::RecordIn record{buffer::RecordType::telemetry, bytes,
                                   buffer::DedupKey{event->device.value, event->boot_id, event->seq.value,
-                                                   event->time.ms}};
+                                                   event->time.ms, value_digest(*event)}};
     auto delay = options_.store_retry_min;
     bool episode = false;
     for (;;) {
       // With overflow = block the ring itself waits for room; stop() ends that wait (errc::stopped).
       auto stored = store_.store(record, store_stop_.get_token());
+      if (stored && (*stored == buffer::kDroppedConflicting || *stored == buffer::kDroppedStale)) {
+        if (episode) spdlog::info("ingest: storing works again");
+        return reject(msg, received,  // as the device sent it
+                      make_error_code(*stored == buffer::kDroppedConflicting ? errc::conflicting_duplicate
+                                                                             : errc::stale_sequence));
+      }
       std::unique_lock lock(mu_);
       if (stored) {
-        ++(*stored == buffer::Seq{0} ? stats_.duplicates : stats_.events_stored);
+        ++(*stored == buffer::kDroppedDuplicate ? stats_.duplicates : stats_.events_stored);
         if (episode) spdlog::info("ingest: storing works again after {} retries", stats_.store_retries);
         return;
       }

@@ -1,6 +1,7 @@
 // The payload codecs: Telemetry FlatBuffers (ingest/telemetry.fbs) and the same fields as JSON
 // (nlohmann-json), plus validation against limits. Pure functions; thread-safe.
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -27,6 +28,8 @@ class Category final : public std::error_category {
       case errc::bad_value: return "bad value";
       case errc::oversize: return "payload too large";
       case errc::bad_timestamp: return "event time out of range";
+      case errc::conflicting_duplicate: return "a stored reading's identity with other values";
+      case errc::stale_sequence: return "sequence number too old to judge";
     }
     return "unknown ingest error";
   }
@@ -40,6 +43,37 @@ const std::error_category& ingest_category() noexcept {
 }
 
 std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), ingest_category()}; }
+
+namespace {
+
+std::uint64_t fnv1a(std::string_view text, std::uint64_t h = 0xcbf29ce484222325ull) {
+  for (unsigned char c : text) h = (h ^ c) * 0x100000001b3ull;
+  return h;
+}
+
+std::uint64_t mix(std::uint64_t x) {  // splitmix64's finaliser
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebull;
+  x ^= x >> 31;
+  return x;
+}
+
+}  // namespace
+
+// Each metric and tag hashes on its own and the hashes are added, so the order of a payload's
+// fields does not matter (JSON objects and re-encodings may reorder them). Names are unique within
+// an event (decode refuses repeats), so no two items cancel out.
+std::uint32_t value_digest(const Event& event) {
+  std::uint64_t sum = 0;
+  for (const auto& m : event.metrics) {
+    sum += mix(fnv1a(m.name) ^ std::bit_cast<std::uint64_t>(m.value == 0 ? 0.0 : m.value));
+  }
+  for (const auto& t : event.tags) sum += mix(fnv1a(t.value, fnv1a(t.key) ^ 0x7461677300000000ull));
+  const auto d = static_cast<std::uint32_t>(mix(sum + event.metrics.size() * 0x9e3779b97f4a7c15ull) >> 32);
+  return d < 2 ? d + 2 : d;  // 0 and 1 mean "not known" to the buffer
+}
 
 std::vector<std::uint8_t> encode_telemetry(const Event& event) {
   flatbuffers::FlatBufferBuilder fbb(128 + 32 * event.metrics.size());
@@ -103,11 +137,11 @@ std::expected<Event, std::error_code> decode_telemetry(std::span<const std::uint
   if (t->schema_version() > kTelemetrySchemaVersion) {
     return std::unexpected(make_error_code(errc::unsupported_version));
   }
-  if (t->device_id()->size() == 0 || t->seq() == 0 || t->time_ms() <= 0) {
+  if (t->device_id()->size() == 0 || !t->seq().has_value() || t->time_ms() <= 0) {
     return std::unexpected(make_error_code(errc::missing_field));
   }
   if (!valid_utf8(t->device_id())) return std::unexpected(make_error_code(errc::bad_value));
-  Event event{DeviceId{t->device_id()->str()}, DeviceSeq{t->seq()}, EventTime{t->time_ms()}, {}, {}, t->boot_id()};
+  Event event{DeviceId{t->device_id()->str()}, DeviceSeq{*t->seq()}, EventTime{t->time_ms()}, {}, {}, t->boot_id()};
   if (t->metrics() != nullptr) {
     event.metrics.reserve(t->metrics()->size());
     for (const fb::Metric* m : *t->metrics()) {
@@ -154,7 +188,7 @@ std::expected<Event, std::error_code> decode_json(std::span<const std::uint8_t> 
   }
   Event event{DeviceId{device->get<std::string>()}, DeviceSeq{seq->get<std::uint64_t>()},
               EventTime{time->get<std::int64_t>()}, {}, {}, 0};
-  if (event.device.value.empty() || event.seq.value == 0 || event.time.ms <= 0) {
+  if (event.device.value.empty() || event.time.ms <= 0) {
     return std::unexpected(make_error_code(errc::missing_field));
   }
   if (auto m = doc.find("metrics"); m != doc.end()) {

@@ -1,8 +1,10 @@
-// Tests of duplicate detection (buffer/dedup.h and RecordIn::dedup), side tables with consumer
-// commits, and the summarize overflow policy, over a real LMDB environment.
+// Tests of duplicate detection in append() (RecordIn::dedup; the window's own rules are in
+// dedup_window_test.cc), side tables with consumer commits, and the summarize overflow policy, over
+// a real LMDB environment.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <atomic>
 #include <map>
 #include <random>
@@ -13,7 +15,6 @@
 #include <thread>
 #include <vector>
 
-#include "buffer/dedup.h"
 #include "buffer/ring.h"
 #include "tests/support/support.h"
 
@@ -21,8 +22,6 @@ namespace {
 
 using gw::buffer::ConsumerCommit;
 using gw::buffer::DedupKey;
-using gw::buffer::DedupVerdict;
-using gw::buffer::DedupWindow;
 using gw::buffer::Durability;
 using gw::buffer::Options;
 using gw::buffer::Overflow;
@@ -58,75 +57,6 @@ std::vector<Seq> append_keys(Ring& ring, const std::vector<DedupKey>& keys) {
 
 }  // namespace
 
-TEST_CASE("dedup window: redeliveries are duplicates, new and reordered records are not") {
-  DedupWindow w(64);
-  CHECK(w.admit(0, 1, 1000) == DedupVerdict::fresh);
-  CHECK(w.admit(0, 3, 1002) == DedupVerdict::fresh);
-  CHECK(w.admit(0, 2, 1001) == DedupVerdict::fresh);  // out of order, older time
-  CHECK(w.admit(0, 2, 1001) == DedupVerdict::duplicate);
-  CHECK(w.admit(0, 1, 1000) == DedupVerdict::duplicate);
-  CHECK(w.admit(0, 3, 1002) == DedupVerdict::duplicate);
-  for (std::uint64_t s = 4; s < 200; ++s) CHECK(w.admit(0, s, 1000 + static_cast<std::int64_t>(s)) == DedupVerdict::fresh);
-  CHECK(w.admit(0, 199, 1199) == DedupVerdict::duplicate);
-  // Far below the window: every seq up to there was seen, so a redelivery is still recognised.
-  CHECK(w.admit(0, 10, 1010) == DedupVerdict::duplicate);
-  // A gap (seq 5 never arrived): the seen ranges still know both sides of it.
-  DedupWindow g(64);
-  for (std::uint64_t s = 1; s <= 200; ++s) {
-    if (s != 5) REQUIRE(g.admit(0, s, 1000 + static_cast<std::int64_t>(s)) == DedupVerdict::fresh);
-  }
-  CHECK(g.admit(0, 3, 1003) == DedupVerdict::duplicate);    // before the gap
-  CHECK(g.admit(0, 100, 1100) == DedupVerdict::duplicate);  // after the gap, out of the window
-  CHECK(g.admit(0, 150, 1150) == DedupVerdict::duplicate);  // in the window
-  CHECK(g.admit(0, 5, 1005) == DedupVerdict::unknown);      // out of the window, never seen: stored
-  CHECK(g.admit(0, 5, 1005) == DedupVerdict::duplicate);    // and now known
-  // Only so many ranges are kept: with every other seq missing, the oldest are forgotten.
-  DedupWindow h(8);
-  for (std::uint64_t s = 2; s <= 400; s += 2) REQUIRE(h.admit(0, s, static_cast<std::int64_t>(s)) == DedupVerdict::fresh);
-  CHECK(h.admit(0, 4, 4) == DedupVerdict::unknown);        // its range was forgotten
-  CHECK(h.admit(0, 390, 390) == DedupVerdict::duplicate);  // a recent range is known
-}
-
-TEST_CASE("dedup window: a reboot without boot id is recognised by time - its readings are kept") {
-  DedupWindow w(64);
-  for (std::uint64_t s = 1; s <= 20; ++s) REQUIRE(w.admit(0, s, 10'000 + static_cast<std::int64_t>(s)) == DedupVerdict::fresh);
-  // The device reboots and counts from 1 again, later in time: seq 1..20 are new readings.
-  CHECK(w.admit(0, 1, 50'000) == DedupVerdict::reset);
-  for (std::uint64_t s = 2; s <= 20; ++s) CHECK(w.admit(0, s, 50'000 + static_cast<std::int64_t>(s)) == DedupVerdict::fresh);
-  // Redeliveries from before the reboot are still recognised (previous generation).
-  CHECK(w.admit(0, 5, 10'005) == DedupVerdict::duplicate);
-  CHECK(w.admit(0, 20, 10'020) == DedupVerdict::duplicate);
-  // And from after it.
-  CHECK(w.admit(0, 7, 50'007) == DedupVerdict::duplicate);
-}
-
-TEST_CASE("dedup window: boot ids separate generations") {
-  DedupWindow w(64);
-  CHECK(w.admit(111, 1, 1000) == DedupVerdict::fresh);
-  CHECK(w.admit(111, 2, 1001) == DedupVerdict::fresh);
-  CHECK(w.admit(222, 1, 900) == DedupVerdict::reset);  // even with a clock that went backwards
-  CHECK(w.admit(222, 1, 900) == DedupVerdict::duplicate);
-  CHECK(w.admit(111, 2, 1001) == DedupVerdict::duplicate);  // late, from the previous boot
-  CHECK(w.admit(111, 3, 1002) == DedupVerdict::fresh);      // a late one never seen
-  CHECK(w.admit(222, 2, 901) == DedupVerdict::fresh);
-}
-
-TEST_CASE("dedup window: the stored form round-trips and rejects other bytes") {
-  DedupWindow w(32);
-  for (std::uint64_t s = 1; s < 50; s += 2) w.admit(7, s, static_cast<std::int64_t>(s) * 10);
-  w.admit(8, 1, 5);
-  auto bytes = w.encode();
-  auto back = DedupWindow::decode(bytes);
-  REQUIRE(back.has_value());
-  CHECK(back->encode() == bytes);
-  CHECK(back->admit(8, 1, 5) == DedupVerdict::duplicate);
-  CHECK(back->admit(7, 49, 490) == DedupVerdict::duplicate);
-  CHECK(back->admit(7, 48, 480) == DedupVerdict::fresh);
-  bytes[0] = 99;
-  CHECK_FALSE(DedupWindow::decode(bytes).has_value());
-  CHECK_FALSE(DedupWindow::decode(std::span<const std::uint8_t>(bytes.data(), 10)).has_value());
-}
-
 TEST_CASE("append drops duplicates in the same transaction, also across restarts") {
   gw::test::TempDir dir;
   const Options options{.path = dir.path().string(), .durability = Durability::os};
@@ -148,6 +78,37 @@ TEST_CASE("append drops duplicates in the same transaction, also across restarts
   auto seqs = append_keys(*ring, {{"dev-2", 0, 1, 100}, {"dev-1", 0, 2, 101}, {"dev-1", 0, 3, 102}});
   CHECK(seqs == std::vector<Seq>{Seq{0}, Seq{0}, Seq{6}});
   CHECK(ring->stats().duplicates_total == 3);
+}
+
+TEST_CASE("append drops conflicting and stale copies with their own answer, counted across restarts") {
+  gw::test::TempDir dir;
+  const Options options{.path = dir.path().string(),
+                        .durability = Durability::os,
+                        .dedup = {.window = 8, .seq_bits = 16, .reboot_time_bound = std::chrono::milliseconds(1000)}};
+  {
+    auto ring = open_ring(options);
+    std::vector<DedupKey> keys;
+    for (std::uint64_t s = 65530; s < 65536 + 12; ++s) keys.push_back({"dev-1", 0, s & 0xffff, static_cast<std::int64_t>(100'000 + s), 7});
+    auto seqs = append_keys(*ring, keys);
+    CHECK(std::all_of(seqs.begin(), seqs.end(), [](Seq s) { return gw::buffer::stored(s); }));
+    seqs = append_keys(*ring, {{"dev-1", 0, 11, 200'000, 7},     // a re-stamped copy: duplicate
+                               {"dev-1", 0, 10, 100'000, 99},    // same identity, other values
+                               {"dev-1", 0, 65533, 100'000, 7},  // far behind, older than a reboot could be
+                               {"dev-1", 0, 65533, 165'600, 7}});  // far behind, in time: a reboot
+    CHECK(seqs[0] == gw::buffer::kDroppedDuplicate);
+    CHECK(seqs[1] == gw::buffer::kDroppedConflicting);
+    CHECK(seqs[2] == gw::buffer::kDroppedStale);
+    CHECK(gw::buffer::stored(seqs[3]));
+    CHECK_FALSE(gw::buffer::stored(seqs[1]));
+  }
+  auto ring = open_ring(options);
+  const auto s = ring->stats();
+  CHECK(s.duplicates_total == 1);
+  CHECK(s.duplicates_conflicting_total == 1);
+  CHECK(s.stale_sequence_total == 1);
+  CHECK(s.reboots_total == 1);
+  CHECK(s.seq_wraps_total == 1);
+  CHECK(s.records == 18 + 1);
 }
 
 TEST_CASE("append dedup: concurrent appenders with redeliveries store each record exactly once") {

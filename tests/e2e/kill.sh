@@ -72,5 +72,5 @@ cat "$work/verify.out"
 grep -q '^delivered=[0-9]* lost=0 duplicates=0 redelivered=0 ' "$work/verify.out" || gw_die "verify: loss or duplicates"
 restarts=$(grep -c 'resuming after seq' "$work/gateway.log" || true)
 ((restarts >= kills - worker_kills)) || gw_die "expected $((kills - worker_kills)) resumes from the broker's tail, saw $restarts"
-gw_log "buffer: $(jq -c '.buffer | {duplicates_total, dedup_resets_total, dedup_unknown_total, dedup_sources}' <<<"$status")"
+gw_log "buffer: $(jq -c '.buffer | {duplicates_total, reboots_total, dedup_unknown_total, dedup_sources}' <<<"$status")"
 echo "e2e.kill: kills=$kills worker_kills=$worker_kills sessions=$sessions resumes=$restarts OK"

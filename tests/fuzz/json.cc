@@ -28,7 +28,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     return 0;
   }
   require(!event->device.value.empty(), "an event without a device id");
-  require(event->seq.value >= 1, "an event with seq 0");
   require(event->time.ms > 0, "an event with a time <= 0");
 
   Limits limits;

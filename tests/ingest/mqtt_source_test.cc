@@ -112,8 +112,15 @@ ingest::MqttOptions options_for(const Mosquitto& broker, const std::string& clie
   return o;
 }
 
-std::unique_ptr<ingest::MqttSource> started(ingest::MqttOptions o, buffer::Ring& ring) {
-  auto source = ingest::MqttSource::create(std::move(o), ring);
+std::unique_ptr<ingest::DeadLetters> open_dead_letters(const TempDir& dir) {
+  auto dlq = ingest::DeadLetters::open({.path = (dir.path() / "dlq").string()});
+  REQUIRE(dlq.has_value());
+  return std::move(*dlq);
+}
+
+std::unique_ptr<ingest::MqttSource> started(ingest::MqttOptions o, buffer::Ring& ring,
+                                            ingest::DeadLetters* dead_letters = nullptr) {
+  auto source = ingest::MqttSource::create(std::move(o), ring, dead_letters);
   REQUIRE(source.has_value());
   (*source)->start();
   REQUIRE(eventually([&] { return (*source)->stats().subscribed; }));
@@ -193,16 +200,11 @@ TEST_CASE("JSON payloads, the topic's device id, limits and dead letters") {
   Mosquitto broker;
   TempDir dir;
   auto ring = open_ring(dir);
-  auto dlq = ingest::DeadLetters::open({.path = (dir.path() / "dlq").string()});
-  REQUIRE(dlq.has_value());
+  auto dlq = open_dead_letters(dir);
   auto opts = options_for(broker, "gw-formats");
   opts.limits.max_payload_bytes = 512;
   opts.limits.max_skew = std::chrono::hours(1);
-  auto made = ingest::MqttSource::create(opts, *ring, dlq->get());
-  REQUIRE(made.has_value());
-  auto& source = *made;
-  source->start();
-  REQUIRE(eventually([&] { return source->stats().subscribed; }));
+  auto source = started(opts, *ring, dlq.get());
 
   auto text = [](const std::string& s) { return std::vector<std::uint8_t>(s.begin(), s.end()); };
   Publisher pub(broker.url());
@@ -218,7 +220,7 @@ TEST_CASE("JSON payloads, the topic's device id, limits and dead letters") {
            "devices/dev-old/telemetry");
   pub.send(text(R"({"device":"dev-x","seq":"one","time_ms":1700000000000})"), "devices/dev-x/telemetry");
   REQUIRE(eventually([&] { return source->stats().messages_received >= 5; }));
-  REQUIRE(eventually([&] { return ring->last_seq().value >= 2 && (*dlq)->stats().entries >= 3; }));
+  REQUIRE(eventually([&] { return ring->last_seq().value >= 2 && dlq->stats().entries >= 3; }));
 
   CHECK(ring_keys(*ring) == std::vector<Key>{{"dev-j", 1}, {"dev-t", 1}});
   auto stored = ring->read(gw::buffer::Seq{0}, 10, 1 << 20);
@@ -232,7 +234,7 @@ TEST_CASE("JSON payloads, the topic's device id, limits and dead letters") {
   CHECK(st.decode_errors[ingest::errc::oversize] == 1);
   CHECK(st.decode_errors[ingest::errc::bad_timestamp] == 1);
   CHECK(st.decode_errors[ingest::errc::malformed] == 1);
-  auto letters = (*dlq)->list(std::nullopt, 10);
+  auto letters = dlq->list(std::nullopt, 10);
   REQUIRE(letters.size() == 3);
   CHECK(letters[0].topic == "devices/dev-x/telemetry");
   CHECK(letters[1].reason == ingest::errc::bad_timestamp);
@@ -334,4 +336,43 @@ TEST_CASE("a message still unstored at stop() is not acknowledged and is redeliv
   REQUIRE(eventually([&] { return real->last_seq().value >= 3; }));
   auto got = ring_keys(*real);
   CHECK(std::set<Key>(got.begin(), got.end()) == keys(1, 3, "dev-u"));
+}
+
+TEST_CASE("what real devices send: seq 0, re-stamped copies dropped, a reused number with other values a dead letter") {
+  Mosquitto broker;
+  TempDir dir;
+  auto ring = open_ring(dir);
+  auto dlq = open_dead_letters(dir);
+  auto source = started(options_for(broker, "gw-devices"), *ring, dlq.get());
+
+  auto text = [](const std::string& s) { return std::vector<std::uint8_t>(s.begin(), s.end()); };
+  Publisher pub(broker.url());
+  const std::string topic = "devices/mote/telemetry";
+  pub.send(text(R"({"device":"mote","seq":0,"time_ms":1700000000000,"metrics":{"t":20.5,"h":40}})"), topic);
+  pub.send(text(R"({"device":"mote","seq":1,"time_ms":1700000001000,"metrics":{"t":20.6,"h":40}})"), topic);
+  // The base station retransmits seq 0, stamped with its arrival time; the metrics in another order.
+  pub.send(text(R"({"device":"mote","seq":0,"time_ms":1700000003500,"metrics":{"h":40,"t":20.5}})"), topic);
+  // Heard by a second gateway, as a FlatBuffer.
+  pub.send(ingest::encode_telemetry({ingest::DeviceId{"mote"}, ingest::DeviceSeq{1}, ingest::EventTime{1'700'000'001'000},
+                                     {{"t", 20.6}, {"h", 40}}}),
+           topic);
+  // The same identity with other values: a device reusing numbers.
+  pub.send(text(R"({"device":"mote","seq":1,"time_ms":1700000001000,"metrics":{"t":99.0,"h":40}})"), topic);
+  pub.send(text(R"({"device":"mote","seq":2,"time_ms":1700000002000,"metrics":{"t":20.7,"h":41}})"), topic);
+  REQUIRE(eventually([&] { return source->stats().messages_received >= 6 && ring->last_seq().value >= 3; }));
+  REQUIRE(eventually([&] { return dlq->stats().entries >= 1; }));
+
+  CHECK(ring_keys(*ring) == std::vector<Key>{{"mote", 0}, {"mote", 1}, {"mote", 2}});
+  auto st = source->stats();
+  CHECK(st.duplicates == 2);
+  CHECK(st.events_stored == 3);
+  CHECK(st.decode_errors[ingest::errc::conflicting_duplicate] == 1);
+  const auto b = ring->stats();
+  CHECK(b.duplicates_total == 2);
+  CHECK(b.duplicates_conflicting_total == 1);
+  CHECK(b.reboots_total == 0);
+  const auto letters = dlq->list(ingest::errc::conflicting_duplicate, 10);
+  REQUIRE(letters.size() == 1);
+  CHECK(std::string(letters[0].raw.begin(), letters[0].raw.end()).find("99.0") != std::string::npos);
+  source->stop();
 }
