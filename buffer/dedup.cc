@@ -192,11 +192,18 @@ DedupDecision DedupWindow::admit(const Reading& in) {
     if (d.verdict == DedupVerdict::store && !p.ahead && r.seq == 0) d.ambiguous_zero = true;  // row 12
     return d;
   }
-  // Behind by W or more: a reboot (row 9), unless older than a rebooted clock could be (row 10).
-  if (r.time_ms >= cur_.high_time - reboot_bound_ms_) {
+  // Behind by W or more (rows 9, 10; dedup.h says why these rules).
+  const bool known = p.distance <= cur_.high_pos;
+  const std::uint64_t pos = known ? cur_.high_pos - p.distance : 0;
+  if (r.time_ms <= cur_.high_time && known && covered(cur_.seen, pos)) return DedupDecision{.verdict = DedupVerdict::duplicate};
+  if (r.time_ms > cur_.high_time) {
     std::swap(prev_, cur_);
     start(cur_, r);
     return DedupDecision{.reboot = true};
+  }
+  if (r.time_ms >= cur_.high_time - reboot_bound_ms_) {
+    if (known) note_seen(cur_.seen, pos);
+    return DedupDecision{.late = true, .unknown = true};
   }
   return DedupDecision{.verdict = DedupVerdict::stale};
 }

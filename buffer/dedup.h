@@ -23,10 +23,26 @@
 // judged against the generation they belong to (rows 8, 11).
 //
 // Decisions where device-sequences.md says "decide":
-// - Row 10 (no boot id; seq behind L by W or more, and its time older than tL - T): the reading is
-//   neither a recognisable reboot (a rebooted device's clock does not go back by more than T) nor
-//   judgeable (it is behind the window): verdict `stale`, the caller keeps it as a dead letter
-//   (`stale_sequence`) instead of storing it twice or dropping it silently.
+// - Rows 9 and 10 (no boot id; seq behind L by W or more), in this order:
+//   1. a reading this generation saw (its ranges know it) with a time not newer than tL is a late
+//      copy: a duplicate;
+//   2. a time newer than tL is a reboot: the counter went back while the clock went on (a rebooted
+//      device's first reading is newer than everything it sent before);
+//   3. a reading never seen, with a time in [tL - T, tL], is a late reading the window no longer
+//      judges: stored in the current generation, counted as `unknown` (at-least-once);
+//   4. older than that: `stale`, kept by the caller as a dead letter (`stale_sequence`) instead of
+//      being stored twice or dropped silently.
+//   Why not "behind by W and time >= tL - T is a reboot", as the table has it: late readings behind
+//   the window are what the gateway's own ingest produces (with several sessions, a worker that
+//   dies leaves its unacknowledged messages to be redelivered after its sibling stored newer
+//   readings of the same device, often more than W of them), and so do store-and-forward radio
+//   gateways. Taken for a reboot, such a reading starts a generation at an old seq, and every later
+//   copy of a reading of the old generation is then judged against the wrong one and stored twice:
+//   e2e.ingest_kill (20 kills, 2 sessions) stored 9-15 readings twice that way. T is therefore how
+//   far back a late reading behind the window may be and still be stored. The price: a device whose
+//   clock steps back at a reboot has that reboot recognised only once its time passes tL; until
+//   then its readings are stored as late ones (never seen) or dropped as copies (a number the old
+//   generation saw with an earlier time). Such a device needs a boot id.
 // - Row 12 (no boot id; seq 0 while 0 is behind L within the window and was never seen): taken as a
 //   late first message, stored in the current generation, and counted (`ambiguous_zero`). A reboot
 //   would be the other reading; but a device whose first messages are reordered sends exactly this
@@ -55,9 +71,8 @@ namespace gw::buffer {
 struct DedupOptions {
   std::uint32_t window = 64;  // W: slots per generation (8..65536; at most 2^(seq_bits-2))
   std::uint8_t seq_bits = 64;  // B: the devices' counter width, 8, 16, 32 or 64
-  // T: a reading without boot id that is behind the window is a reboot only if its time is not
-  // older than the generation's tL by more than this (a rebooted device's clock may step back by
-  // this much); older, it is `stale`.
+  // T: a reading without boot id that is behind the window, never seen and not newer than tL is
+  // stored if its time is not older than tL by more than this; older, it is `stale`.
   std::chrono::milliseconds reboot_time_bound{10'000};
 };
 

@@ -44,10 +44,17 @@ class DedupReference {
       if (!ahead && d.verdict == buffer::DedupVerdict::store && r.seq == 0) d.ambiguous_zero = true;  // row 12
       return d;
     }
-    if (r.time_ms >= cur_.last_time - bound_) {  // row 9
+    // Rows 9 and 10 as dedup.h decides them.
+    const std::int64_t pos = cur_.last_pos - static_cast<std::int64_t>(behind);
+    if (r.time_ms <= cur_.last_time && cur_.accepted.contains(pos)) return {.verdict = buffer::DedupVerdict::duplicate};
+    if (r.time_ms > cur_.last_time) {
       prev_ = cur_;
       start(cur_, r);
       return {.reboot = true};
+    }
+    if (r.time_ms >= cur_.last_time - bound_) {
+      cur_.accepted.emplace(pos, r.digest);
+      return {.late = true, .unknown = true};
     }
     return {.verdict = buffer::DedupVerdict::stale};  // row 10
   }

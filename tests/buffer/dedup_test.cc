@@ -93,7 +93,7 @@ TEST_CASE("append drops conflicting and stale copies with their own answer, coun
     CHECK(std::all_of(seqs.begin(), seqs.end(), [](Seq s) { return gw::buffer::stored(s); }));
     seqs = append_keys(*ring, {{"dev-1", 0, 11, 200'000, 7},     // a re-stamped copy: duplicate
                                {"dev-1", 0, 10, 100'000, 99},    // same identity, other values
-                               {"dev-1", 0, 65533, 100'000, 7},  // far behind, older than a reboot could be
+                               {"dev-1", 0, 65529, 100'000, 7},  // far behind, never seen, older than a reboot could be
                                {"dev-1", 0, 65533, 165'600, 7}});  // far behind, in time: a reboot
     CHECK(seqs[0] == gw::buffer::kDroppedDuplicate);
     CHECK(seqs[1] == gw::buffer::kDroppedConflicting);

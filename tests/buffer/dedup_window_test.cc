@@ -103,20 +103,31 @@ TEST_CASE("dedup row 8: a new boot id starts a generation, the old one still jud
   CHECK(verdict(w, 222, 1, 901) == DedupVerdict::store);
 }
 
-TEST_CASE("dedup rows 9-11: a reboot without boot id by the counter, stale copies, late copies of the old generation") {
+TEST_CASE("dedup rows 9-11: a reboot without boot id by the counter, late and stale readings, late copies of the old generation") {
   const DedupOptions o{.window = 16, .reboot_time_bound = milliseconds(5000)};
   DedupWindow w(o);
-  for (std::uint64_t s = 0; s < 100; ++s) REQUIRE(verdict(w, 0, s, 100'000 + 100 * static_cast<std::int64_t>(s), static_cast<std::uint32_t>(s + 2)) == DedupVerdict::store);
-  // tL = 109'900. Row 10: far behind and older than tL - T: neither a reboot nor judgeable.
+  for (std::uint64_t s = 0; s < 100; ++s) {
+    if (s == 20 || s == 30) continue;  // lost before the gateway
+    REQUIRE(verdict(w, 0, s, 100'000 + 100 * static_cast<std::int64_t>(s), static_cast<std::uint32_t>(s + 2)) == DedupVerdict::store);
+  }
+  // tL = 109'900. Row 10: far behind, never seen, older than tL - T: neither a reboot nor judgeable.
   const DedupDecision stale = w.admit({0, 20, 102'000, 22});
   CHECK(stale.verdict == DedupVerdict::stale);
   CHECK_FALSE(stale.reboot);
-  // Row 9: far behind, with a time not older than tL - T: a reboot, also when the clock stepped
-  // back by less than T.
+  // Far behind, seen, not newer than tL: a late copy (a redelivery), not a reboot (dedup.h, row 9).
+  CHECK(verdict(w, 0, 5, 100'500, 7) == DedupVerdict::duplicate);
+  // Far behind, never seen, within T of tL: a late reading, stored, not a reboot (dedup.h, row 9).
   DedupWindow stepped = w;
-  const DedupDecision back = stepped.admit({0, 0, 107'900, kB});
+  const DedupDecision back = stepped.admit({0, 30, 107'900, kB});
   CHECK(back.verdict == DedupVerdict::store);
-  CHECK(back.reboot);
+  CHECK(back.unknown);
+  CHECK_FALSE(back.reboot);
+  // A device whose clock stepped back at a reboot is taken for copies at numbers the generation saw,
+  // until its time passes tL (the documented price; such devices need a boot id).
+  DedupWindow seen = w;
+  CHECK(verdict(seen, 0, 0, 107'900, kB) == DedupVerdict::duplicate);
+  CHECK(seen.admit({0, 1, 110'000, kB}).reboot);
+  // Row 9: far behind and newer than tL: the counter restarted.
   const DedupDecision reboot = w.admit({0, 0, 110'500, kB});
   CHECK(reboot.verdict == DedupVerdict::store);
   CHECK(reboot.reboot);

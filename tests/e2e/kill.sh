@@ -63,6 +63,7 @@ cat "$work/sim.out"
 gw_wait_http "http://127.0.0.1:$http_port/healthz" 20 || gw_die "gateway not healthy after the kills"
 status=$(gw_wait_caught_up "$http_port" 120) || gw_die "uplink did not catch up (see $work/gateway.log)"
 gw_log "uplink: $(jq -c '.uplink.kafka | {last_acked_seq, read_backs, records_found_upstream, delivery_errors}' <<<"$status")"
+gw_log "buffer: $(jq -c '.buffer | {duplicates_total, duplicates_conflicting_total, stale_sequence_total, reboots_total, seq_gaps_total, seq_late_total, dedup_unknown_total, dedup_sources}' <<<"$status")"
 touch "$work/done"
 rc=0
 wait "$verify_pid" || rc=$?
@@ -72,5 +73,4 @@ cat "$work/verify.out"
 grep -q '^delivered=[0-9]* lost=0 duplicates=0 redelivered=0 ' "$work/verify.out" || gw_die "verify: loss or duplicates"
 restarts=$(grep -c 'resuming after seq' "$work/gateway.log" || true)
 ((restarts >= kills - worker_kills)) || gw_die "expected $((kills - worker_kills)) resumes from the broker's tail, saw $restarts"
-gw_log "buffer: $(jq -c '.buffer | {duplicates_total, reboots_total, dedup_unknown_total, dedup_sources}' <<<"$status")"
 echo "e2e.kill: kills=$kills worker_kills=$worker_kills sessions=$sessions resumes=$restarts OK"
