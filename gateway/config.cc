@@ -259,15 +259,17 @@ const std::vector<Key>& keys() {
               "(retransmissions, redeliveries) and to catch a device reusing a number for other values "
               "(conflicting_duplicate); a device costs about 8 x this many bytes in the buffer. It must cover a "
               "device's readings over its longest retransmission delay; a seq further behind is, without a boot "
-              "id, a reboot (see reboot_time_bound). At most 2^(seq_bits - 2)."),
+              "id, a reboot only when newer than the last accepted event (see reboot_time_bound). At most "
+              "2^(seq_bits - 2)."),
       bits_key("ingest.seq_bits", [](Config& c) -> auto& { return c.buffer.dedup.seq_bits; },
                "Width of the devices' sequence counters: after 2^seq_bits - 1 comes 0, the next number (not a "
                "reboot). 16 for LoRaWAN FCnt and many MCUs, 8 for Sparkplug B."),
       duration_key("ingest.reboot_time_bound", [](Config& c) -> auto& { return c.buffer.dedup.reboot_time_bound; },
                    milliseconds(0),
-                   "A device without a boot id whose seq goes back by dedup_window or more has rebooted if the "
-                   "event's time is not older than its last accepted one by more than this; older, the event is a "
-                   "dead letter (stale_sequence)."),
+                   "A device without a boot id whose seq goes back by dedup_window or more has rebooted when the "
+                   "event is newer than its last accepted one; if it is not newer and that seq was never seen, it is "
+                   "a late event, stored when not older than the last accepted one by more than this, else a dead "
+                   "letter (stale_sequence)."),
 
       string_key("buffer.path", [](Config& c) -> auto& { return c.buffer.path; },
                  "Directory of the LMDB ring buffer (created if missing)."),
