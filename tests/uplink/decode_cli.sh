@@ -64,8 +64,9 @@ for run, (dev, n) in enumerate(zip(b["devices"], b["run_lengths"])):
                 value = struct.unpack("<d", struct.pack("<Q", v))[0]
             prev[m], nxt[m] = (run, v), i + 1
             metrics[b["metric_names"][m]] = value
-        out.append({"gateway": b["gateway_id"], "seq": seq, "device": dev, "device_seq": dseq, "time_ms": t,
-                    "metrics": metrics})
+        boot = b["boot_ids"][j] if b.get("boot_ids") else 0
+        out.append({"gateway": b["gateway_id"], "seq": seq, "device": dev, "device_seq": dseq, "boot_id": boot,
+                    "time_ms": t, "metrics": metrics})
         j += 1
 for r in sorted(out, key=lambda r: r["seq"]):
     print(json.dumps(r))
