@@ -21,6 +21,7 @@ gw_track $!
 gw_wait_gateway_ready "$http_port" "$work/gateway.log"
 sim() { "$build/firmware-sim/firmware-sim" --broker "tcp://127.0.0.1:$mqtt_port" --qos 1 --rate 50 "$@" >/dev/null; }
 sim --devices 3 --count 20 --device-prefix sim-
+sim --devices 2 --count 10 --device-prefix boot- --boot-id  # the batches' boot_ids column
 gw_wait_caught_up "$http_port" 60 >/dev/null || gw_die "uplink did not catch up"
 data="$src/../shared/data/intel-lab-ibrl"
 if [[ -d $data ]]; then

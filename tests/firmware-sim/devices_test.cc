@@ -1,0 +1,304 @@
+// What real devices do, as the simulator reproduces it: the first seq after a boot, a counter that
+// wraps, reboots with and without a boot id - the numbering alone (SimDevice), and what a real
+// mosquitto receives from a publish run, with the manifest and the injected counts it writes.
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "firmware-sim/device.h"
+#include "firmware-sim/publisher.h"
+#include "firmware-sim/verify.h"
+#include "tests/firmware-sim/capture.h"
+#include "tests/support/support.h"
+
+using namespace gw::firmware_sim;
+using namespace gw::firmware_sim::test;
+using gw::test::Mosquitto;
+using gw::test::TempDir;
+
+namespace {
+
+std::vector<Numbering> numbers(const SequenceOptions& options, std::size_t n, std::uint64_t seed = 1,
+                               std::uint32_t device = 0) {
+  SimDevice d(options, seed, device);
+  std::vector<Numbering> out;
+  for (std::size_t i = 0; i < n; ++i) out.push_back(d.next());
+  return out;
+}
+
+// A mosquitto, a subscriber and the options of a publish run against it: `devices` devices,
+// unpaced, `count` readings each, with a manifest, a record and an injected file.
+struct Fleet {
+  Fleet(std::uint32_t devices, std::uint64_t count) {
+    opt.broker = broker.url();
+    opt.devices = devices;
+    opt.count = count;
+    opt.rate = 0;
+    opt.manifest = dir.path() / "manifest.txt";
+    opt.record = dir.path() / "record.jsonl";
+    opt.injected = dir.path() / "injected.json";
+  }
+
+  // Publishes (no copy may fail) and takes the `messages` the subscriber must then have.
+  std::pair<PublishResult, std::vector<Sent>> run(std::size_t messages) {
+    std::atomic<bool> stop{false};
+    auto r = publish(opt, stop);
+    REQUIRE(r.has_value());
+    CHECK(r->failed == 0);
+    auto got = capture.take(messages);
+    REQUIRE(got.size() == messages);
+    return {*r, std::move(got)};
+  }
+
+  Mosquitto broker;
+  TempDir dir;
+  Capture capture{broker.url()};
+  PublishOptions opt;
+};
+
+// What verify makes of the manifest against these messages, taken as the gateway's output: one
+// record per message.
+VerifyResult verify_against(const std::filesystem::path& manifest, const std::vector<Sent>& records) {
+  Verifier v;
+  std::istringstream m(slurp(manifest));
+  REQUIRE(read_manifest(m, v).has_value());
+  for (const auto& s : records) v.receive(s.event.device.value, s.event.boot_id, s.event.seq.value);
+  return v.result();
+}
+
+// The messages of each device, in the order they arrived.
+std::map<std::string, std::vector<Sent>> by_device(const std::vector<Sent>& messages) {
+  std::map<std::string, std::vector<Sent>> out;
+  for (const auto& s : messages) out[s.event.device.value].push_back(s);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("sim device: the counter starts at seq-start and an 8-bit counter wraps 255 to 0") {
+  for (std::uint64_t start : {0u, 1u}) {
+    SequenceOptions o;
+    o.seq_start = start;
+    o.seq_bits = 8;
+    const auto n = numbers(o, 600);
+    CHECK(n[0].seq == start);
+    for (std::size_t i = 1; i < n.size(); ++i) {
+      CHECK(n[i].seq == (n[i - 1].seq + 1) % 256);
+      CHECK(n[i].lap == n[i - 1].lap + (n[i].seq == 0 ? 1 : 0));
+      CHECK_FALSE(n[i].rebooted);
+      CHECK(n[i].boot_id == 0);
+    }
+    const std::size_t first_zero = 256 - start;  // 255 is followed by 0, not by seq-start
+    CHECK(n[first_zero - 1].seq == 255);
+    CHECK(n[first_zero].seq == 0);
+    CHECK(n[first_zero].lap == 1);
+    CHECK(n.back().lap == 2);
+  }
+  SequenceOptions wide;
+  wide.seq_bits = 16;
+  CHECK(numbers(wide, 70000)[65535].seq == 0);
+}
+
+TEST_CASE("sim device: reboots restart the counter only after reboot-min-events, with a new boot id or none") {
+  SequenceOptions o;
+  o.reboot_rate = 1;  // reboot as soon as allowed
+  o.reboot_min_events = 5;
+  o.seq_start = 0;
+  const auto without = numbers(o, 20);
+  for (std::size_t i = 0; i < without.size(); ++i) {
+    CHECK(without[i].seq == i % 5);
+    CHECK(without[i].boot == i / 5);
+    CHECK(without[i].rebooted == (i % 5 == 0 && i > 0));
+    CHECK(without[i].boot_id == 0);
+  }
+
+  o.boot_id = true;
+  const auto with = numbers(o, 20);
+  for (std::size_t i = 0; i < with.size(); ++i) {
+    CHECK(with[i].seq == i % 5);
+    CHECK(with[i].boot_id != 0);
+    if (i % 5 != 0) CHECK(with[i].boot_id == with[i - 1].boot_id);
+    if (i % 5 == 0 && i > 0) CHECK(with[i].boot_id != with[i - 1].boot_id);
+  }
+
+  // Repeatable by seed, distinct per device and per seed.
+  auto ids = [&](std::uint64_t seed, std::uint32_t device) {
+    std::vector<std::uint32_t> out;
+    for (const auto& n : numbers(o, 20, seed, device)) out.push_back(n.boot_id);
+    return out;
+  };
+  CHECK(ids(7, 3) == ids(7, 3));
+  CHECK(ids(7, 3) != ids(7, 4));
+  CHECK(ids(7, 3) != ids(8, 3));
+
+  SequenceOptions rare;
+  rare.reboot_rate = 0.05;
+  rare.reboot_min_events = 40;
+  std::size_t reboots = 0, since = 0;
+  for (const auto& n : numbers(rare, 5000)) {
+    if (n.rebooted) {
+      CHECK(since >= 40);
+      ++reboots;
+      since = 0;
+    }
+    ++since;
+  }
+  CHECK(reboots > 10);
+}
+
+TEST_CASE("sim device: options out of range are refused") {
+  CHECK(valid(SequenceOptions{}));
+  SequenceOptions o;
+  o.seq_start = 2;
+  CHECK_FALSE(valid(o));
+  o = {};
+  o.seq_bits = 12;
+  CHECK_FALSE(valid(o));
+  o = {};
+  o.reboot_rate = 1.5;
+  CHECK_FALSE(valid(o));
+}
+
+TEST_CASE("publish --seq-start 0: every device starts at 0, written as 0 in JSON and FlatBuffers") {
+  Fleet f(6, 5);
+  f.opt.sequence.seq_start = 0;
+  f.opt.format = PayloadFormat::mixed;
+  f.opt.seed = 2;
+  const auto [r, got] = f.run(30);
+  CHECK(r.acked == 30);
+  std::size_t json_zero = 0, fb_zero = 0;
+  for (const auto& [device, msgs] : by_device(got)) {
+    for (std::size_t i = 0; i < msgs.size(); ++i) CHECK(msgs[i].event.seq.value == i);
+    CHECK(msgs[0].has_seq);
+    if (msgs[0].json) {
+      CHECK(msgs[0].payload.find("\"seq\":0,") != std::string::npos);
+      ++json_zero;
+    } else {
+      ++fb_zero;
+    }
+  }
+  CHECK(json_zero > 0);
+  CHECK(fb_zero > 0);
+  const auto manifest = read_manifest_lines(f.opt.manifest);
+  REQUIRE(manifest.size() == 30);
+  CHECK(std::count(manifest.begin(), manifest.end(), ManifestLine{"dev-1", 0, 0}) == 1);
+  CHECK(verify_against(f.opt.manifest, got).ok());
+}
+
+TEST_CASE("publish --seq-bits 8: the counter wraps 255 to 0, the manifest repeats identities and verify balances") {
+  Fleet f(2, 300);
+  f.opt.sequence.seq_bits = 8;
+  f.opt.format = PayloadFormat::json;
+  const auto [r, got] = f.run(600);
+  CHECK(r.acked == 600);
+  CHECK(r.injected.wraps == 2);  // one per device
+  CHECK(r.injected.reboots == 0);
+  CHECK(r.injected.duplicates() == 0);
+  for (const auto& [device, msgs] : by_device(got)) {
+    REQUIRE(msgs.size() == 300);
+    CHECK(msgs[254].event.seq.value == 255);
+    CHECK(msgs[255].event.seq.value == 0);
+    CHECK(msgs[299].event.seq.value == 44);
+  }
+  const auto manifest = read_manifest_lines(f.opt.manifest);
+  CHECK(manifest.size() == 600);
+  CHECK(std::count(manifest.begin(), manifest.end(), ManifestLine{"dev-2", 7, 0}) == 2);  // before and after the wrap
+  const auto v = verify_against(f.opt.manifest, got);
+  CHECK(v.expected == 600);
+  CHECK(v.ok());
+  // One of the two dev-2 seq 7 lost: the multiset comparison sees it.
+  std::vector<Sent> less = got;
+  less.erase(std::find_if(less.begin(), less.end(), [](const Sent& s) {
+    return s.event.device.value == "dev-2" && s.event.seq.value == 7;
+  }));
+  CHECK(verify_against(f.opt.manifest, less).lost == 1);
+  CHECK(slurp(f.opt.injected) == R"({"duplicates":0,"duplicate_copies":0,"reboots":0,"wraps":2})" "\n");
+}
+
+TEST_CASE("publish --reboot --boot-id: a reboot restarts the counter under a new boot id, in the manifest too") {
+  Fleet f(3, 60);
+  f.opt.seed = 5;
+  f.opt.sequence.boot_id = true;
+  f.opt.sequence.reboot_rate = 0.2;
+  f.opt.sequence.reboot_min_events = 8;
+  f.opt.reorder_window = 4;  // the reorder window is sent before the reboot
+  const auto [r, got] = f.run(180);
+  CHECK(r.acked == 180);
+  std::uint64_t boot_changes = 0;
+  for (const auto& [device, msgs] : by_device(got)) {
+    std::set<std::uint32_t> finished;  // boot ids seen before the current one
+    for (std::size_t i = 0; i < msgs.size(); ++i) {
+      CHECK(msgs[i].event.boot_id != 0);
+      if (i > 0 && msgs[i].event.boot_id != msgs[i - 1].event.boot_id) {
+        ++boot_changes;
+        CHECK(finished.insert(msgs[i - 1].event.boot_id).second);
+        CHECK(finished.count(msgs[i].event.boot_id) == 0);  // nothing of an old boot after the new one began
+      }
+    }
+    // Per boot, the seqs are 1..n (in some order: reordered within windows of 4).
+    std::map<std::uint32_t, std::set<std::uint64_t>> seqs;
+    for (const auto& s : msgs) CHECK(seqs[s.event.boot_id].insert(s.event.seq.value).second);
+    for (const auto& [boot, set] : seqs) {
+      CHECK(*set.begin() == 1);
+      CHECK(*set.rbegin() == set.size());
+    }
+  }
+  CHECK(boot_changes > 0);
+  CHECK(r.injected.reboots == boot_changes);
+  std::multiset<ManifestLine> sent, listed;
+  for (const auto& s : got) sent.insert({s.event.device.value, s.event.seq.value, s.event.boot_id});
+  for (const auto& l : read_manifest_lines(f.opt.manifest)) listed.insert(l);
+  CHECK(listed == sent);
+
+  // The record: one line per reading, with its boot id.
+  std::istringstream record(slurp(f.opt.record));
+  std::multiset<ManifestLine> recorded;
+  for (std::string line; std::getline(record, line);) {
+    const auto j = nlohmann::json::parse(line);
+    recorded.insert({j.at("device").get<std::string>(), j.at("seq").get<std::uint64_t>(),
+                     j.at("boot_id").get<std::uint32_t>()});
+  }
+  CHECK(recorded == sent);
+
+  // The same seed gives the same run.
+  const std::string first = slurp(f.opt.manifest);
+  TempDir again;
+  f.opt.manifest = again.path() / "manifest.txt";
+  f.run(180);
+  CHECK(slurp(f.opt.manifest) == first);
+}
+
+TEST_CASE("publish --reboot --no-boot-id: boot id 0, the counter goes back, identities repeat and verify balances") {
+  Fleet f(2, 100);
+  f.opt.seed = 9;
+  f.opt.sequence.seq_start = 0;
+  f.opt.sequence.reboot_rate = 0.1;
+  f.opt.sequence.reboot_min_events = 10;
+  f.opt.format = PayloadFormat::mixed;
+  const auto [r, got] = f.run(200);
+  CHECK(r.acked == 200);
+  std::uint64_t went_back = 0;
+  for (const auto& [device, msgs] : by_device(got)) {
+    for (std::size_t i = 1; i < msgs.size(); ++i) {
+      CHECK(msgs[i].event.boot_id == 0);
+      if (msgs[i].event.seq.value != msgs[i - 1].event.seq.value + 1) {
+        CHECK(msgs[i].event.seq.value == 0);
+        CHECK(msgs[i - 1].event.seq.value >= 9);  // at least reboot-min-events readings in the boot
+        CHECK(msgs[i].event.time.ms > msgs[i - 1].event.time.ms);  // a new boot starts later
+        ++went_back;
+      }
+    }
+  }
+  CHECK(went_back > 0);
+  CHECK(r.injected.reboots == went_back);
+  std::map<ManifestLine, int> repeats;
+  for (const auto& l : read_manifest_lines(f.opt.manifest)) ++repeats[l];
+  CHECK(std::any_of(repeats.begin(), repeats.end(), [](const auto& kv) { return kv.second > 1; }));
+  const auto v = verify_against(f.opt.manifest, got);
+  CHECK(v.expected == 200);
+  CHECK(v.ok());
+}
