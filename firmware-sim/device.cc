@@ -1,6 +1,8 @@
 // A simulated device's numbering (see device.h). Not thread-safe (one publisher thread).
 #include "firmware-sim/device.h"
 
+#include <algorithm>
+#include <cmath>
 #include <limits>
 
 namespace gw::firmware_sim {
@@ -19,8 +21,10 @@ std::uint64_t mix(std::uint64_t x) {
 
 bool valid(const SequenceOptions& options) {
   const unsigned b = options.seq_bits;
-  return options.seq_start <= 1 && (b == 8 || b == 16 || b == 32 || b == 64) && options.reboot_rate >= 0 &&
-         options.reboot_rate <= 1;
+  auto probability = [](double p) { return p >= 0 && p <= 1; };
+  return options.seq_start <= 1 && (b == 8 || b == 16 || b == 32 || b == 64) && probability(options.reboot_rate) &&
+         probability(options.retransmit_rate) &&
+         (options.retransmit_rate == 0 || options.retransmit_delay >= std::chrono::milliseconds(1));
 }
 
 SimDevice::SimDevice(const SequenceOptions& options, std::uint64_t seed, std::uint32_t device)
@@ -66,6 +70,11 @@ Numbering SimDevice::next() {
     ++next_seq_;
   }
   ++since_boot_;
+  if (options_.retransmit_rate > 0 && std::uniform_real_distribution<double>(0.0, 1.0)(rng_) < options_.retransmit_rate) {
+    const double max_us = std::chrono::duration<double, std::micro>(options_.retransmit_delay).count();
+    const double us = std::uniform_real_distribution<double>(100.0, max_us)(rng_);
+    n.retransmit_after = std::chrono::microseconds(std::clamp<std::int64_t>(std::llround(us), 100, std::llround(max_us)));
+  }
   return n;
 }
 

@@ -140,7 +140,7 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   // Fleet behaviours (off by default).
   std::string record, injected, format = "flatbuffers";
-  long jitter_ms = 0, offline_ms = 5000, skew_ms = 0;
+  long jitter_ms = 0, offline_ms = 5000, skew_ms = 0, retransmit_delay_ms = 1000;
   pub->add_option("--format", format, "Payloads: flatbuffers, json, or mixed (see --json-fraction)")
       ->capture_default_str()
       ->check(CLI::IsMember({"flatbuffers", "json", "mixed"}));
@@ -179,8 +179,15 @@ int main(int argc, char** argv) {
                   "A device reboots only after this many events since its last boot (a reboot without boot id is "
                   "recognised only when its seq goes back by at least the gateway's dedup window)")
       ->capture_default_str();
+  pub->add_option("--retransmit", seq.retransmit_rate,
+                  "Probability that a reading is sent again later: same seq, boot id and values, time_ms + the delay")
+      ->check(CLI::Range(0.0, 1.0));
+  pub->add_option("--retransmit-delay-ms", retransmit_delay_ms,
+                  "A retransmission goes out 0.1..MS ms after the reading (uniform)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   pub->add_option("--injected", injected,
-                  "Write what the run injected (duplicates, reboots, wraps; acknowledged only) as JSON to FILE");
+                  "Write what the run injected (duplicates, retransmits, reboots, wraps; acknowledged only) as JSON to FILE");
 
   std::string verify_manifest, verify_records, done_file;
   gw::firmware_sim::KafkaVerifyOptions kafka;
@@ -247,6 +254,7 @@ int main(int argc, char** argv) {
   opt.jitter = std::chrono::milliseconds(jitter_ms);
   opt.offline_for = std::chrono::milliseconds(offline_ms);
   opt.clock_skew = std::chrono::milliseconds(skew_ms);
+  opt.sequence.retransmit_delay = std::chrono::milliseconds(retransmit_delay_ms);
 
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);

@@ -1,6 +1,6 @@
 // The simulator's publisher (see publisher.h): one Paho async_client, paced publishes, a bounded
-// window of outstanding delivery tokens, and a manifest line per acknowledged reading.
-// Runs on the caller's thread.
+// window of outstanding delivery tokens, a queue per device of copies to retransmit later, and a
+// manifest line per acknowledged reading. Runs on the caller's thread.
 #include "firmware-sim/publisher.h"
 
 #include <fmt/format.h>
@@ -14,7 +14,9 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <queue>
 #include <random>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -28,7 +30,7 @@ using Clock = std::chrono::steady_clock;
 
 // Why a copy of a reading was sent. The first acknowledged copy of a reading is the reading;
 // each later one counts as an injected duplicate of its kind.
-enum class CopyKind { original, duplicate };
+enum class CopyKind { original, duplicate, retransmit };
 
 // One reading, shared by every copy of it that is in flight.
 struct Reading {
@@ -36,7 +38,15 @@ struct Reading {
   std::uint32_t device = 0;  // 0-based
   std::uint64_t boot = 0;    // Numbering::boot
   std::uint64_t lap = 0;     // Numbering::lap
+  std::chrono::microseconds retransmit_after{0};  // Numbering::retransmit_after
   bool acked = false;        // some copy was acknowledged (it is in the manifest)
+};
+
+// A copy of a reading that its device will send again at `due`.
+struct Retransmission {
+  Clock::time_point due;
+  std::shared_ptr<Reading> reading;
+  bool operator>(const Retransmission& other) const { return due > other.due; }
 };
 
 struct InFlight {
@@ -51,6 +61,8 @@ struct DeviceState {
   explicit DeviceState(SimDevice n) : numbering(n) {}
   SimDevice numbering;
   std::deque<std::shared_ptr<Reading>> outbox;  // produced, not yet sent (offline, or waiting to be reordered)
+  // Copies to send again, soonest first; lost at a reboot (the device's RAM).
+  std::priority_queue<Retransmission, std::vector<Retransmission>, std::greater<>> retransmissions;
   Clock::time_point offline_until{};
   std::int64_t skew_ms = 0;
   std::int64_t last_time_ms = 0;  // of its latest reading
@@ -154,6 +166,10 @@ class Run {
   void reboot(std::uint32_t device);
   void flush(std::uint32_t device);
   void send_reading(const std::shared_ptr<Reading>& reading);
+  void schedule(const std::shared_ptr<Reading>& reading);
+  void drop_retransmissions(std::uint32_t device);
+  void send_due(Clock::time_point now);
+  void wait_until(Clock::time_point until);
   std::string encode(std::uint32_t device, const ingest::Event& event) const;
   void send(std::uint32_t device, const std::string& payload, std::shared_ptr<Reading> reading, CopyKind kind);
   bool settle_front(std::chrono::milliseconds timeout);
@@ -168,6 +184,9 @@ class Run {
   std::vector<std::string> device_ids_;
   std::vector<std::string> topics_;
   std::vector<DeviceState> fleet_;
+  // (soonest due, device) of every device with retransmissions pending: what is due is found
+  // without visiting every device.
+  std::set<std::pair<Clock::time_point, std::uint32_t>> due_;
   std::unique_ptr<mqtt::async_client> client_;
   std::deque<InFlight> inflight_;
   Manifest manifest_;
@@ -222,6 +241,7 @@ void Run::acknowledged(const InFlight& f) {
   if (r.acked) {
     switch (f.kind) {
       case CopyKind::duplicate: ++result_.injected.duplicate_copies; break;
+      case CopyKind::retransmit: ++result_.injected.retransmits; break;
       case CopyKind::original: break;  // not reached: the original is the first copy published
     }
     return;
@@ -277,6 +297,54 @@ void Run::send_reading(const std::shared_ptr<Reading>& reading) {
     ++result_.duplicates;
     send(device, payload, reading, CopyKind::duplicate);
   }
+  if (reading->retransmit_after.count() > 0) schedule(reading);
+}
+
+// Queues the reading's retransmission, due retransmit_after from now.
+void Run::schedule(const std::shared_ptr<Reading>& reading) {
+  const std::uint32_t device = reading->device;
+  auto& queue = fleet_[device].retransmissions;
+  if (!queue.empty()) due_.erase({queue.top().due, device});
+  queue.push({Clock::now() + reading->retransmit_after, reading});
+  due_.insert({queue.top().due, device});
+}
+
+void Run::drop_retransmissions(std::uint32_t device) {
+  auto& queue = fleet_[device].retransmissions;
+  if (queue.empty()) return;
+  due_.erase({queue.top().due, device});
+  queue = {};
+}
+
+// Sends every retransmission due by `now`: the reading's bytes re-stamped with time + the delay
+// (rounded up to whole ms), as a base station that relays a retransmission stamps it.
+void Run::send_due(Clock::time_point now) {
+  while (!due_.empty() && due_.begin()->first <= now && !stop_.load()) {
+    const std::uint32_t device = due_.begin()->second;
+    due_.erase(due_.begin());
+    auto& queue = fleet_[device].retransmissions;
+    while (!queue.empty() && queue.top().due <= now) {
+      const std::shared_ptr<Reading> reading = queue.top().reading;
+      queue.pop();
+      ingest::Event copy = reading->event;
+      const auto us = reading->retransmit_after.count();
+      copy.time.ms += (us + 999) / 1000;
+      send(device, encode(device, copy), reading, CopyKind::retransmit);
+    }
+    if (!queue.empty()) due_.insert({queue.top().due, device});
+  }
+}
+
+// Sleeps until `until` (in steps of at most 100 ms, so that a stop is seen), sending the
+// retransmissions that fall due meanwhile.
+void Run::wait_until(Clock::time_point until) {
+  for (auto now = Clock::now(); now < until && !stop_.load(); now = Clock::now()) {
+    send_due(now);
+    auto wake = std::min<Clock::time_point>(until, now + std::chrono::milliseconds(100));
+    if (!due_.empty()) wake = std::min(wake, due_.begin()->first);
+    std::this_thread::sleep_until(wake);
+  }
+  send_due(Clock::now());
 }
 
 // Sends what the device has pending, shuffled within reorder_window.
@@ -297,9 +365,10 @@ void Run::flush(std::uint32_t device) {
 }
 
 // The device reboots: what it had queued for sending goes out first (numbered by the old boot);
-// an offline episode ends with the restart.
+// pending retransmissions are lost with its RAM; an offline episode ends with the restart.
 void Run::reboot(std::uint32_t device) {
   flush(device);
+  drop_retransmissions(device);
   fleet_[device].offline_until = {};
 }
 
@@ -315,7 +384,7 @@ void Run::produce(std::uint32_t device) {
   auto reading = std::make_shared<Reading>(
       Reading{ingest::Event{ingest::DeviceId{device_ids_[device]}, ingest::DeviceSeq{n.seq}, ingest::EventTime{time},
                             source_->next(device), {}, n.boot_id},
-              device, n.boot, n.lap, false});
+              device, n.boot, n.lap, n.retransmit_after, false});
   state.outbox.push_back(std::move(reading));
   const auto now = Clock::now();
   if (options_.offline_rate > 0 && now >= state.offline_until && unit_(rng_) < options_.offline_rate) {
@@ -350,15 +419,17 @@ std::error_code Run::run() {
       if (jitter.count() > 0) {
         due += Clock::duration(static_cast<Clock::rep>(unit_(rng_) * static_cast<double>(jitter.count())));
       }
-      while (!stop_.load() && Clock::now() < due) {
-        std::this_thread::sleep_for(std::min<Clock::duration>(due - Clock::now(), std::chrono::milliseconds(100)));
-      }
+      wait_until(due);
       if (stop_.load()) break;
+    } else {
+      send_due(Clock::now());
     }
     produce(static_cast<std::uint32_t>(k % options_.devices));
   }
-  // Devices that are offline or hold a partial window catch up before the end.
+  // Devices that are offline or hold a partial window catch up before the end, then the
+  // retransmissions still pending go out when due (all within retransmit_delay).
   for (std::uint32_t d = 0; d < options_.devices && !stop_.load(); ++d) flush(d);
+  if (!due_.empty()) wait_until(Clock::now() + options_.sequence.retransmit_delay + std::chrono::milliseconds(1));
   drain();
   try {
     client_->disconnect()->wait_for(std::chrono::seconds(5));
@@ -400,13 +471,15 @@ std::string PublishResult::summary() const {
 }
 
 std::string Injected::summary() const {
-  return fmt::format("injected: duplicates={} reboots={} wraps={}", duplicates(), reboots, wraps);
+  return fmt::format("injected: duplicates={} retransmits={} reboots={} wraps={}", duplicates(), retransmits, reboots,
+                     wraps);
 }
 
 std::string Injected::json() const {
   nlohmann::ordered_json j;
   j["duplicates"] = duplicates();
   j["duplicate_copies"] = duplicate_copies;
+  j["retransmits"] = retransmits;
   j["reboots"] = reboots;
   j["wraps"] = wraps;
   return j.dump();

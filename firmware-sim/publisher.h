@@ -51,8 +51,10 @@ struct PublishOptions {
   std::chrono::milliseconds offline_for{5000};  // ... for this long, buffering, then catches up in a burst
   std::chrono::milliseconds clock_skew{0};      // each device's clock is off by a constant in +-this
   double malformed_rate = 0;           // probability of sending a malformed payload (never in the manifest)
-  // How devices number their readings: seq start, counter width, reboots, boot ids (device.h). At
-  // a reboot a device first sends what it had queued (its reorder window, an offline backlog).
+  // How devices number their readings: seq start, counter width, reboots, boot ids, and which
+  // readings they retransmit (device.h). At a reboot a device first sends what it had queued (its
+  // reorder window, an offline backlog) and loses its pending retransmissions. A retransmission
+  // does not hold its device up: it goes out when due, between the device's later readings.
   SequenceOptions sequence;
   // Empty = none; else one JSON line per reading when it is first sent (not per copy):
   // ingest::encode_json's fields with "boot_id" always present and the original time_ms.
@@ -66,14 +68,15 @@ struct PublishOptions {
 // is an extra copy of its kind.
 struct Injected {
   std::uint64_t duplicate_copies = 0;  // extra copies from duplicate_rate (same bytes)
+  std::uint64_t retransmits = 0;       // extra copies from SequenceOptions::retransmit_rate (a later time_ms)
   std::uint64_t reboots = 0;  // per device: its boots with an acknowledged reading, less one
   std::uint64_t wraps = 0;    // per boot: counter wraps between its first and last acknowledged reading
 
   // Every extra acknowledged copy: what the gateway's duplicates_total should grow by.
-  std::uint64_t duplicates() const { return duplicate_copies; }
-  // "injected: duplicates=D reboots=B wraps=W"
+  std::uint64_t duplicates() const { return duplicate_copies + retransmits; }
+  // "injected: duplicates=D retransmits=R reboots=B wraps=W"
   std::string summary() const;
-  // {"duplicates":D,"duplicate_copies":C,"reboots":B,"wraps":W}
+  // {"duplicates":D,"duplicate_copies":C,"retransmits":R,"reboots":B,"wraps":W}
   std::string json() const;
 };
 
