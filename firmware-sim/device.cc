@@ -70,10 +70,12 @@ Numbering SimDevice::next() {
     ++next_seq_;
   }
   ++since_boot_;
-  if (options_.retransmit_rate > 0 && std::uniform_real_distribution<double>(0.0, 1.0)(rng_) < options_.retransmit_rate) {
+  const double p = options_.retransmit_rate;
+  if (p > 0 && std::uniform_real_distribution<double>(0.0, 1.0)(rng_) < p) {
     const double max_us = std::chrono::duration<double, std::micro>(options_.retransmit_delay).count();
     const double us = std::uniform_real_distribution<double>(100.0, max_us)(rng_);
-    n.retransmit_after = std::chrono::microseconds(std::clamp<std::int64_t>(std::llround(us), 100, std::llround(max_us)));
+    n.retransmit_after =
+        std::chrono::microseconds(std::clamp<std::int64_t>(std::llround(us), 100, std::llround(max_us)));
   }
   return n;
 }

@@ -52,8 +52,8 @@ class Verifier {
     std::uint64_t expected = 0;
     std::uint64_t received = 0;
   };
-  // device -> boot id -> seq -> entry
-  std::unordered_map<std::string, std::unordered_map<std::uint32_t, std::unordered_map<std::uint64_t, Entry>>> devices_;
+  using Seqs = std::unordered_map<std::uint64_t, Entry>;
+  std::unordered_map<std::string, std::unordered_map<std::uint32_t, Seqs>> devices_;  // device -> boot id -> seq
   std::uint64_t received_lines_ = 0;
 };
 
