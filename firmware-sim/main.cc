@@ -179,6 +179,10 @@ int main(int argc, char** argv) {
                   "A device reboots only after this many events since its last boot (a reboot without boot id is "
                   "recognised only when its seq goes back by at least the gateway's dedup window)")
       ->capture_default_str();
+  pub->add_option("--multi-gateway", opt.gateways,
+                  "Each reading is published N times, through N MQTT clients <client-id>-gw1..N (heard by N gateways)")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, gw::firmware_sim::kMaxGateways));
   pub->add_option("--retransmit", seq.retransmit_rate,
                   "Probability that a reading is sent again later: same seq, boot id and values, time_ms + the delay")
       ->check(CLI::Range(0.0, 1.0));
@@ -187,7 +191,8 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   pub->add_option("--injected", injected,
-                  "Write what the run injected (duplicates, retransmits, reboots, wraps; acknowledged only) as JSON to FILE");
+                  "Write what the run injected (duplicates, retransmits, multi-gateway copies, reboots, wraps; "
+                  "acknowledged only) as JSON to FILE");
 
   std::string verify_manifest, verify_records, done_file;
   gw::firmware_sim::KafkaVerifyOptions kafka;

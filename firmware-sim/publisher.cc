@@ -1,6 +1,7 @@
-// The simulator's publisher (see publisher.h): one Paho async_client, paced publishes, a bounded
-// window of outstanding delivery tokens, a queue per device of copies to retransmit later, and a
-// manifest line per acknowledged reading. Runs on the caller's thread.
+// The simulator's publisher (see publisher.h): one Paho async_client per gateway that hears the
+// devices, paced publishes, a bounded window of outstanding delivery tokens, a queue per device of
+// copies to retransmit later, and a manifest line per acknowledged reading. Runs on the caller's
+// thread.
 #include "firmware-sim/publisher.h"
 
 #include <fmt/format.h>
@@ -30,7 +31,7 @@ using Clock = std::chrono::steady_clock;
 
 // Why a copy of a reading was sent. The first acknowledged copy of a reading is the reading;
 // each later one counts as an injected duplicate of its kind.
-enum class CopyKind { original, duplicate, retransmit };
+enum class CopyKind { original, duplicate, retransmit, multi_gateway };
 
 // One reading, shared by every copy of it that is in flight.
 struct Reading {
@@ -106,7 +107,8 @@ std::int64_t now_ms() {
 }
 
 bool valid(const PublishOptions& o) {
-  return o.devices != 0 && o.qos >= 0 && o.qos <= 2 && o.rate >= 0 && o.max_inflight != 0 && valid(o.sequence);
+  return o.devices != 0 && o.qos >= 0 && o.qos <= 2 && o.rate >= 0 && o.max_inflight != 0 && o.gateways >= 1 &&
+         o.gateways <= kMaxGateways && valid(o.sequence);
 }
 
 // The first and last lap of a boot that the broker acknowledged a reading of.
@@ -171,7 +173,8 @@ class Run {
   void send_due(Clock::time_point now);
   void wait_until(Clock::time_point until);
   std::string encode(std::uint32_t device, const ingest::Event& event) const;
-  void send(std::uint32_t device, const std::string& payload, std::shared_ptr<Reading> reading, CopyKind kind);
+  void send(std::uint32_t device, const std::string& payload, std::shared_ptr<Reading> reading, CopyKind kind,
+            std::size_t gateway = 0);
   bool settle_front(std::chrono::milliseconds timeout);
   void acknowledged(const InFlight& f);
   void drain();
@@ -187,7 +190,7 @@ class Run {
   // (soonest due, device) of every device with retransmissions pending: what is due is found
   // without visiting every device.
   std::set<std::pair<Clock::time_point, std::uint32_t>> due_;
-  std::unique_ptr<mqtt::async_client> client_;
+  std::vector<std::unique_ptr<mqtt::async_client>> clients_;  // one per gateway, [0] the first
   std::deque<InFlight> inflight_;
   Manifest manifest_;
   bool manifest_ok_ = true;
@@ -198,19 +201,30 @@ class Run {
   Clock::time_point start_ = Clock::now();
 };
 
+// Connects one client per gateway: "<client_id>" alone, else "<client_id>-gw1" .. "-gwN". The
+// connects are all started before any is waited for: Paho's background thread notices a new socket
+// only when its poll of the others returns (up to a second), so one after the other takes seconds.
 std::error_code Run::connect() {
-  // No client persistence: the simulator's own manifest is the record of what was acknowledged.
-  client_ = std::make_unique<mqtt::async_client>(options_.broker, options_.client_id);
   auto connect = mqtt::connect_options_builder()
                      .clean_session(true)
                      .keep_alive_interval(std::chrono::seconds(30))
                      .automatic_reconnect(std::chrono::seconds(1), std::chrono::seconds(10))
                      .max_inflight(static_cast<int>(options_.max_inflight))  // Paho's own window (default 10)
                      .finalize();
+  std::vector<mqtt::token_ptr> tokens;
   try {
-    if (!client_->connect(connect)->wait_for(options_.connect_timeout)) {
-      spdlog::error("firmware-sim: connect to {} timed out", options_.broker);
-      return errc::connect_failed;
+    for (std::uint32_t g = 1; g <= options_.gateways; ++g) {
+      const std::string id =
+          options_.gateways == 1 ? options_.client_id : fmt::format("{}-gw{}", options_.client_id, g);
+      // No client persistence: the simulator's own manifest is the record of what was acknowledged.
+      clients_.push_back(std::make_unique<mqtt::async_client>(options_.broker, id));
+      tokens.push_back(clients_.back()->connect(connect));
+    }
+    for (std::size_t g = 0; g < tokens.size(); ++g) {
+      if (!tokens[g]->wait_for(options_.connect_timeout)) {
+        spdlog::error("firmware-sim: connect to {} as {} timed out", options_.broker, clients_[g]->get_client_id());
+        return errc::connect_failed;
+      }
     }
   } catch (const mqtt::exception& e) {
     spdlog::error("firmware-sim: connect to {} failed: {}", options_.broker, e.what());
@@ -242,6 +256,7 @@ void Run::acknowledged(const InFlight& f) {
     switch (f.kind) {
       case CopyKind::duplicate: ++result_.injected.duplicate_copies; break;
       case CopyKind::retransmit: ++result_.injected.retransmits; break;
+      case CopyKind::multi_gateway: ++result_.injected.multi_gateway_copies; break;
       case CopyKind::original: break;  // not reached: the original is the first copy published
     }
     return;
@@ -256,14 +271,17 @@ void Run::acknowledged(const InFlight& f) {
   }
 }
 
-// Publishes one payload on the device's topic; a failure to hand it over is counted.
-void Run::send(std::uint32_t device, const std::string& payload, std::shared_ptr<Reading> reading, CopyKind kind) {
+// Publishes one payload on the device's topic through the gateway's client; a failure to hand it
+// over is counted.
+void Run::send(std::uint32_t device, const std::string& payload, std::shared_ptr<Reading> reading, CopyKind kind,
+               std::size_t gateway) {
   while (!inflight_.empty() && inflight_.front().token->is_complete()) settle_front(std::chrono::milliseconds(0));
   while (inflight_.size() >= options_.max_inflight && !stop_.load()) settle_front(std::chrono::milliseconds(100));
   ++result_.published;
   try {
-    inflight_.push_back({client_->publish(topics_[device], payload.data(), payload.size(), options_.qos, false), device,
-                         std::move(reading), kind});
+    inflight_.push_back({clients_[gateway]->publish(topics_[device], payload.data(), payload.size(), options_.qos,
+                                                    false),
+                         device, std::move(reading), kind});
   } catch (const mqtt::exception& e) {
     ++result_.failed;
     spdlog::warn("firmware-sim: publish {} failed: {}", device_ids_[device], e.what());
@@ -292,7 +310,9 @@ void Run::send_reading(const std::shared_ptr<Reading>& reading) {
     line["boot_id"] = reading->event.boot_id;
     record_ << line.dump() << '\n';
   }
+  // Heard by every gateway: the same bytes through each one's connection.
   send(device, payload, reading, CopyKind::original);
+  for (std::size_t g = 1; g < clients_.size(); ++g) send(device, payload, reading, CopyKind::multi_gateway, g);
   if (options_.duplicate_rate > 0 && unit_(rng_) < options_.duplicate_rate) {
     ++result_.duplicates;
     send(device, payload, reading, CopyKind::duplicate);
@@ -431,10 +451,12 @@ std::error_code Run::run() {
   for (std::uint32_t d = 0; d < options_.devices && !stop_.load(); ++d) flush(d);
   if (!due_.empty()) wait_until(Clock::now() + options_.sequence.retransmit_delay + std::chrono::milliseconds(1));
   drain();
-  try {
-    client_->disconnect()->wait_for(std::chrono::seconds(5));
-  } catch (const mqtt::exception& e) {
-    spdlog::debug("firmware-sim: disconnect: {}", e.what());
+  for (auto& client : clients_) {
+    try {
+      client->disconnect()->wait_for(std::chrono::seconds(5));
+    } catch (const mqtt::exception& e) {
+      spdlog::debug("firmware-sim: disconnect: {}", e.what());
+    }
   }
   return {};
 }
@@ -471,8 +493,8 @@ std::string PublishResult::summary() const {
 }
 
 std::string Injected::summary() const {
-  return fmt::format("injected: duplicates={} retransmits={} reboots={} wraps={}", duplicates(), retransmits, reboots,
-                     wraps);
+  return fmt::format("injected: duplicates={} retransmits={} multi_gateway_copies={} reboots={} wraps={}", duplicates(),
+                     retransmits, multi_gateway_copies, reboots, wraps);
 }
 
 std::string Injected::json() const {
@@ -480,6 +502,7 @@ std::string Injected::json() const {
   j["duplicates"] = duplicates();
   j["duplicate_copies"] = duplicate_copies;
   j["retransmits"] = retransmits;
+  j["multi_gateway_copies"] = multi_gateway_copies;
   j["reboots"] = reboots;
   j["wraps"] = wraps;
   return j.dump();

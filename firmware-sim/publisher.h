@@ -23,6 +23,8 @@ namespace gw::firmware_sim {
 
 enum class PayloadFormat { flatbuffers, json, mixed };
 
+inline constexpr std::uint32_t kMaxGateways = 64;
+
 struct PublishOptions {
   std::string broker = "tcp://127.0.0.1:1883";
   std::uint32_t devices = 10;
@@ -38,6 +40,10 @@ struct PublishOptions {
   std::string device_prefix = "dev-";  // device i (1-based) is "<prefix><i>"
   std::filesystem::path data_dir;      // empty = synthetic values; else replay Intel Lab mote files
   std::string client_id = "firmware-sim";
+  // Gateways that hear every device (LoRaWAN): each reading is published once through each one's
+  // own MQTT connection, client id "<client_id>-gw<i>" (just client_id when there is one), with the
+  // same bytes. --duplicates copies and retransmissions go through the first only.
+  std::uint32_t gateways = 1;
   std::uint32_t max_inflight = 100;    // publishes awaiting their acknowledgement
   std::chrono::seconds connect_timeout{10};
 
@@ -69,14 +75,15 @@ struct PublishOptions {
 struct Injected {
   std::uint64_t duplicate_copies = 0;  // extra copies from duplicate_rate (same bytes)
   std::uint64_t retransmits = 0;       // extra copies from SequenceOptions::retransmit_rate (a later time_ms)
+  std::uint64_t multi_gateway_copies = 0;  // extra copies through gateways 2..N (same bytes)
   std::uint64_t reboots = 0;  // per device: its boots with an acknowledged reading, less one
   std::uint64_t wraps = 0;    // per boot: counter wraps between its first and last acknowledged reading
 
   // Every extra acknowledged copy: what the gateway's duplicates_total should grow by.
-  std::uint64_t duplicates() const { return duplicate_copies + retransmits; }
-  // "injected: duplicates=D retransmits=R reboots=B wraps=W"
+  std::uint64_t duplicates() const { return duplicate_copies + retransmits + multi_gateway_copies; }
+  // "injected: duplicates=D retransmits=R multi_gateway_copies=M reboots=B wraps=W"
   std::string summary() const;
-  // {"duplicates":D,"duplicate_copies":C,"retransmits":R,"reboots":B,"wraps":W}
+  // {"duplicates":D,"duplicate_copies":C,"retransmits":R,"multi_gateway_copies":M,"reboots":B,"wraps":W}
   std::string json() const;
 };
 

@@ -3,11 +3,15 @@
 // mosquitto receives from a publish run, with the manifest and the injected counts it writes.
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
+#include <pwd.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "firmware-sim/device.h"
 #include "firmware-sim/publisher.h"
@@ -15,8 +19,10 @@
 #include "tests/firmware-sim/capture.h"
 #include "tests/support/support.h"
 
+using namespace std::chrono_literals;
 using namespace gw::firmware_sim;
 using namespace gw::firmware_sim::test;
+using gw::test::ChildProcess;
 using gw::test::Mosquitto;
 using gw::test::TempDir;
 
@@ -71,6 +77,20 @@ VerifyResult verify_against(const std::filesystem::path& manifest, const std::ve
   REQUIRE(read_manifest(m, v).has_value());
   for (const auto& s : records) v.receive(s.event.device.value, s.event.boot_id, s.event.seq.value);
   return v.result();
+}
+
+// The messages with distinct (device, boot id, seq, values): what the gateway's output holds (a
+// reading numbered like an earlier one has other values).
+std::vector<Sent> distinct_readings(const std::vector<Sent>& messages) {
+  std::vector<Sent> out;
+  std::set<std::tuple<std::string, std::uint32_t, std::uint64_t, std::vector<double>>> seen;
+  for (const auto& s : messages) {
+    const auto& e = s.event;
+    std::vector<double> values;
+    for (const auto& m : e.metrics) values.push_back(m.value);
+    if (seen.emplace(e.device.value, e.boot_id, e.seq.value, std::move(values)).second) out.push_back(s);
+  }
+  return out;
 }
 
 // The messages of each device, in the order they arrived.
@@ -244,7 +264,9 @@ TEST_CASE("publish --seq-bits 8: the counter wraps 255 to 0, the manifest repeat
     return s.event.device.value == "dev-2" && s.event.seq.value == 7;
   }));
   CHECK(verify_against(f.opt.manifest, less).lost == 1);
-  CHECK(slurp(f.opt.injected) == R"({"duplicates":0,"duplicate_copies":0,"retransmits":0,"reboots":0,"wraps":2})" "\n");
+  CHECK(slurp(f.opt.injected) ==
+        R"({"duplicates":0,"duplicate_copies":0,"retransmits":0,"multi_gateway_copies":0,"reboots":0,"wraps":2})"
+        "\n");
 }
 
 TEST_CASE("publish --reboot --boot-id: a reboot restarts the counter under a new boot id, in the manifest too") {
@@ -402,4 +424,115 @@ TEST_CASE("publish --retransmit --reboot: a reboot loses the pending retransmiss
   }
   CHECK(finished.size() == r.injected.reboots);
   CHECK(r.injected.retransmits > 0);
+}
+
+TEST_CASE("publish --multi-gateway 3: each reading arrives through 3 clients, same seq, values and time") {
+  // A broker that logs every PUBLISH with the client that sent it.
+  TempDir dir;
+  const int port = gw::test::free_port();
+  const auto log = dir.path() / "mosquitto.log";
+  {
+    std::ofstream conf(dir.path() / "mosquitto.conf");
+    conf << "listener " << port << " 127.0.0.1\nallow_anonymous true\nlog_type all\nlog_dest file " << log.string()
+         << "\n";
+    // As root, mosquitto would drop to user "mosquitto", which cannot write the temp dir.
+    if (const passwd* pw = ::getpwuid(::geteuid()); pw != nullptr) conf << "user " << pw->pw_name << "\n";
+  }
+  ChildProcess broker({"/usr/sbin/mosquitto", "-c", (dir.path() / "mosquitto.conf").string()});
+  REQUIRE(gw::test::wait_for_port(port, 10s));
+  const std::string url = "tcp://127.0.0.1:" + std::to_string(port);
+  Capture capture(url);
+
+  PublishOptions opt;
+  opt.broker = url;
+  opt.devices = 2;
+  opt.count = 20;
+  opt.rate = 0;
+  opt.gateways = 3;
+  opt.format = PayloadFormat::mixed;
+  opt.sequence.boot_id = true;
+  opt.manifest = dir.path() / "manifest.txt";
+  std::atomic<bool> stop{false};
+  const auto r = publish(opt, stop);
+  REQUIRE(r.has_value());
+  CHECK(r->acked == 40);
+  CHECK(r->failed == 0);
+  CHECK(r->published == 120);
+  CHECK(r->injected.multi_gateway_copies == 80);
+  CHECK(r->injected.duplicates() == 80);
+  const auto got = capture.take(120);
+  REQUIRE(got.size() == 120);
+
+  std::map<std::pair<std::string, std::uint64_t>, std::vector<std::string>> copies;
+  for (const auto& s : got) copies[{s.event.device.value, s.event.seq.value}].push_back(s.payload);
+  CHECK(copies.size() == 40);
+  for (const auto& [key, payloads] : copies) {
+    REQUIRE(payloads.size() == 3);
+    CHECK(payloads[1] == payloads[0]);  // same bytes: seq, boot id, values, time_ms
+    CHECK(payloads[2] == payloads[0]);
+  }
+  // 40 publishes from each client.
+  std::map<std::string, int> from;
+  std::istringstream lines(slurp(log));
+  for (std::string line; std::getline(lines, line);) {
+    const auto at = line.find("Received PUBLISH from ");
+    if (at == std::string::npos) continue;
+    const auto id = line.substr(at + 22, line.find(' ', at + 22) - (at + 22));
+    if (id != "test-capture") ++from[id];
+  }
+  const std::map<std::string, int> each_40{{"firmware-sim-gw1", 40}, {"firmware-sim-gw2", 40}, {"firmware-sim-gw3", 40}};
+  CHECK(from == each_40);
+
+  CHECK(read_manifest_lines(opt.manifest).size() == 40);
+  CHECK(verify_against(opt.manifest, distinct_readings(got)).ok());
+  CHECK(verify_against(opt.manifest, got).duplicates == 80);
+}
+
+TEST_CASE("the firmware-sim program with every device behaviour - injected line and file agree, verify balances") {
+  Mosquitto broker;
+  TempDir dir;
+  Capture capture(broker.url());
+  const auto manifest = dir.path() / "manifest.txt";
+  const auto injected = dir.path() / "injected.json";
+  const auto out = dir.path() / "out.txt";
+  {
+    ChildProcess p({GW_FIRMWARE_SIM_BIN, "--broker", broker.url(), "--devices", "3", "--count", "300", "--rate", "0",
+                    "--seed", "8", "--format", "mixed", "--seq-start", "0", "--seq-bits", "8", "--multi-gateway", "2",
+                    "--duplicates", "0.1", "--retransmit", "0.2", "--retransmit-delay-ms", "20", "--reboot", "0.02",
+                    "--reboot-min-events", "100", "--boot-id", "--manifest", manifest.string(), "--injected",
+                    injected.string()},
+                   out);
+    REQUIRE(p.wait(60s) == 0);
+  }
+  const auto j = nlohmann::json::parse(slurp(injected));
+  const auto n = [&](const char* key) { return j.at(key).get<std::uint64_t>(); };
+  CHECK(n("multi_gateway_copies") == 900);
+  CHECK(n("duplicate_copies") > 0);
+  CHECK(n("retransmits") > 0);
+  CHECK(n("reboots") > 0);
+  CHECK(n("wraps") > 0);
+  CHECK(n("duplicates") == n("duplicate_copies") + n("retransmits") + n("multi_gateway_copies"));
+  std::ostringstream line;
+  line << "injected: duplicates=" << n("duplicates") << " retransmits=" << n("retransmits")
+       << " multi_gateway_copies=" << n("multi_gateway_copies") << " reboots=" << n("reboots")
+       << " wraps=" << n("wraps") << "\npublished=" << 900 + n("duplicates") << " acked=900 failed=0 ";
+  CHECK(slurp(out).starts_with(line.str()));
+
+  // The gateway's output would be each reading once: verify finds nothing lost, nothing twice.
+  const auto got = capture.take(900 + n("duplicates"));
+  REQUIRE(got.size() == 900 + n("duplicates"));
+  const auto records = dir.path() / "records.jsonl";
+  {
+    std::ofstream rec(records);
+    for (const auto& s : distinct_readings(got)) {
+      rec << nlohmann::json{{"device", s.event.device.value}, {"device_seq", s.event.seq.value},
+                            {"boot_id", s.event.boot_id}}
+                 .dump()
+          << '\n';
+    }
+  }
+  ChildProcess v({GW_FIRMWARE_SIM_BIN, "verify", "--manifest", manifest.string(), "--records", records.string()},
+                 dir.path() / "verify.txt");
+  CHECK(v.wait(30s) == 0);
+  CHECK(slurp(dir.path() / "verify.txt") == "verify: expected=900 received=900 lost=0 duplicates=0 unexpected=0\n");
 }
