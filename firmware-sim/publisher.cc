@@ -117,7 +117,8 @@ struct LapRange {
   std::uint64_t last = 0;
 };
 
-// One publish run: the fleet, the MQTT client, the copies in flight and the output files.
+// One publish run: the fleet, the MQTT clients (one per gateway), the copies in flight and the
+// output files.
 class Run {
  public:
   Run(const PublishOptions& options, const std::atomic<bool>& stop, std::unique_ptr<MetricSource> source)
