@@ -8,7 +8,7 @@ namespace gw::firmware_sim {
 enum class errc {
   connect_failed = 1,  // the broker did not accept the connection
   bad_data,            // --data directory has no usable mote file
-  bad_manifest,        // a manifest line is not "DEVICE SEQ"
+  bad_manifest,        // a manifest line is not "DEVICE SEQ BOOT" (or "DEVICE SEQ")
   bad_record,          // a records line is not the JSON uplink-cat prints
   io_error,            // a file could not be opened or written
   invalid_argument,    // an option out of range

@@ -8,7 +8,7 @@
 //   firmware-sim verify --manifest FILE --pulsar URL [--tenant T] [--namespace NS] [--topic T] [--token T]
 //                       [--done-file F] [--idle-exit-ms N] [--check-order]
 //
-// SIGINT/SIGTERM end a publish run early; the manifest still lists every acknowledged message.
+// SIGINT/SIGTERM end a publish run early; the manifest still lists every acknowledged reading.
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
@@ -139,8 +139,8 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   // Fleet behaviours (off by default).
-  std::string record, format = "flatbuffers";
-  long jitter_ms = 0, offline_ms = 5000, skew_ms = 0;
+  std::string record, injected, format = "flatbuffers";
+  long jitter_ms = 0, offline_ms = 5000, skew_ms = 0, retransmit_delay_ms = 1000;
   pub->add_option("--format", format, "Payloads: flatbuffers, json, or mixed (see --json-fraction)")
       ->capture_default_str()
       ->check(CLI::IsMember({"flatbuffers", "json", "mixed"}));
@@ -161,7 +161,38 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   pub->add_option("--malformed", opt.malformed_rate, "Probability of an extra malformed payload per event")
       ->check(CLI::Range(0.0, 1.0));
-  pub->add_option("--record", record, "Write every valid event published as a JSON line to FILE");
+  pub->add_option("--record", record,
+                  "Write one JSON line per reading published (not per copy, boot_id always, original time_ms) to FILE");
+  // How devices number their readings (firmware-sim/device.h).
+  auto& seq = opt.sequence;
+  pub->add_option("--seq-start", seq.seq_start, "The first seq after each boot")
+      ->capture_default_str()
+      ->check(CLI::IsMember({0, 1}));
+  pub->add_option("--seq-bits", seq.seq_bits, "Counter width B: 2^B-1 is followed by 0")
+      ->capture_default_str()
+      ->check(CLI::IsMember({8, 16, 32, 64}));
+  pub->add_option("--reboot", seq.reboot_rate, "Per event: probability that its device reboots before it")
+      ->check(CLI::Range(0.0, 1.0));
+  pub->add_flag("--boot-id,!--no-boot-id", seq.boot_id,
+                "Each boot a new non-zero boot id (default: --no-boot-id, boot id 0, as devices without one)");
+  pub->add_option("--reboot-min-events", seq.reboot_min_events,
+                  "A device reboots only after this many events since its last boot (a reboot without boot id is "
+                  "recognised only when its seq goes back by at least the gateway's dedup window)")
+      ->capture_default_str();
+  pub->add_option("--multi-gateway", opt.gateways,
+                  "Each reading is published N times, through N MQTT clients <client-id>-gw1..N (heard by N gateways)")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, gw::firmware_sim::kMaxGateways));
+  pub->add_option("--retransmit", seq.retransmit_rate,
+                  "Probability that a reading is sent again later: same seq, boot id and values, time_ms + the delay")
+      ->check(CLI::Range(0.0, 1.0));
+  pub->add_option("--retransmit-delay-ms", retransmit_delay_ms,
+                  "A retransmission goes out 0.1..MS ms after the reading (uniform)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  pub->add_option("--injected", injected,
+                  "Write what the run injected (duplicates, retransmits, multi-gateway copies, reboots, wraps; "
+                  "acknowledged only) as JSON to FILE");
 
   std::string verify_manifest, verify_records, done_file;
   gw::firmware_sim::KafkaVerifyOptions kafka;
@@ -221,12 +252,14 @@ int main(int argc, char** argv) {
   opt.manifest = manifest;
   opt.data_dir = data_dir;
   opt.record = record;
+  opt.injected = injected;
   opt.format = format == "json"    ? gw::firmware_sim::PayloadFormat::json
                : format == "mixed" ? gw::firmware_sim::PayloadFormat::mixed
                                    : gw::firmware_sim::PayloadFormat::flatbuffers;
   opt.jitter = std::chrono::milliseconds(jitter_ms);
   opt.offline_for = std::chrono::milliseconds(offline_ms);
   opt.clock_skew = std::chrono::milliseconds(skew_ms);
+  opt.sequence.retransmit_delay = std::chrono::milliseconds(retransmit_delay_ms);
 
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
@@ -235,6 +268,6 @@ int main(int argc, char** argv) {
     spdlog::error("firmware-sim: {}", result.error().message());
     return 1;
   }
-  std::cout << result->summary() << std::endl;
+  std::cout << result->injected.summary() << '\n' << result->summary() << std::endl;
   return 0;
 }

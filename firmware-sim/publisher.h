@@ -1,6 +1,7 @@
 // The device simulator's publisher: N simulated devices publish Telemetry FlatBuffers
-// (ingest::encode_telemetry) over one MQTT connection at a paced rate, and every message the
-// broker acknowledged is written to a manifest ("DEVICE SEQ" per line) for the verifier.
+// (ingest::encode_telemetry) or JSON over MQTT at a paced rate, and every reading the broker
+// acknowledged (any copy of it) is written to a manifest ("DEVICE SEQ BOOT" per line) for the
+// verifier.
 //
 // Thread-safety: publish() runs on the calling thread; `stop` may be set from any thread or a
 // signal handler.
@@ -15,11 +16,14 @@
 #include <string>
 #include <system_error>
 
+#include "firmware-sim/device.h"
 #include "firmware-sim/errc.h"
 
 namespace gw::firmware_sim {
 
 enum class PayloadFormat { flatbuffers, json, mixed };
+
+inline constexpr std::uint32_t kMaxGateways = 64;
 
 struct PublishOptions {
   std::string broker = "tcp://127.0.0.1:1883";
@@ -36,6 +40,10 @@ struct PublishOptions {
   std::string device_prefix = "dev-";  // device i (1-based) is "<prefix><i>"
   std::filesystem::path data_dir;      // empty = synthetic values; else replay Intel Lab mote files
   std::string client_id = "firmware-sim";
+  // Gateways that hear every device (LoRaWAN): each reading is published once through each one's
+  // own MQTT connection, client id "<client_id>-gw<i>" (just client_id when there is one), with the
+  // same bytes. --duplicates copies and retransmissions go through the first only.
+  std::uint32_t gateways = 1;
   std::uint32_t max_inflight = 100;    // publishes awaiting their acknowledgement
   std::chrono::seconds connect_timeout{10};
 
@@ -49,25 +57,53 @@ struct PublishOptions {
   std::chrono::milliseconds offline_for{5000};  // ... for this long, buffering, then catches up in a burst
   std::chrono::milliseconds clock_skew{0};      // each device's clock is off by a constant in +-this
   double malformed_rate = 0;           // probability of sending a malformed payload (never in the manifest)
-  std::filesystem::path record;        // empty = none; else one JSON line per valid event published
+  // How devices number their readings: seq start, counter width, reboots, boot ids, and which
+  // readings they retransmit (device.h). At a reboot a device first sends what it had queued (its
+  // reorder window, an offline backlog) and loses its pending retransmissions. A retransmission
+  // does not hold its device up: it goes out when due, between the device's later readings.
+  SequenceOptions sequence;
+  // Empty = none; else one JSON line per reading when it is first sent (not per copy):
+  // ingest::encode_json's fields with "boot_id" always present and the original time_ms.
+  std::filesystem::path record;
+  std::filesystem::path injected;      // empty = none; else Injected::json() is written there at the end
   std::chrono::seconds drain_timeout{30};  // at the end, how long to wait for outstanding acks
 };
 
+// What the run injected that the gateway should count, from acknowledged copies only (what the
+// gateway can have seen). The first acknowledged copy of a reading is the reading; each later one
+// is an extra copy of its kind.
+struct Injected {
+  std::uint64_t duplicate_copies = 0;  // extra copies from duplicate_rate (same bytes)
+  std::uint64_t retransmits = 0;       // extra copies from SequenceOptions::retransmit_rate (a later time_ms)
+  std::uint64_t multi_gateway_copies = 0;  // extra copies through gateways 2..N (same bytes)
+  std::uint64_t reboots = 0;  // per device: its boots with an acknowledged reading, less one
+  std::uint64_t wraps = 0;    // per boot: counter wraps between its first and last acknowledged reading
+
+  // Every extra acknowledged copy: what the gateway's duplicates_total should grow by.
+  std::uint64_t duplicates() const { return duplicate_copies + retransmits + multi_gateway_copies; }
+  // "injected: duplicates=D retransmits=R multi_gateway_copies=M reboots=B wraps=W"
+  std::string summary() const;
+  // {"duplicates":D,"duplicate_copies":C,"retransmits":R,"multi_gateway_copies":M,"reboots":B,"wraps":W}
+  std::string json() const;
+};
+
 struct PublishResult {
-  std::uint64_t published = 0;  // messages handed to the MQTT client
-  std::uint64_t acked = 0;      // acknowledged by the broker (= manifest lines)
-  std::uint64_t failed = 0;     // rejected or not acknowledged in time
+  std::uint64_t published = 0;  // messages handed to the MQTT client (every copy)
+  std::uint64_t acked = 0;      // readings acknowledged by the broker (= manifest lines)
+  std::uint64_t failed = 0;     // copies rejected or not acknowledged in time
   std::uint64_t duplicates = 0; // extra copies published on purpose (duplicate_rate)
   std::uint64_t malformed = 0;  // malformed payloads published on purpose (malformed_rate)
   std::uint64_t offline_episodes = 0;
   double elapsed_s = 0;
+  Injected injected;
   // "published=N acked=M failed=K duplicates=D malformed=B offline_episodes=O elapsed_s=X"
   std::string summary() const;
 };
 
 // Runs the simulation until the duration or count is reached or `stop` becomes true. Fails with
 // errc::connect_failed if the first connection fails, errc::bad_data for an unusable data_dir,
-// errc::io_error if the manifest cannot be written, errc::invalid_argument for bad options.
+// errc::io_error if the manifest, record or injected file cannot be written,
+// errc::invalid_argument for bad options.
 [[nodiscard]] std::expected<PublishResult, std::error_code> publish(const PublishOptions& options,
                                                                     const std::atomic<bool>& stop);
 

@@ -5,7 +5,9 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <charconv>
+#include <limits>
 #include <map>
 #include <set>
 #include <sstream>
@@ -23,28 +25,43 @@ std::string VerifyResult::summary() const {
                      duplicates, unexpected);
 }
 
-void Verifier::expect(std::string_view device, std::uint64_t seq) {
-  devices_[std::string(device)][seq].expected = true;
+void Verifier::expect(std::string_view device, std::uint32_t boot_id, std::uint64_t seq) {
+  ++devices_[std::string(device)][boot_id][seq].expected;
 }
 
-void Verifier::receive(std::string_view device, std::uint64_t seq) {
-  ++devices_[std::string(device)][seq].received;
+void Verifier::receive(std::string_view device, std::uint32_t boot_id, std::uint64_t seq) {
+  ++devices_[std::string(device)][boot_id][seq].received;
   ++received_lines_;
 }
 
 VerifyResult Verifier::result() const {
   VerifyResult r;
   r.received = received_lines_;
-  for (const auto& [device, seqs] : devices_) {
-    for (const auto& [seq, e] : seqs) {
-      if (e.expected) ++r.expected;
-      if (e.expected && e.received == 0) ++r.lost;
-      if (!e.expected && e.received > 0) ++r.unexpected;
-      if (e.received > 1) r.duplicates += e.received - 1;
+  for (const auto& [device, boots] : devices_) {
+    for (const auto& [boot_id, seqs] : boots) {
+      for (const auto& [seq, e] : seqs) {
+        r.expected += e.expected;
+        if (e.received < e.expected) r.lost += e.expected - e.received;
+        if (e.expected == 0 && e.received > 0) ++r.unexpected;
+        // Copies of a reading that was never acknowledged are duplicates too (beyond the first).
+        const std::uint64_t allowed = std::max<std::uint64_t>(e.expected, 1);
+        if (e.received > allowed) r.duplicates += e.received - allowed;
+      }
     }
   }
   return r;
 }
+
+namespace {
+
+// `text` as a whole is an unsigned number that fits T.
+template <typename T>
+bool parse_unsigned(const std::string& text, T& out) {
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  return ec == std::errc() && ptr == text.data() + text.size();
+}
+
+}  // namespace
 
 std::expected<std::uint64_t, std::error_code> read_manifest(std::istream& in, Verifier& verifier) {
   std::string line;
@@ -54,18 +71,16 @@ std::expected<std::uint64_t, std::error_code> read_manifest(std::istream& in, Ve
     ++line_no;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     std::istringstream fields(line);
-    std::string device, seq_text, extra;
+    std::string device, seq_text, boot_text, extra;
     std::uint64_t seq = 0;
-    bool ok = static_cast<bool>(fields >> device >> seq_text) && !(fields >> extra);
-    if (ok) {
-      auto [ptr, ec] = std::from_chars(seq_text.data(), seq_text.data() + seq_text.size(), seq);
-      ok = ec == std::errc() && ptr == seq_text.data() + seq_text.size();
-    }
+    std::uint32_t boot_id = 0;
+    bool ok = static_cast<bool>(fields >> device >> seq_text) && parse_unsigned(seq_text, seq);
+    if (ok && fields >> boot_text) ok = parse_unsigned(boot_text, boot_id) && !(fields >> extra);
     if (!ok) {
-      spdlog::error("manifest line {}: expected \"DEVICE SEQ\", got \"{}\"", line_no, line);
+      spdlog::error("manifest line {}: expected \"DEVICE SEQ BOOT\" (or \"DEVICE SEQ\"), got \"{}\"", line_no, line);
       return std::unexpected(make_error_code(errc::bad_manifest));
     }
-    verifier.expect(device, seq);
+    verifier.expect(device, boot_id, seq);
     ++count;
   }
   if (in.bad()) return std::unexpected(make_error_code(errc::io_error));
@@ -82,11 +97,16 @@ std::expected<std::uint64_t, std::error_code> read_records(std::istream& in, Ver
     const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     const auto device = j.is_object() ? j.find("device") : j.end();
     const auto seq = j.is_object() ? j.find("device_seq") : j.end();
-    if (device == j.end() || seq == j.end() || !device->is_string() || !seq->is_number_unsigned()) {
-      spdlog::error("records line {}: expected a JSON object with \"device\" and \"device_seq\"", line_no);
+    const auto boot = j.is_object() ? j.find("boot_id") : j.end();
+    const bool boot_ok = boot == j.end() || (boot->is_number_unsigned() &&
+                                             boot->get<std::uint64_t>() <= std::numeric_limits<std::uint32_t>::max());
+    if (device == j.end() || seq == j.end() || !device->is_string() || !seq->is_number_unsigned() || !boot_ok) {
+      spdlog::error("records line {}: expected a JSON object with \"device\", \"device_seq\" (and \"boot_id\")",
+                    line_no);
       return std::unexpected(make_error_code(errc::bad_record));
     }
-    verifier.receive(device->get<std::string>(), seq->get<std::uint64_t>());
+    verifier.receive(device->get<std::string>(), boot == j.end() ? 0 : boot->get<std::uint32_t>(),
+                     seq->get<std::uint64_t>());
     ++count;
   }
   if (in.bad()) return std::unexpected(make_error_code(errc::io_error));
@@ -118,13 +138,13 @@ class BatchTally {
         ++stats_.duplicates_removed;
         continue;
       }
-      verifier_.receive(r.event.device.value, r.event.seq.value);
+      verifier_.receive(r.event.device.value, r.event.boot_id, r.event.seq.value);
       if (!first_copy) {
         ++stats_.duplicates;
         continue;
       }
       ++stats_.delivered;
-      auto [it, first] = last_device_seq_.try_emplace(r.event.device.value, r.event.seq.value);
+      auto [it, first] = last_device_seq_.try_emplace({r.event.device.value, r.event.boot_id}, r.event.seq.value);
       if (!first) {
         if (r.event.seq.value < it->second) {
           ++stats_.order_violations;
@@ -140,7 +160,8 @@ class BatchTally {
   Verifier& verifier_;
   bool dedup_;
   std::map<std::string, std::set<std::uint64_t>> seen_;    // gateway -> seqs
-  std::map<std::string, std::uint64_t> last_device_seq_;  // device -> highest device seq so far
+  // (device, boot id) -> highest device seq so far
+  std::map<std::pair<std::string, std::uint32_t>, std::uint64_t> last_device_seq_;
 };
 
 }  // namespace

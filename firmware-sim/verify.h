@@ -1,5 +1,9 @@
-// The verifier: compares the simulator's manifest (every message the broker acknowledged) with
+// The verifier: compares the simulator's manifest (every reading the broker acknowledged) with
 // the records that came out of the gateway, and counts what was lost, duplicated or unexpected.
+// A reading is identified by (device, boot id, seq). That identity is not unique over a run (a
+// device without a boot id that reboots, or a counter that wraps past all its values, numbers a
+// new reading as an old one), so both sides are multisets: per identity, the records upstream
+// must be as many as the manifest lines.
 // The records come from uplink-cat JSON lines (read_records) or straight from the Kafka topic,
 // decoded with the uplink's own reader and decoder (consume_kafka).
 //
@@ -20,12 +24,14 @@
 
 namespace gw::firmware_sim {
 
+// Counts over identities (device, boot id, seq); per identity, e = its manifest lines, r = its
+// records received.
 struct VerifyResult {
-  std::uint64_t expected = 0;    // distinct (device, seq) in the manifest
-  std::uint64_t received = 0;    // record lines read, copies included
-  std::uint64_t lost = 0;        // manifest entries never received
-  std::uint64_t duplicates = 0;  // extra copies of a (device, seq), manifest or not
-  std::uint64_t unexpected = 0;  // distinct (device, seq) received but not in the manifest (allowed)
+  std::uint64_t expected = 0;    // manifest entries (readings), sum of e
+  std::uint64_t received = 0;    // records read, copies included, sum of r
+  std::uint64_t lost = 0;        // sum of e - r where r < e
+  std::uint64_t duplicates = 0;  // sum of r - e where r > e > 0, and r - 1 for identities not in the manifest
+  std::uint64_t unexpected = 0;  // identities received but not in the manifest (allowed)
 
   bool ok() const { return lost == 0 && duplicates == 0; }
   // "verify: expected=N received=M lost=L duplicates=D unexpected=U"
@@ -34,26 +40,31 @@ struct VerifyResult {
 
 class Verifier {
  public:
-  void expect(std::string_view device, std::uint64_t seq);
-  void receive(std::string_view device, std::uint64_t seq);
+  // One reading acknowledged to the device (a manifest line); may be called again for the same
+  // identity, which then expects one more record.
+  void expect(std::string_view device, std::uint32_t boot_id, std::uint64_t seq);
+  // One record that came out of the gateway.
+  void receive(std::string_view device, std::uint32_t boot_id, std::uint64_t seq);
   VerifyResult result() const;
 
  private:
   struct Entry {
-    bool expected = false;
+    std::uint64_t expected = 0;
     std::uint64_t received = 0;
   };
-  std::unordered_map<std::string, std::unordered_map<std::uint64_t, Entry>> devices_;
+  using Seqs = std::unordered_map<std::uint64_t, Entry>;
+  std::unordered_map<std::string, std::unordered_map<std::uint32_t, Seqs>> devices_;  // device -> boot id -> seq
   std::uint64_t received_lines_ = 0;
 };
 
-// Reads manifest lines "DEVICE SEQ" into verifier.expect(); blank lines are ignored. Returns the
-// number of entries read, or errc::bad_manifest (the line number is logged).
+// Reads manifest lines "DEVICE SEQ BOOT" (BOOT: the boot id, 0 = none) into verifier.expect();
+// lines "DEVICE SEQ" (written before boot ids) read as boot 0; blank lines are ignored. Returns
+// the number of entries read, or errc::bad_manifest (the line number is logged).
 [[nodiscard]] std::expected<std::uint64_t, std::error_code> read_manifest(std::istream& in, Verifier& verifier);
 
-// Reads JSON lines as printed by uplink-cat ({"device":"dev-1","device_seq":N,...}) into
-// verifier.receive(); blank lines are ignored. Returns the number of records read, or
-// errc::bad_record (the line number is logged).
+// Reads JSON lines as printed by uplink-cat ({"device":"dev-1","device_seq":N,"boot_id":B,...};
+// no "boot_id" = 0) into verifier.receive(); blank lines are ignored. Returns the number of
+// records read, or errc::bad_record (the line number is logged).
 [[nodiscard]] std::expected<std::uint64_t, std::error_code> read_records(std::istream& in, Verifier& verifier);
 
 struct KafkaVerifyOptions {
@@ -72,7 +83,8 @@ struct KafkaVerifyStats {
   std::uint64_t bad_messages = 0;       // messages that did not decode
   std::uint64_t delivered = 0;          // distinct (gateway id, seq) records
   std::uint64_t duplicates = 0;         // extra copies of a (gateway id, seq): the uplink sent a record twice
-  std::uint64_t order_violations = 0;   // a device's record (first copy) with a lower device seq than an earlier one
+  std::uint64_t order_violations = 0;   // a record (first copy) with a lower device seq than an earlier one of its
+                                        // device and boot id (a wrap or a reboot without boot id counts too)
   std::uint64_t duplicates_removed = 0; // Pulsar: extra copies of a (gateway id, seq) dropped by the dedup
   std::uint64_t skipped_offsets = 0;    // Kafka: offsets the topic had dropped before they were read (lost= is then unproven)
   // "delivered=N lost=L duplicates=D redelivered=R order_violations=O bad_messages=B" (and

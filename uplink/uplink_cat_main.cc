@@ -7,7 +7,8 @@
 // down for a while are waited for, and the idle exit applies only once FILE exists.
 //
 // One line per record on stdout:
-//   {"gateway":"...","seq":N,"device":"...","device_seq":N,"time_ms":N,"metrics":{"temp":21.5}}
+//   {"gateway":"...","seq":N,"device":"...","device_seq":N,"boot_id":N,"time_ms":N,"metrics":{"temp":21.5}}
+// (boot_id 0 = the device sent none)
 // and one per aggregate of an aggregate batch (the aggregates topic):
 //   {"gateway":"...","seq":N,"type":"aggregate","id":N,"kind":"tumbling","scope":"device",
 //    "device":"...","metric":"temp","window_start_ms":N,"window_end_ms":N,"closed_at_ms":N,
@@ -105,6 +106,7 @@ void print_batch(const gw::uplink::Batch& batch, std::uint64_t max_records, std:
     j["seq"] = r.seq.value;
     j["device"] = r.event.device.value;
     j["device_seq"] = r.event.seq.value;
+    j["boot_id"] = r.event.boot_id;
     j["time_ms"] = r.event.time.ms;
     j["metrics"] = std::move(metrics);
     std::cout << dump(j) << '\n';

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks one policy's chaos run (tests/chaos/run.sh) from the files in its work directory:
 
-  manifest.txt      DEVICE SEQ per publish the broker acknowledged (firmware-sim --manifest)
+  manifest.txt      DEVICE SEQ BOOT per reading the broker acknowledged (firmware-sim --manifest)
   published.jsonl   every valid event published, as JSON (firmware-sim --record)
   records.jsonl     the telemetry topic, decoded (uplink-cat, consumed during the run)
   aggregates.jsonl  the aggregates topic, decoded (uplink-cat, consumed during the run)
@@ -46,7 +46,7 @@ def lines(name):
 
 acked = set()
 for line in lines("manifest.txt"):
-    dev, seq = line.split()
+    dev, seq = line.split()[:2]  # the run's devices send no boot id
     acked.add((dev, int(seq)))
 published = {}
 for line in lines("published.jsonl"):

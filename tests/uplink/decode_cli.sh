@@ -21,6 +21,7 @@ gw_track $!
 gw_wait_gateway_ready "$http_port" "$work/gateway.log"
 sim() { "$build/firmware-sim/firmware-sim" --broker "tcp://127.0.0.1:$mqtt_port" --qos 1 --rate 50 "$@" >/dev/null; }
 sim --devices 3 --count 20 --device-prefix sim-
+sim --devices 2 --count 10 --device-prefix boot- --boot-id  # the batches' boot_ids column
 gw_wait_caught_up "$http_port" 60 >/dev/null || gw_die "uplink did not catch up"
 data="$src/../shared/data/intel-lab-ibrl"
 if [[ -d $data ]]; then
@@ -64,8 +65,9 @@ for run, (dev, n) in enumerate(zip(b["devices"], b["run_lengths"])):
                 value = struct.unpack("<d", struct.pack("<Q", v))[0]
             prev[m], nxt[m] = (run, v), i + 1
             metrics[b["metric_names"][m]] = value
-        out.append({"gateway": b["gateway_id"], "seq": seq, "device": dev, "device_seq": dseq, "time_ms": t,
-                    "metrics": metrics})
+        boot = b["boot_ids"][j] if b.get("boot_ids") else 0
+        out.append({"gateway": b["gateway_id"], "seq": seq, "device": dev, "device_seq": dseq, "boot_id": boot,
+                    "time_ms": t, "metrics": metrics})
         j += 1
 for r in sorted(out, key=lambda r: r["seq"]):
     print(json.dumps(r))

@@ -1,0 +1,69 @@
+// Helpers of the simulator's tests: a subscriber on a real mosquitto that keeps every message the
+// simulator publishes, decoded without the gateway's checks (ingest's decoders refuse seq 0 today),
+// and a reader of the simulator's manifest.
+//
+// Thread-safety: one thread at a time.
+#pragma once
+
+#include <chrono>
+#include <compare>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ingest/event.h"
+
+namespace mqtt {
+class async_client;
+}
+
+namespace gw::firmware_sim::test {
+
+// One message as the simulator sent it.
+struct Sent {
+  std::string topic;
+  std::string payload;
+  bool json = false;
+  bool has_seq = false;  // JSON: the "seq" field is there (FlatBuffers leaves out a seq of 0: always true)
+  ingest::Event event;
+};
+
+// Decodes a payload as the simulator writes it (a Telemetry FlatBuffer or JSON); nullopt for
+// anything else (the malformed ones).
+std::optional<Sent> parse_sent(const std::string& payload);
+
+// A QoS 1 subscriber to devices/+/telemetry, connected and subscribed when the constructor returns.
+class Capture {
+ public:
+  explicit Capture(const std::string& broker_url, const std::string& client_id = "test-capture");
+  ~Capture();
+  Capture(const Capture&) = delete;
+  Capture& operator=(const Capture&) = delete;
+
+  // Waits (at most `timeout`) until `count` more messages came; returns the ones of them that
+  // decode, in the order they arrived. undecodable() counts the others, ever.
+  std::vector<Sent> take(std::size_t count, std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  std::size_t undecodable() const { return undecodable_; }
+
+ private:
+  std::unique_ptr<mqtt::async_client> client_;
+  std::size_t undecodable_ = 0;
+};
+
+struct ManifestLine {
+  std::string device;
+  std::uint64_t seq = 0;
+  std::uint32_t boot_id = 0;
+  auto operator<=>(const ManifestLine&) const = default;
+};
+
+// The manifest's lines "DEVICE SEQ BOOT" in file order; throws std::runtime_error on another line.
+std::vector<ManifestLine> read_manifest_lines(const std::filesystem::path& path);
+
+// The whole file.
+std::string slurp(const std::filesystem::path& path);
+
+}  // namespace gw::firmware_sim::test
