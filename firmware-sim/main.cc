@@ -150,6 +150,9 @@ int main(int argc, char** argv) {
   pub->add_option("--jitter-ms", jitter_ms, "Delay each send by up to MS (uniform)")->check(CLI::NonNegativeNumber);
   pub->add_option("--reorder", opt.reorder_window, "Send each device's events shuffled within windows of N")
       ->check(CLI::NonNegativeNumber);
+  pub->add_option("--conflicts", opt.conflict_rate,
+                  "Probability that a reading is followed by one with its identity (seq, boot id) and other values")
+      ->check(CLI::Range(0.0, 1.0));
   pub->add_option("--duplicates", opt.duplicate_rate, "Probability that a message is published twice")
       ->check(CLI::Range(0.0, 1.0));
   pub->add_option("--offline", opt.offline_rate, "Per event: probability that its device goes offline")

@@ -31,7 +31,7 @@ using Clock = std::chrono::steady_clock;
 
 // Why a copy of a reading was sent. The first acknowledged copy of a reading is the reading;
 // each later one counts as an injected duplicate of its kind.
-enum class CopyKind { original, duplicate, retransmit, multi_gateway };
+enum class CopyKind { original, duplicate, retransmit, multi_gateway, conflict };
 
 // One reading, shared by every copy of it that is in flight.
 struct Reading {
@@ -258,6 +258,7 @@ void Run::acknowledged(const InFlight& f) {
       case CopyKind::duplicate: ++result_.injected.duplicate_copies; break;
       case CopyKind::retransmit: ++result_.injected.retransmits; break;
       case CopyKind::multi_gateway: ++result_.injected.multi_gateway_copies; break;
+      case CopyKind::conflict: ++result_.injected.conflicts; break;
       case CopyKind::original: break;  // not reached: the original is the first copy published
     }
     return;
@@ -317,6 +318,12 @@ void Run::send_reading(const std::shared_ptr<Reading>& reading) {
   if (options_.duplicate_rate > 0 && unit_(rng_) < options_.duplicate_rate) {
     ++result_.duplicates;
     send(device, payload, reading, CopyKind::duplicate);
+  }
+  if (options_.conflict_rate > 0 && !reading->event.metrics.empty() && unit_(rng_) < options_.conflict_rate) {
+    // The same identity right behind it on the same connection, with other values.
+    ingest::Event other = reading->event;
+    other.metrics.front().value += 1;
+    send(device, encode(device, other), reading, CopyKind::conflict);
   }
   if (reading->retransmit_after.count() > 0) schedule(reading);
 }
@@ -494,8 +501,8 @@ std::string PublishResult::summary() const {
 }
 
 std::string Injected::summary() const {
-  return fmt::format("injected: duplicates={} retransmits={} multi_gateway_copies={} reboots={} wraps={}", duplicates(),
-                     retransmits, multi_gateway_copies, reboots, wraps);
+  return fmt::format("injected: duplicates={} retransmits={} multi_gateway_copies={} conflicts={} reboots={} wraps={}",
+                     duplicates(), retransmits, multi_gateway_copies, conflicts, reboots, wraps);
 }
 
 std::string Injected::json() const {
@@ -504,6 +511,7 @@ std::string Injected::json() const {
   j["duplicate_copies"] = duplicate_copies;
   j["retransmits"] = retransmits;
   j["multi_gateway_copies"] = multi_gateway_copies;
+  j["conflicts"] = conflicts;
   j["reboots"] = reboots;
   j["wraps"] = wraps;
   return j.dump();

@@ -53,6 +53,9 @@ struct PublishOptions {
   std::chrono::milliseconds jitter{0};  // each send is delayed by up to this (uniform)
   std::uint32_t reorder_window = 0;    // a device sends its pending events shuffled within this many
   double duplicate_rate = 0;           // probability that a message is published twice (same bytes)
+  // Probability that a device reuses a reading's identity (seq, boot id) right after it for other
+  // values (its first metric + 1): the gateway keeps that copy as a conflicting_duplicate dead letter.
+  double conflict_rate = 0;
   double offline_rate = 0;             // per event: probability that its device goes offline ...
   std::chrono::milliseconds offline_for{5000};  // ... for this long, buffering, then catches up in a burst
   std::chrono::milliseconds clock_skew{0};      // each device's clock is off by a constant in +-this
@@ -76,14 +79,16 @@ struct Injected {
   std::uint64_t duplicate_copies = 0;  // extra copies from duplicate_rate (same bytes)
   std::uint64_t retransmits = 0;       // extra copies from SequenceOptions::retransmit_rate (a later time_ms)
   std::uint64_t multi_gateway_copies = 0;  // extra copies through gateways 2..N (same bytes)
+  std::uint64_t conflicts = 0;  // copies with the same identity and other values (conflict_rate), acknowledged
   std::uint64_t reboots = 0;  // per device: its boots with an acknowledged reading, less one
   std::uint64_t wraps = 0;    // per boot: counter wraps between its first and last acknowledged reading
 
   // Every extra acknowledged copy: what the gateway's duplicates_total should grow by.
   std::uint64_t duplicates() const { return duplicate_copies + retransmits + multi_gateway_copies; }
-  // "injected: duplicates=D retransmits=R multi_gateway_copies=M reboots=B wraps=W"
+  // "injected: duplicates=D retransmits=R multi_gateway_copies=M conflicts=X reboots=B wraps=W"
   std::string summary() const;
-  // {"duplicates":D,"duplicate_copies":C,"retransmits":R,"multi_gateway_copies":M,"reboots":B,"wraps":W}
+  // {"duplicates":D,"duplicate_copies":C,"retransmits":R,"multi_gateway_copies":M,"conflicts":X,"reboots":B,
+  //  "wraps":W}
   std::string json() const;
 };
 

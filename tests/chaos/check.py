@@ -17,6 +17,9 @@ import os
 import re
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
+import aggregates_reference  # noqa: E402
+
 ap = argparse.ArgumentParser()
 ap.add_argument("--policy", required=True)
 ap.add_argument("--work", required=True)
@@ -138,18 +141,8 @@ def window_of(t):
     return t - t % args.window_ms
 
 
-ref = {}
-for k in acked:
-    e = published.get(k)
-    if e is None or k in late_keys:
-        continue
-    ws = window_of(e["time_ms"])
-    for metric, value in e["metrics"].items():
-        a = ref.setdefault((e["device"], metric, ws), [0, 0.0, math.inf, -math.inf])
-        a[0] += 1
-        a[1] += value
-        a[2] = min(a[2], value)
-        a[3] = max(a[3], value)
+ref = aggregates_reference.fold((published[k] for k in acked if k in published and k not in late_keys),
+                                args.window_ms)
 
 agg_seqs = collections.Counter()
 got = {}

@@ -11,6 +11,7 @@
 set -euo pipefail
 build=$1 src=$2 devices=${3:-10} count=${4:-300}
 source "$src/tests/e2e/lib.sh"
+source "$src/tests/e2e/uplink_lib.sh"
 work=$(mktemp -d /tmp/gw-e2e-agg.XXXXXX)
 trap 'gw_stop_all; [[ ${KEEP:-} ]] || rm -rf "$work"' EXIT
 expected=$((devices * count))
@@ -51,20 +52,8 @@ acked=$(wc -l <"$work/manifest.txt")
 
 # Wait (bounded) until every window closed and both sinks and the windowing cursor reached the
 # buffer's last seq (the stage's aggregate records move it), twice in a row.
-status="" settled=0
-for ((i = 0; i < 300 && settled < 2; i++)); do
-  sleep 0.2
-  status=$(gw_http "http://127.0.0.1:$http_port/status" || true)
-  if jq -e --argjson n "$expected" '.windowing.events >= $n and .windowing.open_windows == 0
-        and .windowing.acked_seq == .buffer.last_seq
-        and .uplink.kafka.last_acked_seq == .buffer.last_seq
-        and .uplink.kafka_aggregates.last_acked_seq == .buffer.last_seq' <<<"$status" >/dev/null 2>&1; then
-    settled=$((settled + 1))
-  else
-    settled=0
-  fi
-done
-((settled >= 2)) || { echo "$status" >&2; gw_die "windows did not all close, or a sink did not catch up"; }
+status=$(gw_wait_windows_settled "$http_port" ".windowing.events >= $expected") \
+  || { echo "$status" >&2; gw_die "windows did not all close, or a sink did not catch up"; }
 closed=$(jq -r '.windowing.windows_closed' <<<"$status")
 late=$(jq -r '.windowing.late_events' <<<"$status")
 agg_acked=$(jq -r '.uplink.kafka_aggregates.records_acked' <<<"$status")

@@ -47,6 +47,26 @@ gw_wait_caught_up() {
   return 1
 }
 
+# gw_wait_windows_settled HTTP_PORT [JQ_CONDITION]: until every window closed and the windowing cursor
+# and both Kafka sinks (raw and aggregates) reached the buffer's last seq, and JQ_CONDITION (on the
+# status) holds, twice in a row 0.2 s apart (bounded: 60 s, scaled). Prints the last status.
+gw_wait_windows_settled() {
+  local port=$1 extra=${2:-true} status="" settled=0 i
+  for ((i = 0; i < $(gw_scaled 300) && settled < 2; i++)); do
+    sleep 0.2
+    status=$(gw_http "http://127.0.0.1:$port/status" || true)
+    if jq -e ".windowing.open_windows == 0 and .windowing.acked_seq == .buffer.last_seq
+          and .uplink.kafka.last_acked_seq == .buffer.last_seq
+          and .uplink.kafka_aggregates.last_acked_seq == .buffer.last_seq and ($extra)" <<<"$status" >/dev/null 2>&1; then
+      settled=$((settled + 1))
+    else
+      settled=0
+    fi
+  done
+  echo "$status"
+  ((settled >= 2))
+}
+
 # gw_start_verifier BUILD WORK BOOTSTRAP [VERIFY FLAGS...]: firmware-sim verify consuming the
 # telemetry topic while the run goes, until WORK/done exists (then 2 s idle); output in
 # WORK/verify.out. Tracked; sets verify_pid in the caller's shell (call it directly).

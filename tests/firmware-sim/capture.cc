@@ -40,10 +40,10 @@ std::optional<Sent> parse_flatbuffer(const std::string& payload) {
   if (!ingest::fb::VerifyTelemetryBuffer(verifier)) return std::nullopt;
   const auto* t = ingest::fb::GetTelemetry(bytes);
   Sent s;
-  s.has_seq = true;
+  s.has_seq = t->seq().has_value();  // stored also when 0 (ingest/FORMAT.md)
   ingest::Event& e = s.event;
   e.device.value = t->device_id()->str();
-  e.seq.value = t->seq();
+  e.seq.value = t->seq().value_or(0);
   e.time.ms = t->time_ms();
   e.boot_id = t->boot_id();
   if (t->metrics() != nullptr) {

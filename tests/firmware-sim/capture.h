@@ -27,7 +27,7 @@ struct Sent {
   std::string topic;
   std::string payload;
   bool json = false;
-  bool has_seq = false;  // JSON: the "seq" field is there (FlatBuffers leaves out a seq of 0: always true)
+  bool has_seq = false;  // the "seq" field is there (FlatBuffers stores it also when 0: ingest/FORMAT.md)
   ingest::Event event;
 };
 

@@ -57,7 +57,7 @@ struct Fleet {
     REQUIRE(r.has_value());
     CHECK(r->failed == 0);
     CHECK(r->acked == readings);
-    const std::size_t messages = readings + r->injected.duplicates();
+    const std::size_t messages = readings + r->injected.duplicates() + r->injected.conflicts;
     auto got = capture.take(messages);
     REQUIRE(got.size() == messages);
     return {*r, std::move(got)};
@@ -265,7 +265,7 @@ TEST_CASE("publish --seq-bits 8: the counter wraps 255 to 0, the manifest repeat
   }));
   CHECK(verify_against(f.opt.manifest, less).lost == 1);
   CHECK(slurp(f.opt.injected) ==
-        R"({"duplicates":0,"duplicate_copies":0,"retransmits":0,"multi_gateway_copies":0,"reboots":0,"wraps":2})"
+        R"({"duplicates":0,"duplicate_copies":0,"retransmits":0,"multi_gateway_copies":0,"conflicts":0,"reboots":0,"wraps":2})"
         "\n");
 }
 
@@ -403,6 +403,29 @@ TEST_CASE("publish --retransmit: a copy with the same seq, boot id and values an
   CHECK(verify_against(f.opt.manifest, got).duplicates == r.injected.retransmits);
 }
 
+TEST_CASE("publish --conflicts: the same identity right after a reading, with other values, counted") {
+  Fleet f(3, 50);
+  f.opt.seed = 6;
+  f.opt.format = PayloadFormat::mixed;
+  f.opt.conflict_rate = 0.2;
+  const auto [r, got] = f.run(150);
+  CHECK(r.injected.conflicts > 10);
+  CHECK(r.injected.duplicates() == 0);
+  std::uint64_t conflicts = 0;
+  for (const auto& [device, msgs] : by_device(got)) {
+    for (std::size_t i = 1; i < msgs.size(); ++i) {
+      if (msgs[i].event.seq != msgs[i - 1].event.seq) continue;
+      ++conflicts;
+      CHECK(msgs[i].event.boot_id == msgs[i - 1].event.boot_id);
+      CHECK(msgs[i].event.time == msgs[i - 1].event.time);
+      CHECK(msgs[i].event.metrics != msgs[i - 1].event.metrics);
+      CHECK(msgs[i].event.metrics.front().value == msgs[i - 1].event.metrics.front().value + 1);
+    }
+  }
+  CHECK(conflicts == r.injected.conflicts);
+  CHECK(read_manifest_lines(f.opt.manifest).size() == 150);  // readings, not the conflicting copies
+}
+
 TEST_CASE("publish --retransmit --reboot: a reboot loses the pending retransmissions") {
   Fleet f(1, 300);
   f.opt.seed = 6;
@@ -514,7 +537,7 @@ TEST_CASE("the firmware-sim program with every device behaviour - injected line 
   CHECK(n("duplicates") == n("duplicate_copies") + n("retransmits") + n("multi_gateway_copies"));
   std::ostringstream line;
   line << "injected: duplicates=" << n("duplicates") << " retransmits=" << n("retransmits")
-       << " multi_gateway_copies=" << n("multi_gateway_copies") << " reboots=" << n("reboots")
+       << " multi_gateway_copies=" << n("multi_gateway_copies") << " conflicts=0 reboots=" << n("reboots")
        << " wraps=" << n("wraps") << "\npublished=" << 900 + n("duplicates") << " acked=900 failed=0 ";
   CHECK(slurp(out).starts_with(line.str()));
 

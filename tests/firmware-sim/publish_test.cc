@@ -244,7 +244,7 @@ TEST_CASE("the firmware-sim program publishes, prints its summary and verifies")
     CHECK(*rc == 0);
   }
   const std::string summary = slurp(out);
-  CHECK(summary.starts_with("injected: duplicates=0 retransmits=0 multi_gateway_copies=0 reboots=0 wraps=0\n"
+  CHECK(summary.starts_with("injected: duplicates=0 retransmits=0 multi_gateway_copies=0 conflicts=0 reboots=0 wraps=0\n"
                             "published=10 acked=10 failed=0 duplicates=0 malformed=0 offline_episodes=0 elapsed_s="));
 
   // Records as uplink-cat would print them: all but dev-2 seq 5, and one duplicate.
