@@ -53,11 +53,6 @@ gw_stop_all() {
   for pid in "${GW_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   GW_PIDS=()
-
-# gw_scaled N: N times GW_TEST_TIME_SCALE (an integer, default 1; toolchains/sanitize.sh raises it
-# because sanitizers slow every process 2-15x). Bounds of waits go through it, so that a slower
-# build waits longer; what a test checks does not change.
-gw_scaled() { echo $(($1 * ${GW_TEST_TIME_SCALE:-1})); }
 }
 
 # gw_start_mosquitto DIR PORT CONF_TEMPLATE: a private mosquitto on 127.0.0.1:PORT with its data in DIR.
