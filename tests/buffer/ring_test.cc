@@ -651,11 +651,12 @@ using gw::buffer::TableWrite;
 // A consumer that commits side tables with its cursor in one Ring::commit, shaped like the windowing
 // stage (windowing/stage.cc): each commit rewrites its state (a value per device and its counters),
 // adds results (each also appended as an aggregate record, with an index entry) and late events,
-// and deletes the oldest results and late events beyond a cap. Like the stage after a restart,
-// restore() reads back only the state table; results and late events are not read again.
+// and deletes the oldest results and late events beyond a cap (its max_results and max_late). Like
+// the stage after a restart, restore() reads back only the state table; results and late events
+// are not read again.
 class TableConsumer {
  public:
-  static constexpr std::uint64_t kCap = 400;  // results and late events kept (the chaos run's max_results)
+  explicit TableConsumer(std::uint64_t cap) : cap_(cap) {}
 
   void restore(const Ring& ring) {
     auto state = ring.table_scan("t.state", {}, 1000);
@@ -689,11 +690,11 @@ class TableConsumer {
       append.push_back(RecordIn{RecordType::aggregate, keep.emplace_back(value)});
     }
     for (int i = 0; i < late; ++i) put("t.late", id_key(n_.next_late++), std::vector<std::uint8_t>(100, 0x5A));
-    for (; n_.next_result - n_.oldest_result > kCap; ++n_.oldest_result) {
+    for (; n_.next_result - n_.oldest_result > cap_; ++n_.oldest_result) {
       del("t.res", id_key(n_.oldest_result));
       del("t.idx", bytes_of(tagged("idx", n_.oldest_result % 20, n_.oldest_result)));
     }
-    for (; n_.next_late - n_.oldest_late > kCap; ++n_.oldest_late) del("t.late", id_key(n_.oldest_late));
+    for (; n_.next_late - n_.oldest_late > cap_; ++n_.oldest_late) del("t.late", id_key(n_.oldest_late));
     std::vector<std::uint8_t> meta(sizeof n_);
     std::memcpy(meta.data(), &n_, sizeof n_);
     put("t.state", bytes_of("meta"), std::move(meta));
@@ -707,6 +708,7 @@ class TableConsumer {
     return k;
   }
 
+  std::uint64_t cap_;
   struct Counters {
     std::uint64_t next_result = 0, oldest_result = 0, next_late = 0, oldest_late = 0;
   } n_;
@@ -757,7 +759,11 @@ TEST_CASE("overflow block at the smallest max_bytes: a consumer with side tables
   auto ring = open_ring(options);
   REQUIRE(ring->register_cursor("windowing").has_value());
   REQUIRE(ring->register_cursor("kafka").has_value());
-  TableConsumer consumer;
+  // Results and late events kept: the chaos run keeps 400 results; 1200 of each no longer fit in
+  // 1 MiB beside the aggregate records of a sink that is down.
+  const std::uint64_t cap = GENERATE(std::uint64_t{100}, std::uint64_t{400}, std::uint64_t{800});
+  CAPTURE(cap);
+  TableConsumer consumer(cap);
   auto blocked = [&] { return ring->stats().blocked_appends > 0; };
   // Both cursors done up to here and all of it trimmed; then the sink goes down and the consumer
   // stops committing while appends fill the store until they wait.
@@ -769,10 +775,8 @@ TEST_CASE("overflow block at the smallest max_bytes: a consumer with side tables
     REQUIRE(eventually(blocked));
   };
 
-  // The side tables at their caps first (with records appended alongside).
-  const std::vector<std::uint8_t> payload(200, 0x22);
-  for (int round = 0; round < 60; ++round) {
-    REQUIRE(ring->append(std::vector<RecordIn>(10, RecordIn{RecordType::telemetry, payload})).has_value());
+  // The side tables at their caps first.
+  for (std::uint64_t round = 0; round < cap / 8 + 10; ++round) {
     REQUIRE(consumer.commit(*ring, ring->last_seq(), 8, 8).has_value());
   }
   {
