@@ -145,25 +145,27 @@ gw_wait_gateway_ready() {
 # sends COPIES (default 1) QoS 1 messages on the topic of each device of MANIFEST
 # (devices/DEVICE/telemetry) whose payload is not telemetry, so that ingest puts them in its dead
 # letters (GET /dlq lists them). The broker sends a topic's QoS 1 messages to a session in the order
-# it received them, resending first what was in flight on a connection that died, and ingest stores
-# each message, or its dead letter, before it acknowledges it, one at a time in that order: once a
-# device's marker is listed, everything acknowledged on its topic before it is stored. With
-# [mqtt] sessions = N > 1 (one shared subscription) mosquitto hands the group's messages to its
-# members in turn, so COPIES = N markers sent back to back, while every session is subscribed,
-# reach each session once. Writes the markers' payloads as hex (as /dlq shows them) to WORK/markers.
+# it received them, resending first what was in flight on a connection that died (MQTT 3.1.1, 4.4
+# and 4.6), and ingest stores each message, or its dead letter, before it acknowledges it, one at a
+# time in that order: once a device's marker is listed, everything acknowledged on its topic before
+# it is stored. With [mqtt] sessions = N > 1 (one shared subscription) mosquitto hands the group's
+# messages to its members in turn, so COPIES = N markers sent back to back, while every session is
+# subscribed, reach each session once. Writes the markers' payloads as hex (as /dlq shows them) to
+# WORK/markers.
 gw_publish_markers() {
-  local port=$1 manifest=$2 work=$3 copies=${4:-1} device i payloads
+  local port=$1 manifest=$2 work=$3 copies=${4:-1} device i p payloads
   : >"$work/markers"
   for device in $(awk '{ print $1 }' "$manifest" | sort -u); do
     payloads=()
     for ((i = 1; i <= copies; i++)); do payloads+=("gw-marker $device $i $$-$RANDOM"); done
     printf '%s\n' "${payloads[@]}" |
       timeout "$(gw_scaled 10)" mosquitto_pub -p "$port" -q 1 -t "devices/$device/telemetry" -l || return 1
-    for i in "${payloads[@]}"; do printf '%s' "$i" | od -An -v -tx1 | tr -d ' \n'; echo; done >>"$work/markers"
+    for p in "${payloads[@]}"; do printf '%s' "$p" | od -An -v -tx1 | tr -d ' \n'; echo; done >>"$work/markers"
   done
 }
 
-# gw_markers_stored BASE_URL WORK: true once every marker of WORK/markers is in the dead letters.
+# gw_markers_stored BASE_URL WORK: true once every marker of WORK/markers is among the newest 1000
+# dead letters (the markers are the last ones once the devices have stopped).
 gw_markers_stored() {
   local base=$1 work=$2 found
   found=$(gw_http "$base/dlq?limit=1000" 2>/dev/null | jq -r '.[].raw_hex' 2>/dev/null | grep -cxFf "$work/markers") || true
