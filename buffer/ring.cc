@@ -390,7 +390,8 @@ class LmdbRing final : public Ring {
   LmdbRing(const LmdbRing&) = delete;
   LmdbRing& operator=(const LmdbRing&) = delete;
 
-  // Opens the named databases and loads the counters: a fixed number of lookups (no scan).
+  // Opens the named databases (and the side tables, at most kMaxTables) and loads the counters: a
+  // bounded number of lookups, whatever the number of records.
   std::expected<void, std::error_code> init() {
     MDB_txn* raw = nullptr;
     if (int rc = mdb_txn_begin(env_, nullptr, 0, &raw); rc != 0)
@@ -424,25 +425,45 @@ class LmdbRing final : public Ring {
     auto last_stored = edge_key(txn.get(), MDB_LAST);
     if (!last_stored) return std::unexpected(last_stored.error());
     if (*last_stored) next_seq = std::max(next_seq, **last_stored + 1);
-    // A consumer that commits with commit() (it has side tables) gets its reserve from the start:
-    // after a restart, appends could otherwise fill the store before its first commit, which then
-    // finds no page, so nothing is acknowledged and nothing trimmed (found by tests/chaos).
+    // The side tables (of the consumers that commit with commit(), e.g. the windowing stage) are
+    // opened here, so that appends count their pages against the budget (other_pages_of) from the
+    // start, and those consumers get their reserve from the start. A table left unopened until its
+    // consumer touched it again after a restart did not count: appends filled the room its pages
+    // take, and the consumer's first commit since the restart found no page, so nothing was
+    // acknowledged and nothing trimmed (tests/buffer: "overflow block at the smallest max_bytes").
+    std::vector<std::pair<std::string, MDB_dbi>> tables;
     {
       MDB_dbi main_dbi = 0;
-      MDB_cursor* cur = nullptr;
-      if (mdb_dbi_open(txn.get(), nullptr, 0, &main_dbi) == 0 && mdb_cursor_open(txn.get(), main_dbi, &cur) == 0) {
-        MDB_val key{2, const_cast<char*>("t:")}, val;
-        if (mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE) == 0 && key.mv_size >= 2 &&
-            std::memcmp(key.mv_data, "t:", 2) == 0) {
-          consumer_reserve_pages_ = initial_consumer_reserve();
-        }
-        mdb_cursor_close(cur);
+      if (int rc = mdb_dbi_open(txn.get(), nullptr, 0, &main_dbi); rc != 0) {
+        return std::unexpected(lmdb_error(rc, "dbi_open (main)"));
+      }
+      MDB_cursor* c_raw = nullptr;
+      if (int rc = mdb_cursor_open(txn.get(), main_dbi, &c_raw); rc != 0) {
+        return std::unexpected(lmdb_error(rc, "cursor_open (main)"));
+      }
+      CursorGuard cursor(c_raw);
+      MDB_val key{2, const_cast<char*>("t:")}, val;
+      for (int rc = mdb_cursor_get(cursor.get(), &key, &val, MDB_SET_RANGE);
+           rc == 0 && key.mv_size > 2 && std::memcmp(key.mv_data, "t:", 2) == 0 && tables.size() < kMaxTables;
+           rc = mdb_cursor_get(cursor.get(), &key, &val, MDB_NEXT)) {
+        tables.emplace_back(std::string(static_cast<const char*>(key.mv_data) + 2, key.mv_size - 2), 0);
       }
     }
+    for (auto& [name, dbi] : tables) {
+      const std::string db_name = "t:" + name;
+      if (int rc = mdb_dbi_open(txn.get(), db_name.c_str(), 0, &dbi); rc != 0) {
+        return std::unexpected(lmdb_error(rc, "dbi_open (table)"));
+      }
+    }
+    if (!tables.empty()) consumer_reserve_pages_ = initial_consumer_reserve();
     if (int rc = txn.commit(); rc != 0) return std::unexpected(lmdb_error(rc, "commit"));
     last_seq_.store(next_seq - 1);
     evicted_total_.store(evicted->value_or(0));
     quarantined_total_.store(quarantined->value_or(0));
+    {
+      std::lock_guard lock(tables_mutex_);  // handles are valid from the commit on
+      for (auto& [name, dbi] : tables) tables_.emplace(std::move(name), dbi);
+    }
 
     if (options_.durability == Durability::os) sync_thread_ = std::thread([this] { sync_loop(); });
     return {};

@@ -6,6 +6,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
+#include <deque>
+#include <expected>
+#include <optional>
+#include <span>
+#include <string_view>
 #include <cstdio>
 #include <stop_token>
 #include <catch2/catch.hpp>
@@ -635,4 +641,179 @@ TEST_CASE("stats report records, bytes, bounds, age and cursor lag") {
   CHECK(s.cursors[0].name == "w");
   CHECK(s.cursors[0].acked == Seq{2});
   CHECK(s.cursors[0].lag == 3);
+}
+
+namespace {
+
+using gw::buffer::ConsumerCommit;
+using gw::buffer::TableWrite;
+
+// A consumer that commits side tables with its cursor in one Ring::commit, shaped like the windowing
+// stage (windowing/stage.cc): each commit rewrites its state (a value per device and its counters),
+// adds results (each also appended as an aggregate record, with an index entry) and late events,
+// and deletes the oldest results and late events beyond a cap (its max_results and max_late). Like
+// the stage after a restart, restore() reads back only the state table; results and late events
+// are not read again.
+class TableConsumer {
+ public:
+  explicit TableConsumer(std::uint64_t cap) : cap_(cap) {}
+
+  void restore(const Ring& ring) {
+    auto state = ring.table_scan("t.state", {}, 1000);
+    REQUIRE(state.has_value());
+    for (const auto& e : *state) {
+      if (e.key != bytes_of("meta")) continue;
+      REQUIRE(e.value.size() == sizeof n_);
+      std::memcpy(&n_, e.value.data(), sizeof n_);
+    }
+  }
+
+  // Commits the cursor at `upto` with `results` new results (and aggregate records) and `late` new
+  // late events.
+  std::expected<std::vector<Seq>, std::error_code> commit(Ring& ring, Seq upto, int results, int late) {
+    std::deque<std::vector<std::uint8_t>> keep;  // everything the transaction references
+    std::vector<TableWrite> writes;
+    std::vector<RecordIn> append;
+    auto put = [&](std::string_view table, std::vector<std::uint8_t> key, std::vector<std::uint8_t> value) {
+      const auto& k = keep.emplace_back(std::move(key));
+      writes.push_back({table, k, std::span<const std::uint8_t>(keep.emplace_back(std::move(value)))});
+    };
+    auto del = [&](std::string_view table, std::vector<std::uint8_t> key) {
+      writes.push_back({table, keep.emplace_back(std::move(key)), std::nullopt});
+    };
+    const std::vector<std::uint8_t> value(160, 0xA5);
+    for (int d = 0; d < 20; ++d) put("t.state", bytes_of(tagged("dev", d)), value);
+    for (int i = 0; i < results; ++i) {
+      const std::uint64_t id = n_.next_result++;
+      put("t.res", id_key(id), value);
+      put("t.idx", bytes_of(tagged("idx", id % 20, id)), {1});
+      append.push_back(RecordIn{RecordType::aggregate, keep.emplace_back(value)});
+    }
+    for (int i = 0; i < late; ++i) put("t.late", id_key(n_.next_late++), std::vector<std::uint8_t>(100, 0x5A));
+    for (; n_.next_result - n_.oldest_result > cap_; ++n_.oldest_result) {
+      del("t.res", id_key(n_.oldest_result));
+      del("t.idx", bytes_of(tagged("idx", n_.oldest_result % 20, n_.oldest_result)));
+    }
+    for (; n_.next_late - n_.oldest_late > cap_; ++n_.oldest_late) del("t.late", id_key(n_.oldest_late));
+    std::vector<std::uint8_t> meta(sizeof n_);
+    std::memcpy(meta.data(), &n_, sizeof n_);
+    put("t.state", bytes_of("meta"), std::move(meta));
+    return ring.commit(ConsumerCommit{"windowing", upto, writes, append});
+  }
+
+ private:
+  static std::vector<std::uint8_t> id_key(std::uint64_t id) {  // newest first, as the stage keys them
+    std::vector<std::uint8_t> k(8);
+    for (std::size_t i = 8; i-- > 0; id >>= 8) k[i] = static_cast<std::uint8_t>(~id & 0xff);
+    return k;
+  }
+
+  std::uint64_t cap_;
+  struct Counters {
+    std::uint64_t next_result = 0, oldest_result = 0, next_late = 0, oldest_late = 0;
+  } n_;
+};
+
+// Appends batches of telemetry records on its own thread until destroyed; counts what it stored.
+class Appender {
+ public:
+  explicit Appender(Ring& ring) : thread_([this, &ring] {
+    const std::vector<std::uint8_t> payload(200, 0x11);
+    const std::vector<RecordIn> batch(10, RecordIn{RecordType::telemetry, payload});
+    for (int i = 0; i < 1'000'000 && !stop_.stop_requested(); ++i) {
+      auto r = ring.append(batch, stop_.get_token());
+      if (!r) return;
+      appended_ += r->size();
+    }
+  }) {}
+  ~Appender() {
+    stop_.request_stop();
+    thread_.join();
+  }
+  Appender(const Appender&) = delete;
+  Appender& operator=(const Appender&) = delete;
+  std::uint64_t appended() const { return appended_.load(); }
+
+ private:
+  std::stop_source stop_;
+  std::atomic<std::uint64_t> appended_{0};
+  std::thread thread_;
+};
+
+}  // namespace
+
+// README "buffer": a very small store under block could deadlock once records filled it and the
+// consumer with side tables could not commit even once (nothing acknowledged, nothing trimmed).
+// Here at the smallest max_bytes the config accepts (gateway/config.cc: buffer.max_bytes >= 1 MiB),
+// with a sink that is down (it does not ack) and a side-table consumer: appends run until they
+// wait; the consumer must still commit (appending aggregate records, as the stage does), and once
+// the sink acks, the trim must let appends resume. Then, three times, what a SIGKILL leaves: the
+// ring is closed while appends wait (both cursors at the start of what is stored) and opened again;
+// the consumer restores only its state and commits results without moving its cursor (windows
+// closing by time); the sink acks everything, so the consumer is the slowest cursor, and its commit
+// that moves its cursor must be what lets appends resume.
+TEST_CASE("overflow block at the smallest max_bytes: a consumer with side tables still commits when appends wait, also after a reopen") {
+  TempDir dir;
+  const Options options{.path = dir.str(), .max_bytes = 1ull << 20, .durability = Durability::os,
+                        .overflow = gw::buffer::Overflow::block};
+  auto ring = open_ring(options);
+  REQUIRE(ring->register_cursor("windowing").has_value());
+  REQUIRE(ring->register_cursor("kafka").has_value());
+  // Results and late events kept: the chaos run keeps 400 results; 1200 of each no longer fit in
+  // 1 MiB beside the aggregate records of a sink that is down.
+  const std::uint64_t cap = GENERATE(std::uint64_t{100}, std::uint64_t{400}, std::uint64_t{800});
+  CAPTURE(cap);
+  TableConsumer consumer(cap);
+  auto blocked = [&] { return ring->stats().blocked_appends > 0; };
+  // Both cursors done up to here and all of it trimmed; then the sink goes down and the consumer
+  // stops committing while appends fill the store until they wait.
+  auto fill_with_consumer_behind = [&] {
+    const Seq upto = ring->last_seq();
+    REQUIRE(consumer.commit(*ring, upto, 8, 4).has_value());
+    REQUIRE(ring->ack("kafka", upto).has_value());
+    REQUIRE(ring->trim().has_value());
+    REQUIRE(eventually(blocked));
+  };
+
+  // The side tables at their caps first.
+  for (std::uint64_t round = 0; round < cap / 8 + 10; ++round) {
+    REQUIRE(consumer.commit(*ring, ring->last_seq(), 8, 8).has_value());
+  }
+  {
+    Appender appender(*ring);
+    // The consumer keeps up while the store fills, as the stage does while events arrive.
+    REQUIRE(eventually([&] {
+      REQUIRE(consumer.commit(*ring, ring->last_seq(), 1, 1).has_value());
+      return blocked();
+    }));
+    CHECK(ring->stats().full);
+    for (int i = 0; i < 10; ++i) REQUIRE(consumer.commit(*ring, ring->last_seq(), 8, 4).has_value());
+    const std::uint64_t before = appender.appended();
+    REQUIRE(ring->ack("kafka", ring->last_seq()).has_value());
+    REQUIRE(eventually([&] { return appender.appended() > before; }));
+    fill_with_consumer_behind();
+  }
+
+  for (int restart = 0; restart < 3; ++restart) {
+    CAPTURE(restart);
+    ring.reset();
+    ring = open_ring(options);
+    consumer.restore(*ring);
+    Appender appender(*ring);
+    REQUIRE(eventually(blocked));
+    const Seq waiting_at = ring->last_seq();
+    // While appends wait, windows still close (by time): commits that add results, late events and
+    // aggregate records but do not move the cursor.
+    const Seq behind = ring->acked("windowing").value();
+    for (int i = 0; i < 5; ++i) REQUIRE(consumer.commit(*ring, behind, 8, 4).has_value());
+    REQUIRE(ring->ack("kafka", waiting_at).has_value());
+    REQUIRE(ring->trim().has_value());
+    CHECK(blocked());  // nothing trimmed: the consumer has not committed yet
+    const std::uint64_t before = appender.appended();
+    auto committed = consumer.commit(*ring, waiting_at, 8, 4);
+    REQUIRE(committed.has_value());
+    CHECK(committed->size() == 8);
+    REQUIRE(eventually([&] { return appender.appended() > before; }));
+    fill_with_consumer_behind();
+  }
 }

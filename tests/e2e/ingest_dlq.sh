@@ -66,8 +66,21 @@ gw_log "sent the bad payloads: $(for r in "${!expect[@]}"; do printf '%s=%s ' "$
 wait "$sim_pid" || gw_die "firmware-sim failed (see $work/sim.log)"
 cat "$work/sim.out"
 status=$(gw_wait_caught_up "$http_port" 60) || gw_die "uplink did not catch up"
-sleep 1  # one more status snapshot, so the workers' counters are in
-status=$(gw_http "http://127.0.0.1:$http_port/status")
+# The workers' counters reach /status in a later snapshot: wait (bounded) until /status counts every
+# bad payload (ingest and the dead-letter store), instead of a fixed time; exactness is checked below.
+all_in() {
+  local reason
+  status=$(gw_http "http://127.0.0.1:$http_port/status") || return 1
+  for reason in "${!expect[@]}"; do
+    jq -e --arg r "$reason" --argjson n "${expect[$reason]}" \
+      '(.ingest.rejected_by_reason[$r] // 0) >= $n and (.dead_letters.by_reason[$r] // 0) >= $n' <<<"$status" >/dev/null ||
+      return 1
+  done
+}
+for ((i = 0; i < $(gw_scaled 100); i++)); do
+  all_in && break
+  sleep 0.2
+done
 for reason in "${!expect[@]}"; do
   listed=$(gw_http "http://127.0.0.1:$http_port/dlq?reason=$reason&limit=1000" | jq length)
   counted=$(jq -r ".ingest.rejected_by_reason.$reason // 0" <<<"$status")

@@ -61,6 +61,12 @@ gw_log "$kills SIGKILLs done ($worker_kills of them ingest workers)"
 wait "$sim_pid" || gw_die "firmware-sim failed (see $work/sim.log)"
 cat "$work/sim.out"
 gw_wait_http "http://127.0.0.1:$http_port/healthz" 20 || gw_die "gateway not healthy after the kills"
+# Everything the broker acknowledged stored before the uplink's position is looked at: a gateway (or
+# worker) restarted by the last kills may not have received the broker's backlog yet.
+gw_wait_subscribed "http://127.0.0.1:$http_port" 60 || gw_die "ingest did not subscribe again (see $work/gateway.log)"
+gw_publish_markers "$mqtt_port" "$work/manifest.txt" "$work" "$sessions" || gw_die "mosquitto_pub failed"
+gw_wait_markers "http://127.0.0.1:$http_port" "$work" 120 ||
+  gw_die "not everything the broker acknowledged was stored (see $work/gateway.log)"
 status=$(gw_wait_caught_up "$http_port" 120) || gw_die "uplink did not catch up (see $work/gateway.log)"
 gw_log "uplink: $(jq -c '.uplink.kafka | {last_acked_seq, read_backs, records_found_upstream, delivery_errors}' <<<"$status")"
 gw_log "buffer: $(jq -c '.buffer | {duplicates_total, duplicates_conflicting_total, stale_sequence_total, reboots_total, seq_gaps_total, seq_late_total, dedup_unknown_total, dedup_sources}' <<<"$status")"

@@ -53,11 +53,6 @@ gw_stop_all() {
   for pid in "${GW_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   GW_PIDS=()
-
-# gw_scaled N: N times GW_TEST_TIME_SCALE (an integer, default 1; toolchains/sanitize.sh raises it
-# because sanitizers slow every process 2-15x). Bounds of waits go through it, so that a slower
-# build waits longer; what a test checks does not change.
-gw_scaled() { echo $(($1 * ${GW_TEST_TIME_SCALE:-1})); }
 }
 
 # gw_start_mosquitto DIR PORT CONF_TEMPLATE: a private mosquitto on 127.0.0.1:PORT with its data in DIR.
@@ -141,4 +136,49 @@ gw_wait_gateway_ready() {
     tail -n 20 "$log" >&2
     gw_die "the gateway did not subscribe (see $log)"
   fi
+}
+
+# Markers: the proof that everything the broker acknowledged to the devices is stored. The
+# gateway's counters cannot say it: .ingest.* start at 0 in each process (a restarted gateway may
+# store nothing new), and buffer.last_seq counts the windowing stage's aggregate records too.
+# gw_publish_markers MQTT_PORT MANIFEST WORK [COPIES]: once the devices have stopped publishing,
+# sends COPIES (default 1) QoS 1 messages on the topic of each device of MANIFEST
+# (devices/DEVICE/telemetry) whose payload is not telemetry, so that ingest puts them in its dead
+# letters (GET /dlq lists them). The broker sends a topic's QoS 1 messages to a session in the order
+# it received them, resending first what was in flight on a connection that died (MQTT 3.1.1, 4.4
+# and 4.6), and ingest stores each message, or its dead letter, before it acknowledges it, one at a
+# time in that order: once a device's marker is listed, everything acknowledged on its topic before
+# it is stored. With [mqtt] sessions = N > 1 (one shared subscription) mosquitto hands the group's
+# messages to its members in turn, so COPIES = N markers sent back to back, while every session is
+# subscribed, reach each session once. Writes the markers' payloads as hex (as /dlq shows them) to
+# WORK/markers.
+gw_publish_markers() {
+  local port=$1 manifest=$2 work=$3 copies=${4:-1} device i p payloads
+  : >"$work/markers"
+  for device in $(awk '{ print $1 }' "$manifest" | sort -u); do
+    payloads=()
+    for ((i = 1; i <= copies; i++)); do payloads+=("gw-marker $device $i $$-$RANDOM"); done
+    printf '%s\n' "${payloads[@]}" |
+      timeout "$(gw_scaled 10)" mosquitto_pub -p "$port" -q 1 -t "devices/$device/telemetry" -l || return 1
+    for p in "${payloads[@]}"; do printf '%s' "$p" | od -An -v -tx1 | tr -d ' \n'; echo; done >>"$work/markers"
+  done
+}
+
+# gw_markers_stored BASE_URL WORK: true once every marker of WORK/markers is among the newest 1000
+# dead letters (the markers are the last ones once the devices have stopped).
+gw_markers_stored() {
+  local base=$1 work=$2 found
+  found=$(gw_http "$base/dlq?limit=1000" 2>/dev/null | jq -r '.[].raw_hex' 2>/dev/null | grep -cxFf "$work/markers") || true
+  ((found == $(wc -l <"$work/markers")))
+}
+
+# gw_wait_markers BASE_URL WORK SECONDS: until gw_markers_stored; on failure says how many are.
+gw_wait_markers() {
+  local base=$1 work=$2 deadline=$((SECONDS + $(gw_scaled "$3")))
+  while ((SECONDS < deadline)); do
+    gw_markers_stored "$base" "$work" && return 0
+    sleep 0.2
+  done
+  gw_log "markers stored: $(gw_http "$base/dlq?limit=1000" | jq -r '.[].raw_hex' | grep -cxFf "$work/markers") of $(wc -l <"$work/markers")"
+  return 1
 }

@@ -64,6 +64,10 @@ gw_wait_gateway_ready "$http_port" "$work/gateway.log"
 acked=$(wc -l <"$work/manifest.txt")
 [[ $acked -eq $expected ]] || gw_die "broker acknowledged $acked of $expected publishes"
 
+# Everything acknowledged stored first (markers, lib.sh: buffer.last_seq counts the windowing
+# stage's aggregate records too, so last >= events alone does not say it).
+gw_publish_markers "$mqtt_port" "$work/manifest.txt" "$work" || gw_die "mosquitto_pub failed"
+gw_wait_markers "http://127.0.0.1:$http_port" "$work" 60 || gw_die "not everything acknowledged was stored"
 # Both sinks catch up, each on its own cursor (bounded wait).
 status=""
 for ((i = 0; i < 300; i++)); do

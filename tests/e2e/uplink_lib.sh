@@ -82,22 +82,20 @@ gw_start_verifier() {
 # gw_drain_and_verify HTTP_PORT WORK SIM_PID PUBLISHED_BEFORE VERIFY_PID: the end of a test whose
 # gateway stopped acknowledging for a while (a full buffer, a full disk) with Kafka back up: the
 # simulator (SIM_PID) ends; the broker must have kept taking messages (more acknowledged than
-# PUBLISHED_BEFORE, counted while the gateway was blocked); ingest stores the broker's backlog, the
-# uplink catches up, and the verifier (VERIFY_PID, consuming WORK/done-file style) must report
-# lost=0 duplicates=0. Sets `acked` and `status` (the last /status) in the caller's shell.
+# PUBLISHED_BEFORE, counted while the gateway was blocked); ingest stores the broker's backlog (shown
+# by markers, lib.sh; the broker is at mqtt_port, as gw_start_brokers set it), the uplink catches
+# up, and the verifier (VERIFY_PID, consuming WORK/done-file style) must report lost=0
+# duplicates=0. Sets `acked` and `status` (the last /status) in the caller's shell.
 gw_drain_and_verify() {
-  local port=$1 work=$2 sim_pid=$3 before=$4 verify_pid=$5 i stored=0 rc=0
+  local port=$1 work=$2 sim_pid=$3 before=$4 verify_pid=$5 rc=0
   wait "$sim_pid" || gw_die "firmware-sim failed (see $work/sim.log)"
   cat "$work/sim.out"
   acked=$(wc -l <"$work/manifest.txt")
   ((acked > before)) || gw_die "the broker stopped taking messages while the gateway was blocked"
   # The broker queued what the gateway did not take while blocked: wait until it is all stored.
-  for ((i = 0; i < 600; i++)); do
-    stored=$(gw_http "http://127.0.0.1:$port/status" | jq -r '.ingest.events_stored' || echo 0)
-    ((stored >= acked)) && break
-    sleep 0.2
-  done
-  ((stored >= acked)) || gw_die "ingest did not resume: stored $stored of $acked (see $work/gateway.log)"
+  gw_publish_markers "$mqtt_port" "$work/manifest.txt" "$work" || gw_die "mosquitto_pub failed"
+  gw_wait_markers "http://127.0.0.1:$port" "$work" 120 ||
+    gw_die "ingest did not store everything the broker acknowledged (see $work/gateway.log)"
   status=$(gw_wait_caught_up "$port" 180) || gw_die "uplink did not catch up (see $work/gateway.log)"
   touch "$work/done"
   wait "$verify_pid" || rc=$?
