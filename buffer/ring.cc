@@ -1071,7 +1071,7 @@ class LmdbRing final : public Ring {
     est_pages += leaf_bytes / page_size_;
     // drop_oldest keeps room for one more group below the cap, because LMDB reuses the pages a
     // commit frees only one commit later; so one group may take at most a quarter of the cap.
-    const std::uint64_t budget = cap_pages_ - headroom_pages(cap_pages_) - consumer_reserve();
+    const std::uint64_t budget = cap_pages_ - headroom_pages(cap_pages_) - consumer_reserve(0);
     if (est_pages > (options_.overflow != Overflow::block ? budget / 4 : budget)) return Outcome::too_big;
     bool evicted_any = false;
     bool nudged = false;
@@ -1164,7 +1164,7 @@ class LmdbRing final : public Ring {
     // consumers' side tables), so that the headroom stays free for acks, trims and consumer commits.
     const std::uint64_t other_pages = other_pages_of(txn.get());
     const std::uint64_t tree_pages = st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages + other_pages;
-    const std::uint64_t reserve = consumer_reserve();
+    const std::uint64_t reserve = consumer_reserve(other_pages);
     const std::uint64_t budget = cap_pages_ - headroom_pages(cap_pages_) - reserve;
     Eviction ev;
     const std::uint64_t keep = options_.overflow != Overflow::block && budget > est_pages + kEvictSlackPages
@@ -1237,9 +1237,15 @@ class LmdbRing final : public Ring {
   }
 
   // Pages appends leave free for consumer commits (write_mutex_ held): none until a consumer
-  // commits with commit(), then twice the largest recent one, at least initial_consumer_reserve().
-  std::uint64_t consumer_reserve() const {
-    return std::min(consumer_reserve_pages_, (cap_pages_ - headroom_pages(cap_pages_)) / 2);
+  // commits with commit(), then twice the largest recent one, at least initial_consumer_reserve();
+  // at most half of what the headroom and the pages of the other databases (`other_pages`: the
+  // consumers' side tables, dedup windows, ...) leave. Without that bound, one large commit (a
+  // consumer catching up after a restart) could raise the reserve past what its own tables leave of
+  // the store, and appends waited for good on a store with no record left to trim (the reserve
+  // shrinks only as the consumer commits, and without new records it has nothing to commit).
+  std::uint64_t consumer_reserve(std::uint64_t other_pages) const {
+    const std::uint64_t usable = cap_pages_ - headroom_pages(cap_pages_);
+    return std::min(consumer_reserve_pages_, (usable - std::min(usable, other_pages)) / 2);
   }
   // The least kept for consumer commits once there are any: an eighth of the cap, at most 8 MiB.
   std::uint64_t initial_consumer_reserve() const {

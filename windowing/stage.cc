@@ -90,6 +90,7 @@ EngineOptions engine_options(const Options& o) {
 
 Stage::Stage(Options options, buffer::Ring& ring) : options_(std::move(options)), ring_(ring) {
   if (!options_.clock) options_.clock = system_now_ms;
+  commit_limit_ = std::max<std::uint64_t>(1, options_.commit_events);
   Engine check(engine_options(options_));  // aborts on invalid options, before any thread exists
 }
 
@@ -260,6 +261,12 @@ bool Stage::commit(buffer::Seq upto) {
   if (!done) {
     spdlog::error("windowing: commit up to seq {} failed: {}; reloading the saved state", upto.value,
                   done.error().message());
+    if (done.error() == buffer::errc::map_full && uncommitted_ > 1) {
+      commit_limit_ = std::max<std::uint64_t>(1, uncommitted_ / 2);
+      spdlog::warn("windowing: no room in the buffer for a commit of {} records; commits take at most {} until "
+                   "one fits",
+                   uncommitted_, commit_limit_);
+    }
     {
       std::lock_guard lock(mutex_);
       ++stats_.commit_errors;
@@ -269,6 +276,7 @@ bool Stage::commit(buffer::Seq upto) {
   }
   discard_.clear();
   uncommitted_ = 0;
+  commit_limit_ = std::min(std::max<std::uint64_t>(1, options_.commit_events), commit_limit_ * 2);
   {
     std::lock_guard lock(mutex_);
     ++stats_.commits;
@@ -315,14 +323,16 @@ void Stage::run() {
       if (stop_cv_.wait_for(lock, kBatchLinger, [this] { return stopping_.load(); })) break;
     }
     if (ring_.wait_for(position_, kPoll)) {
-      auto batch = ring_.read(position_, kReadRecords, kReadBytes);
+      const std::size_t want =
+          static_cast<std::size_t>(std::min<std::uint64_t>(kReadRecords, commit_limit_ - std::min(uncommitted_, commit_limit_ - 1)));
+      auto batch = ring_.read(position_, want, kReadBytes);
       if (!batch) {
         spdlog::error("windowing: reading the buffer failed: {}", batch.error().message());
         std::unique_lock lock(stop_mutex_);
         stop_cv_.wait_for(lock, kPoll, [this] { return stopping_.load(); });
         continue;
       }
-      short_batch = batch->size() < kReadRecords;
+      short_batch = batch->size() < want;
       for (const buffer::StoredRecord& record : *batch) {
         position_ = record.seq;
         ++uncommitted_;
@@ -343,7 +353,7 @@ void Stage::run() {
     }
     if (idle) engine_->advance(options_.clock());
     const auto now = std::chrono::steady_clock::now();
-    if (uncommitted_ >= options_.commit_events || now - last_commit >= options_.commit_interval) {
+    if (uncommitted_ >= commit_limit_ || now - last_commit >= options_.commit_interval) {
       commit(position_);
       last_commit = now;
     }

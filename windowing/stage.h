@@ -130,6 +130,11 @@ class Stage {
   std::uint64_t oldest_result_ = 1, next_result_ = 1, oldest_late_ = 1, next_late_ = 1;
   std::vector<std::pair<std::string, std::vector<std::uint8_t>>> discard_;  // stale state to delete
   std::uint64_t uncommitted_ = 0;
+  // Records per commit: options_.commit_events, halved after a commit the ring had no room for and
+  // doubled back after each one that fits. A small buffer that appends keep full while this stage is
+  // its slowest cursor (after a restart, it reads everything since its last commit) has room only
+  // for a small commit, and nothing is trimmed until this stage commits.
+  std::uint64_t commit_limit_ = 0;
 
   mutable std::mutex mutex_;  // guards stats_ and devices_
   Stats stats_;

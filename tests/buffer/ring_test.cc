@@ -817,3 +817,25 @@ TEST_CASE("overflow block at the smallest max_bytes: a consumer with side tables
     fill_with_consumer_behind();
   }
 }
+
+// The other way a small store under block stopped for good (the chaos run at 1 MiB): a large
+// commit of the side-table consumer (catching up after a restart) raised the room appends keep for
+// its commits to half the store, while its tables (results and late events) took more than the
+// other half. With every record acknowledged and trimmed, appends still waited, and the consumer,
+// with no new records, had no reason to commit again.
+TEST_CASE("overflow block at the smallest max_bytes: a large consumer commit does not leave appends waiting on an empty store") {
+  TempDir dir;
+  auto ring = open_ring({.path = dir.str(), .max_bytes = 1ull << 20, .durability = Durability::os,
+                         .overflow = gw::buffer::Overflow::block});
+  REQUIRE(ring->register_cursor("windowing").has_value());
+  REQUIRE(ring->register_cursor("kafka").has_value());
+  TableConsumer consumer(800);
+  for (int round = 0; round < 110; ++round) REQUIRE(consumer.commit(*ring, ring->last_seq(), 8, 8).has_value());
+  REQUIRE(consumer.commit(*ring, ring->last_seq(), 150, 0).has_value());  // one large commit
+  REQUIRE(ring->ack("kafka", ring->last_seq()).has_value());
+  REQUIRE(consumer.commit(*ring, ring->last_seq(), 0, 0).has_value());
+  REQUIRE(ring->trim().has_value());
+  REQUIRE(ring->stats().records == 0);
+  Appender appender(*ring);
+  CHECK(eventually([&] { return appender.appended() >= 100; }, std::chrono::seconds(5)));
+}
