@@ -284,6 +284,14 @@ std::optional<DedupWindow> DedupWindow::decode(std::span<const std::uint8_t> byt
     }
   }
   if (pos != bytes.size()) return std::nullopt;
+  // A changed [ingest] seq_bits applies to windows stored before, where their width allows: the
+  // highest seq keeps its value under the new width (devices' counters never exceeded it), and
+  // positions are the window's own.
+  const unsigned want = valid_bits(options.seq_bits) ? options.seq_bits : 64;
+  if (want != bits && window_for(window, want) == window) {
+    w.bits_ = static_cast<std::uint8_t>(want);
+    for (Generation* g : {&w.cur_, &w.prev_}) g->high &= mask_of(want);
+  }
   return w;
 }
 

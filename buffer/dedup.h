@@ -110,7 +110,8 @@ class DedupWindow {
   DedupDecision admit(const Reading& r);
 
   // Stored form (FORMAT.md). decode() returns nullopt for bytes of an unknown version or shape; the
-  // window and counter width are the stored ones, the time bound is options'.
+  // window size is the stored one, the counter width options' (the stored one if the window is
+  // wider than options' width allows), the time bound options'.
   std::vector<std::uint8_t> encode() const;
   static std::optional<DedupWindow> decode(std::span<const std::uint8_t> bytes, const DedupOptions& options);
 

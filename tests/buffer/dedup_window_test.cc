@@ -158,10 +158,15 @@ TEST_CASE("dedup window: the stored form round-trips and rejects other bytes") {
   for (std::uint64_t s = 1; s < 50; s += 2) w.admit({7, s, static_cast<std::int64_t>(s) * 10, static_cast<std::uint32_t>(s + 2)});
   w.admit({8, 1, 5, kA});
   auto bytes = w.encode();
-  auto back = DedupWindow::decode(bytes, DedupOptions{});
+  auto back = DedupWindow::decode(bytes, DedupOptions{.seq_bits = 16});
   REQUIRE(back.has_value());
   CHECK(back->encode() == bytes);
-  CHECK(back->seq_bits() == 16);  // the stored width, not the options'
+  CHECK(back->seq_bits() == 16);
+  // A changed seq_bits applies to stored windows ...
+  CHECK(DedupWindow::decode(bytes, DedupOptions{})->seq_bits() == 64);
+  // ... unless the stored window is wider than the new width allows (64 slots at most for 8 bits).
+  DedupWindow wide(DedupOptions{.window = 256, .seq_bits = 16});
+  CHECK(DedupWindow::decode(wide.encode(), DedupOptions{.seq_bits = 8})->seq_bits() == 16);
   CHECK(verdict(*back, 8, 1, 5, kA) == DedupVerdict::duplicate);
   CHECK(verdict(*back, 7, 49, 490, 51) == DedupVerdict::duplicate);
   CHECK(verdict(*back, 7, 47, 470, 1) == DedupVerdict::duplicate);  // digest not known
