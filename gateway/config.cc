@@ -2,6 +2,7 @@
 // its default (read back from a default Config, so the docs cannot drift) and its description.
 #include "gateway/config.h"
 
+#include <algorithm>
 #include <charconv>
 #include <filesystem>
 #include <fstream>
@@ -331,10 +332,12 @@ const std::vector<Key>& keys() {
       duration_key("windowing.retention", [](Config& c) -> auto& { return c.windowing.retention; },
                    milliseconds(60000), "Closed aggregates are kept this long in the results table (gateway clock)."),
       int_key("windowing.max_results", [](Config& c) -> auto& { return c.windowing.max_results; }, 1, 100000000,
-              "And at most this many (about 200 bytes each); the oldest go first. They live in the buffer's "
-              "LMDB file and count against buffer.max_bytes (as do the window state and the late events)."),
+              "And at most this many; the oldest go first. They live in the buffer's LMDB file (about 512 bytes "
+              "each) and, with the late events, must fit in half of buffer.max_bytes: left out, it is "
+              "lowered to what fits; given, it is refused if it does not."),
       int_key("windowing.max_late", [](Config& c) -> auto& { return c.windowing.max_late; }, 1, 10000000,
-              "Late events kept for /late (all are counted); the oldest go first."),
+              "Late events kept for /late (all are counted); the oldest go first. About 512 bytes each in the "
+              "buffer; fitted to buffer.max_bytes like max_results."),
       duration_key("windowing.commit_interval", [](Config& c) -> auto& { return c.windowing.commit_interval; },
                    milliseconds(10), "How often window state, results and cursor are committed while events flow."),
       int_key("windowing.commit_events", [](Config& c) -> auto& { return c.windowing.commit_events; }, 1, 10000000,
@@ -485,6 +488,49 @@ std::optional<ConfigError> check_known(const toml::table& table, const std::stri
   return std::nullopt;
 }
 
+// The windowing stage's results and late events leave the buffer only by retention and their caps,
+// never because a sink acknowledged them: kept beyond the store's size, they fill a store under
+// `block` for good (appends wait, and nothing is left to trim). So they must fit in half of
+// buffer.max_bytes (the other half is for the events in flight, the open windows and the dedup
+// windows). A cap the file leaves out is lowered to what fits (at least 1; both by the same factor
+// when both are left out); a cap the file gives that does not fit is refused.
+std::optional<ConfigError> fit_windowing_retention(Config& config, const toml::table& root, const std::string& file) {
+  windowing::Options& w = config.windowing;
+  const std::uint64_t budget = config.buffer.max_bytes / 2;
+  const toml::node* results_node = root.at_path("windowing.max_results").node();
+  const toml::node* late_node = root.at_path("windowing.max_late").node();
+  auto fit = [](std::uint64_t wanted, std::uint64_t room, std::uint64_t each) {
+    return std::clamp<std::uint64_t>(room / each, 1, wanted);
+  };
+  if (results_node == nullptr && late_node == nullptr) {
+    const std::uint64_t need = windowing::retained_bytes(w.max_results, w.max_late);
+    if (need > budget) {
+      auto scaled = [&](std::uint64_t n) {
+        const long double share = static_cast<long double>(budget) / static_cast<long double>(need);
+        return std::max<std::uint64_t>(1, static_cast<std::uint64_t>(static_cast<long double>(n) * share));
+      };
+      w.max_results = scaled(w.max_results);
+      w.max_late = scaled(w.max_late);
+    }
+  } else if (late_node == nullptr) {
+    const std::uint64_t taken = windowing::retained_bytes(w.max_results, 0);
+    w.max_late = fit(w.max_late, budget - std::min(budget, taken), windowing::kLateEventBytes);
+  } else if (results_node == nullptr) {
+    const std::uint64_t taken = windowing::retained_bytes(0, w.max_late);
+    w.max_results = fit(w.max_results, budget - std::min(budget, taken), windowing::kResultBytes);
+  }
+  const std::uint64_t need = windowing::retained_bytes(w.max_results, w.max_late);
+  if (need <= budget) return std::nullopt;
+  const toml::node* node = results_node != nullptr ? results_node : late_node;
+  return error_at(file, node->source(), results_node != nullptr ? "windowing.max_results" : "windowing.max_late",
+                  "windowing.max_results = " + std::to_string(w.max_results) + " and windowing.max_late = " +
+                      std::to_string(w.max_late) + " keep up to about " + std::to_string(need >> 10) +
+                      " KiB in the buffer (" + std::to_string(windowing::kResultBytes) + " B per result, " +
+                      std::to_string(windowing::kLateEventBytes) + " B per late event), more than half of " +
+                      "buffer.max_bytes (" + show_bytes(config.buffer.max_bytes) + "), so that a full buffer " +
+                      "under overflow = \"block\" could wait for good; lower them or raise buffer.max_bytes");
+}
+
 }  // namespace
 
 std::string ConfigError::to_string() const {
@@ -524,6 +570,7 @@ std::expected<Config, ConfigError> parse_config(std::string_view text, const std
     return std::unexpected(error_at(file, node ? node->source() : toml::source_region{}, "windowing.slide",
                                     "must not be longer than windowing.size"));
   }
+  if (auto e = fit_windowing_retention(config, root, file)) return std::unexpected(*e);
   // Keys without a usable default.
   if (root.at_path("buffer.path").node() == nullptr) {
     return std::unexpected(ConfigError{file, 0, 0, "buffer.path", "is required"});
