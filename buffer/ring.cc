@@ -111,6 +111,14 @@ constexpr auto kEvictLogInterval = std::chrono::seconds(10);
 // commit N from commit N+2 on) and the free list's own pages: a few pages per commit, measured at
 // about 15 on a store kept full by drop_oldest, hence the floor of 32.
 std::uint64_t headroom_pages(std::uint64_t map_pages) { return std::max<std::uint64_t>(32, map_pages / 64); }
+}  // namespace
+
+std::uint64_t side_tables_budget(std::uint64_t max_bytes) {
+  const std::uint64_t headroom = headroom_pages(max_bytes / 4096) * 4096;
+  return (max_bytes - std::min(max_bytes, headroom)) / 2;
+}
+
+namespace {
 // drop_oldest evicts down to this many pages below the records budget (beyond the incoming group),
 // for the same copy-on-write overhead of the evicting transaction itself.
 constexpr std::uint64_t kEvictSlackPages = 8;
@@ -362,7 +370,8 @@ class LmdbRing final : public Ring {
         page_size_(page_size),
         cap_pages_(cap_pages),
         writemap_(uses_writemap(env)),
-        map_pages_(map_pages) {}
+        map_pages_(map_pages),
+        tables_bound_pages_((options.consumer_tables_bytes + page_size - 1) / page_size) {}
 
   ~LmdbRing() override {
     close();
@@ -1071,7 +1080,7 @@ class LmdbRing final : public Ring {
     est_pages += leaf_bytes / page_size_;
     // drop_oldest keeps room for one more group below the cap, because LMDB reuses the pages a
     // commit frees only one commit later; so one group may take at most a quarter of the cap.
-    const std::uint64_t budget = cap_pages_ - headroom_pages(cap_pages_) - consumer_reserve(0);
+    const std::uint64_t budget = cap_pages_ - headroom_pages(cap_pages_) - consumer_reserve(0, 0);
     if (est_pages > (options_.overflow != Overflow::block ? budget / 4 : budget)) return Outcome::too_big;
     bool evicted_any = false;
     bool nudged = false;
@@ -1162,9 +1171,10 @@ class LmdbRing final : public Ring {
     if (int rc = mdb_stat(txn.get(), records_, &st); rc != 0) return lmdb_failure(rc, entries_before, "stat", error);
     // The budget covers every database of the environment (records, dedup windows, the
     // consumers' side tables), so that the headroom stays free for acks, trims and consumer commits.
-    const std::uint64_t other_pages = other_pages_of(txn.get());
+    const std::uint64_t table_pages = side_table_pages_of(txn.get());
+    const std::uint64_t other_pages = fixed_pages_of(txn.get()) + table_pages;
     const std::uint64_t tree_pages = st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages + other_pages;
-    const std::uint64_t reserve = consumer_reserve(other_pages);
+    const std::uint64_t reserve = consumer_reserve(other_pages, table_pages);
     const std::uint64_t budget = cap_pages_ - headroom_pages(cap_pages_) - reserve;
     Eviction ev;
     const std::uint64_t keep = options_.overflow != Overflow::block && budget > est_pages + kEvictSlackPages
@@ -1243,9 +1253,21 @@ class LmdbRing final : public Ring {
   // consumer catching up after a restart) could raise the reserve past what its own tables leave of
   // the store, and appends waited for good on a store with no record left to trim (the reserve
   // shrinks only as the consumer commits, and without new records it has nothing to commit).
-  std::uint64_t consumer_reserve(std::uint64_t other_pages) const {
+  //
+  // And, except under drop_oldest (whose appends evict records to make room for a commit that did
+  // not fit), room for the side tables (`table_pages` now) to grow to Options::consumer_tables_bytes,
+  // the most their consumers keep: appends under block had filled a fresh store with the events of
+  // hundreds of devices before the windowing stage committed, whose open windows then needed more
+  // pages than the trimming of what it had read freed, so no commit fit again (tests/windowing:
+  // "a store full of events ..."). That part has no cap: a bound larger than the store leaves
+  // appends waiting; the gateway keeps it within side_tables_budget().
+  std::uint64_t consumer_reserve(std::uint64_t other_pages, std::uint64_t table_pages) const {
     const std::uint64_t usable = cap_pages_ - headroom_pages(cap_pages_);
-    return std::min(consumer_reserve_pages_, (usable - std::min(usable, other_pages)) / 2);
+    std::uint64_t reserve = std::min(consumer_reserve_pages_, (usable - std::min(usable, other_pages)) / 2);
+    if (options_.overflow != Overflow::drop_oldest && tables_bound_pages_ > table_pages) {
+      reserve = std::max(reserve, tables_bound_pages_ - table_pages);
+    }
+    return std::min(reserve, usable);
   }
   // The least kept for consumer commits once there are any: an eighth of the cap, at most 8 MiB.
   std::uint64_t initial_consumer_reserve() const {
@@ -1253,12 +1275,19 @@ class LmdbRing final : public Ring {
   }
 
   // Pages of every database but `records` (dedup windows, side tables, cursors, meta, quarantine).
-  std::uint64_t other_pages_of(MDB_txn* txn) const {
-    std::vector<MDB_dbi> dbis{cursors_, meta_, quarantine_, dedup_};
+  std::uint64_t other_pages_of(MDB_txn* txn) const { return fixed_pages_of(txn) + side_table_pages_of(txn); }
+  // Of the dedup windows, cursors, meta and quarantine.
+  std::uint64_t fixed_pages_of(MDB_txn* txn) const { return pages_of(txn, {cursors_, meta_, quarantine_, dedup_}); }
+  // Of the consumers' side tables.
+  std::uint64_t side_table_pages_of(MDB_txn* txn) const {
+    std::vector<MDB_dbi> dbis;
     {
       std::lock_guard lock(tables_mutex_);
       for (const auto& [name, dbi] : tables_) dbis.push_back(dbi);
     }
+    return pages_of(txn, dbis);
+  }
+  static std::uint64_t pages_of(MDB_txn* txn, const std::vector<MDB_dbi>& dbis) {
     std::uint64_t pages = 0;
     for (MDB_dbi dbi : dbis) {
       MDB_stat st;
@@ -1704,6 +1733,7 @@ class LmdbRing final : public Ring {
   std::atomic<bool> no_space_{false};
   std::uint64_t evicted_since_log_ = 0;  // under write_mutex_
   std::uint64_t consumer_reserve_pages_ = 0;  // under write_mutex_; see consumer_reserve()
+  std::uint64_t tables_bound_pages_ = 0;      // Options::consumer_tables_bytes in pages
   Clock::time_point last_evict_log_{};
 
   std::mutex sync_mutex_;

@@ -94,12 +94,21 @@ struct Options {
   std::chrono::milliseconds group_commit_wait{1};
   // Overflow::summarize: the cursor whose acknowledgement makes a record evictable.
   std::string summarize_cursor = "windowing";
+  // The most the consumers' side tables (ConsumerCommit::writes) will take, in bytes; 0: not
+  // known. Except under drop_oldest, appends leave room for them to grow to it, so that a consumer
+  // can always commit what it read, however full appends made the store (the windowing stage's
+  // open windows grow as it reads the events of new devices). Keep it within side_tables_budget().
+  std::uint64_t consumer_tables_bytes = 0;
   // Duplicate detection (RecordIn::dedup): the window of readings remembered per source and
   // generation, the sources' counter width and the reboot time bound (buffer/dedup.h). Each source
   // costs about 8 x window + 92 bytes in the store, plus up to 1 KiB of seen-ranges when its
   // records arrive with gaps.
   DedupOptions dedup{};
 };
+
+// Half of what a store of max_bytes leaves after the headroom kept for acks and trims (4 KiB
+// pages): the most Options::consumer_tables_bytes should be, so that records keep the other half.
+std::uint64_t side_tables_budget(std::uint64_t max_bytes);
 
 // Identifies a record for duplicate detection: the source's own numbering (buffer/dedup.h).
 struct DedupKey {

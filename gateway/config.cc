@@ -3,6 +3,7 @@
 #include "gateway/config.h"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <filesystem>
 #include <fstream>
@@ -333,11 +334,16 @@ const std::vector<Key>& keys() {
                    milliseconds(60000), "Closed aggregates are kept this long in the results table (gateway clock)."),
       int_key("windowing.max_results", [](Config& c) -> auto& { return c.windowing.max_results; }, 1, 100000000,
               "And at most this many; the oldest go first. They live in the buffer's LMDB file (about 512 bytes "
-              "each) and, with the late events, must fit in half of buffer.max_bytes: left out, it is "
-              "lowered to what fits; given, it is refused if it does not."),
+              "each) and, with the late events and the devices' window state, must fit in half of "
+              "buffer.max_bytes (less its headroom): left out, it is lowered to what fits; given, it is "
+              "refused if it does not."),
       int_key("windowing.max_late", [](Config& c) -> auto& { return c.windowing.max_late; }, 1, 10000000,
               "Late events kept for /late (all are counted); the oldest go first. About 512 bytes each in the "
               "buffer; fitted to buffer.max_bytes like max_results."),
+      int_key("windowing.max_devices", [](Config& c) -> auto& { return c.windowing.max_devices; }, 1, 100000000,
+              "Devices windowed; the events of devices beyond it are stored and forwarded but not folded "
+              "into windows (counted: unwindowed_events). About 2 KiB each in the buffer (a few metrics); "
+              "fitted to buffer.max_bytes like max_results."),
       duration_key("windowing.commit_interval", [](Config& c) -> auto& { return c.windowing.commit_interval; },
                    milliseconds(10), "How often window state, results and cursor are committed while events flow."),
       int_key("windowing.commit_events", [](Config& c) -> auto& { return c.windowing.commit_events; }, 1, 10000000,
@@ -488,47 +494,57 @@ std::optional<ConfigError> check_known(const toml::table& table, const std::stri
   return std::nullopt;
 }
 
-// The windowing stage's results and late events leave the buffer only by retention and their caps,
-// never because a sink acknowledged them: kept beyond the store's size, they fill a store under
-// `block` for good (appends wait, and nothing is left to trim). So they must fit in half of
-// buffer.max_bytes (the other half is for the events in flight, the open windows and the dedup
-// windows). A cap the file leaves out is lowered to what fits (at least 1; both by the same factor
-// when both are left out); a cap the file gives that does not fit is refused.
+// The windowing stage's results, late events and device state leave the buffer only by retention
+// and their caps, never because a sink acknowledged them: kept beyond the store's size, they fill a
+// store under `block` for good (appends wait, and nothing is left to trim). So they must fit in
+// buffer::side_tables_budget() (half of the store, less the headroom), and the buffer keeps room for
+// them to grow to that (buffer::Options::consumer_tables_bytes, set by the gateway). The caps the
+// file leaves out share what the ones it gives leave, in proportion to their defaults (at least 1
+// each); caps the file gives that do not fit are refused.
 std::optional<ConfigError> fit_windowing_retention(Config& config, const toml::table& root, const std::string& file) {
   windowing::Options& w = config.windowing;
-  const std::uint64_t budget = config.buffer.max_bytes / 2;
-  const toml::node* results_node = root.at_path("windowing.max_results").node();
-  const toml::node* late_node = root.at_path("windowing.max_late").node();
-  auto fit = [](std::uint64_t wanted, std::uint64_t room, std::uint64_t each) {
-    return std::clamp<std::uint64_t>(room / each, 1, wanted);
+  struct Cap {
+    const char* key;
+    std::uint64_t* value;
+    std::uint64_t each;
+    const toml::node* node;
   };
-  if (results_node == nullptr && late_node == nullptr) {
-    const std::uint64_t need = windowing::retained_bytes(w.max_results, w.max_late);
-    if (need > budget) {
-      auto scaled = [&](std::uint64_t n) {
-        const long double share = static_cast<long double>(budget) / static_cast<long double>(need);
-        return std::max<std::uint64_t>(1, static_cast<std::uint64_t>(static_cast<long double>(n) * share));
-      };
-      w.max_results = scaled(w.max_results);
-      w.max_late = scaled(w.max_late);
-    }
-  } else if (late_node == nullptr) {
-    const std::uint64_t taken = windowing::retained_bytes(w.max_results, 0);
-    w.max_late = fit(w.max_late, budget - std::min(budget, taken), windowing::kLateEventBytes);
-  } else if (results_node == nullptr) {
-    const std::uint64_t taken = windowing::retained_bytes(0, w.max_late);
-    w.max_results = fit(w.max_results, budget - std::min(budget, taken), windowing::kResultBytes);
+  std::array<Cap, 3> caps{{{"windowing.max_results", &w.max_results, windowing::kResultBytes, nullptr},
+                           {"windowing.max_late", &w.max_late, windowing::kLateEventBytes, nullptr},
+                           {"windowing.max_devices", &w.max_devices, windowing::kDeviceBytes, nullptr}}};
+  const std::uint64_t budget = buffer::side_tables_budget(config.buffer.max_bytes);
+  std::uint64_t given = 0, wanted = 0;
+  for (Cap& c : caps) {
+    c.node = root.at_path(c.key).node();
+    (c.node != nullptr ? given : wanted) += *c.value * c.each;
   }
-  const std::uint64_t need = windowing::retained_bytes(w.max_results, w.max_late);
-  if (need <= budget) return std::nullopt;
-  const toml::node* node = results_node != nullptr ? results_node : late_node;
-  return error_at(file, node->source(), results_node != nullptr ? "windowing.max_results" : "windowing.max_late",
-                  "windowing.max_results = " + std::to_string(w.max_results) + " and windowing.max_late = " +
-                      std::to_string(w.max_late) + " keep up to about " + std::to_string(need >> 10) +
-                      " KiB in the buffer (" + std::to_string(windowing::kResultBytes) + " B per result, " +
-                      std::to_string(windowing::kLateEventBytes) + " B per late event), more than half of " +
-                      "buffer.max_bytes (" + show_bytes(config.buffer.max_bytes) + "), so that a full buffer " +
-                      "under overflow = \"block\" could wait for good; lower them or raise buffer.max_bytes");
+  if (given + wanted > budget) {
+    const long double share =
+        static_cast<long double>(budget - std::min(budget, given)) / static_cast<long double>(std::max<std::uint64_t>(1, wanted));
+    for (Cap& c : caps) {
+      if (c.node == nullptr) *c.value = std::max<std::uint64_t>(1, static_cast<std::uint64_t>(static_cast<long double>(*c.value) * share));
+    }
+  }
+  const std::uint64_t need = windowing::retained_bytes(w.max_results, w.max_late, w.max_devices);
+  if (need <= budget) {
+    config.buffer.consumer_tables_bytes = need;
+    return std::nullopt;
+  }
+  const Cap* at = nullptr;
+  for (const Cap& c : caps) {
+    if (c.node != nullptr && (at == nullptr || *c.value * c.each > *at->value * at->each)) at = &c;
+  }
+  return error_at(file, at->node->source(), at->key,
+                  "windowing.max_results = " + std::to_string(w.max_results) + ", max_late = " +
+                      std::to_string(w.max_late) + " and max_devices = " + std::to_string(w.max_devices) +
+                      " keep up to about " + std::to_string(need >> 10) + " KiB in the buffer (" +
+                      std::to_string(windowing::kResultBytes) + " B per result, " +
+                      std::to_string(windowing::kLateEventBytes) + " B per late event, " +
+                      std::to_string(windowing::kDeviceBytes) + " B per device), more than the " +
+                      std::to_string(budget >> 10) + " KiB buffer.max_bytes (" +
+                      show_bytes(config.buffer.max_bytes) + ") leaves them (half, less the headroom), so that " +
+                      "a full buffer under overflow = \"block\" could wait for good; lower them or raise "
+                      "buffer.max_bytes");
 }
 
 }  // namespace

@@ -172,6 +172,9 @@ void windowing_metrics(Writer& w, const Snapshot& s) {
   w.counter("gw_windowing_windows_closed_total", "Aggregates produced (windows closed).", win.windows_closed);
   w.counter("gw_windowing_late_events_total", "Events whose window had already closed (not counted in it).",
             win.late_events);
+  w.counter("gw_windowing_unwindowed_events_total",
+            "Events of devices beyond windowing.max_devices: stored and forwarded, not folded into windows.",
+            win.unwindowed_events);
   w.counter("gw_windowing_decode_errors_total", "Stored records whose payload did not decode (skipped).",
             win.decode_errors);
   w.counter("gw_windowing_results_pruned_total", "Stored results removed by retention or max results.",

@@ -161,6 +161,7 @@ std::string status_json(const Snapshot& snap) {
                     {"untagged_events", w.untagged_events},
                     {"idle_transitions", w.idle_transitions},
                     {"devices", w.devices},
+                    {"unwindowed_events", w.unwindowed_events},
                     {"groups", w.groups},
                     {"decode_errors", w.decode_errors},
                     {"commits", w.commits},

@@ -336,6 +336,12 @@ struct Engine::Impl {
 
   void add(const ingest::Event& e, std::int64_t now_ms) {
     set_now(now_ms);
+    // A device, once seen, keeps its state for good (its series, and their open windows): the cap
+    // bounds what the state takes in the buffer.
+    if (opt.max_devices != 0 && devices.size() >= opt.max_devices && !device_index.contains(e.device.value)) {
+      ++st.unwindowed_events;
+      return;
+    }
     ++st.events;
     meta_dirty = true;
     const std::uint32_t di = device_of(e.device.value);
@@ -436,6 +442,7 @@ struct Engine::Impl {
       w.u64(next_late_id);
       for (std::uint64_t v : {st.events, st.late_events, st.windows_closed, st.untagged_events, st.idle_transitions})
         w.u64(v);
+      w.u64(st.unwindowed_events);  // appended later: absent in older state (read as 0)
       out.push_back({kStateMeta, bytes_of("engine"), w.take()});
       meta_dirty = false;
     }
@@ -531,6 +538,7 @@ struct Engine::Impl {
       next_late_id = r.u64();
       for (std::uint64_t* v : {&st.events, &st.late_events, &st.windows_closed, &st.untagged_events, &st.idle_transitions})
         *v = r.u64();
+      if (r.ok() && !r.done()) st.unwindowed_events = r.u64();
       return r.ok();
     }
     if (table == kStateDevices) {

@@ -34,6 +34,7 @@ struct EngineOptions {
   std::int64_t idle_timeout_ms = 60000;       // gateway time after which a silent device is idle
   std::int64_t max_skew_ms = 60000;           // a device watermark is at most gateway time + this
   std::optional<double> quantile_accuracy = 0.01;  // sketch relative accuracy; nullopt: no quantiles
+  std::uint64_t max_devices = 0;              // devices windowed at most; the events of others are not; 0: no cap
 };
 
 // An event that arrived after at least one of its windows had closed. Kept, never silently dropped.
@@ -61,6 +62,7 @@ struct EngineStats {
   std::uint64_t open_windows = 0;    // (scope, key, metric, window) open now
   std::uint64_t devices = 0;
   std::uint64_t groups = 0;
+  std::uint64_t unwindowed_events = 0;  // events of devices beyond max_devices, not folded (persistent)
   std::int64_t now_ms = 0;           // the gateway time the engine has reached
 };
 

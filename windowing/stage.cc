@@ -85,6 +85,7 @@ EngineOptions engine_options(const Options& o) {
   e.idle_timeout_ms = o.idle_timeout.count();
   e.max_skew_ms = o.max_skew.count();
   e.quantile_accuracy = o.quantile_accuracy;
+  e.max_devices = o.max_devices;
   return e;
 }
 
@@ -305,6 +306,7 @@ void Stage::publish() {
   stats_.open_windows = e.open_windows;
   stats_.devices = e.devices;
   stats_.groups = e.groups;
+  stats_.unwindowed_events = e.unwindowed_events;
   stats_.gateway_time_ms = e.now_ms;
   stats_.results_stored = next_result_ - oldest_result_;
   stats_.late_stored = next_late_ - oldest_late_;

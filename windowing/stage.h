@@ -44,6 +44,7 @@ struct Options {
   std::chrono::milliseconds retention{std::chrono::hours(24)};  // closed results kept this long (gateway time)
   std::uint64_t max_results = 200000;      // and at most this many (the oldest go first; kResultBytes each)
   std::uint64_t max_late = 10000;          // late events kept (the oldest go first; all are counted)
+  std::uint64_t max_devices = 10000;       // devices windowed (kDeviceBytes each); the events of more are counted, not folded
   std::chrono::milliseconds commit_interval{1000};  // commit at least this often while events flow
   std::uint64_t commit_events = 100000;    // and after this many records
   bool forward = true;                     // append closed aggregates to the ring for the uplink
@@ -59,12 +60,17 @@ struct Options {
 // tables are about half full, since new entries go in at one end and the oldest leave at the other.
 inline constexpr std::uint64_t kResultBytes = 512;
 inline constexpr std::uint64_t kLateEventBytes = 512;
-// The most the results and late events the stage keeps take in the buffer (max_results and
-// max_late at their estimated sizes). They leave the buffer only by retention and the caps, never
-// because a sink acknowledged them, so the gateway fits them in a part of buffer.max_bytes
-// (gateway/config.cc): kept beyond it, they could fill a store under `block` for good.
-inline std::uint64_t retained_bytes(std::uint64_t max_results, std::uint64_t max_late) {
-  return max_results * kResultBytes + max_late * kLateEventBytes;
+// And one device's window state: measured 582 B for a device of two metrics with one open window
+// each (its entry and its series); 2 KiB leaves room for about six metrics, or for a hopping window
+// or allowed lateness that keeps several windows open. A device of many more metrics takes more.
+inline constexpr std::uint64_t kDeviceBytes = 2048;
+// The most the stage keeps in the buffer's side tables (max_results, max_late and max_devices at
+// their estimated sizes). None of it leaves because a sink acknowledged it, so the gateway fits it
+// in buffer::side_tables_budget() of buffer.max_bytes (gateway/config.cc) and the buffer keeps room
+// for it to grow to this (buffer::Options::consumer_tables_bytes): beyond, a store under `block`
+// could fill for good.
+inline std::uint64_t retained_bytes(std::uint64_t max_results, std::uint64_t max_late, std::uint64_t max_devices) {
+  return max_results * kResultBytes + max_late * kLateEventBytes + max_devices * kDeviceBytes;
 }
 
 // Translates the stage options into the engine's.
@@ -90,6 +96,7 @@ struct Stats {
   std::uint64_t open_windows = 0;
   std::uint64_t devices = 0;
   std::uint64_t groups = 0;
+  std::uint64_t unwindowed_events = 0; // events of devices beyond max_devices, not folded (persistent)
   std::uint64_t decode_errors = 0;     // stored telemetry that did not decode (skipped), since start
   std::uint64_t commits = 0;           // ring commits since start
   std::uint64_t commit_errors = 0;     // failed commits (the stage reloads its state and retries)

@@ -73,48 +73,62 @@ batch_max_bytes = 4096
   CHECK(d->kafka.batch_max_bytes == 4096);
 }
 
-// The windowing stage's results and late events stay in the buffer until retention or their caps
-// remove them, so they must fit in half of buffer.max_bytes (else a full store under block could
-// wait for good: the 1 MiB chaos run kept 1392 late events, 116 of its 256 pages).
-TEST_CASE("the windowing results and late events kept must fit in half of the buffer") {
+// The windowing stage's results, late events and device state stay in the buffer until retention
+// or their caps remove them, so they must fit in half of buffer.max_bytes less its headroom (else a
+// full store under block could wait for good: the 1 MiB chaos run kept 1392 late events, 116 of
+// its 256 pages), and the buffer keeps room for them to grow to their caps.
+TEST_CASE("the windowing results, late events and devices kept must fit in half of the buffer") {
   auto with = [](const std::string& buffer, const std::string& windowing) {
     return parse_config("[buffer]\npath = \"/b\"\n" + buffer + "[windowing]\n" + windowing +
                             "[uplink.kafka]\nbrokers = \"embedded\"\n",
                         "gw.toml");
   };
-  SECTION("the defaults are kept where they fit (1 GiB)") {
+  auto retained = [](const gw::gateway::Config& c) {
+    return gw::windowing::retained_bytes(c.windowing.max_results, c.windowing.max_late, c.windowing.max_devices);
+  };
+  const std::uint64_t one_mib_budget = (1024 - 128) / 2 * 1024;  // 32 pages of headroom
+  CHECK(gw::buffer::side_tables_budget(1ull << 20) == one_mib_budget);
+  SECTION("the defaults are kept where they fit (1 GiB), and the buffer keeps room for them") {
     auto c = with("", "");
     REQUIRE(c.has_value());
     CHECK(c->windowing.max_results == 200000);
     CHECK(c->windowing.max_late == 10000);
+    CHECK(c->windowing.max_devices == 10000);
+    CHECK(c->buffer.consumer_tables_bytes == 128'000'000);  // 200000 x 512 + 10000 x 512 + 10000 x 2048
   }
   SECTION("caps left out are lowered together to what fits") {
     auto c = with("max_bytes = \"1MiB\"\n", "");
     REQUIRE(c.has_value());
-    CHECK(gw::windowing::retained_bytes(c->windowing.max_results, c->windowing.max_late) <= (512u << 10));
-    CHECK(c->windowing.max_results == 200000ull * 1024 / 210000);  // both scaled by 1024 / 210000 entries
-    CHECK(c->windowing.max_late == 10000ull * 1024 / 210000);
+    CHECK(retained(*c) <= one_mib_budget);
+    CHECK(c->buffer.consumer_tables_bytes == retained(*c));
+    CHECK(c->windowing.max_results == 716);  // each scaled by 458752 / 128000000
+    CHECK(c->windowing.max_late == 35);
+    CHECK(c->windowing.max_devices == 35);
   }
-  SECTION("a cap left out makes room for the one given") {
+  SECTION("caps left out share what the ones given leave") {
     auto c = with("max_bytes = \"1MiB\"\n", "max_results = 400\n");
     REQUIRE(c.has_value());
     CHECK(c->windowing.max_results == 400);
-    CHECK(c->windowing.max_late == 1024 - 400);
-    auto d = with("max_bytes = \"1MiB\"\n", "max_late = 1000\n");
+    CHECK(c->windowing.max_late == 99);
+    CHECK(c->windowing.max_devices == 99);
+    CHECK(retained(*c) <= one_mib_budget);
+    auto d = with("max_bytes = \"1MiB\"\n", "max_late = 800\nmax_devices = 20\n");
     REQUIRE(d.has_value());
-    CHECK(d->windowing.max_late == 1000);
-    CHECK(d->windowing.max_results == 24);
+    CHECK(d->windowing.max_late == 800);
+    CHECK(d->windowing.max_devices == 20);
+    CHECK(d->windowing.max_results >= 1);
+    CHECK(retained(*d) <= one_mib_budget);
   }
-  SECTION("caps given that do not fit are refused, naming the key and the sizes") {
+  SECTION("caps given that do not fit are refused, naming the largest and the sizes") {
     auto c = with("max_bytes = \"1MiB\"\n", "max_results = 400\nmax_late = 10000000\n");
     REQUIRE_FALSE(c.has_value());
-    CHECK(c.error().key == "windowing.max_results");
-    CHECK(c.error().line == 5);
-    CHECK(c.error().message.find("half of buffer.max_bytes (1MiB)") != std::string::npos);
-    auto d = with("max_bytes = \"1MiB\"\n", "max_late = 1024\n");  // leaves no room for one result
+    CHECK(c.error().key == "windowing.max_late");
+    CHECK(c.error().line == 6);
+    CHECK(c.error().message.find("buffer.max_bytes (1MiB)") != std::string::npos);
+    auto d = with("max_bytes = \"1MiB\"\n", "max_devices = 224\n");  // leaves no room for one result
     REQUIRE_FALSE(d.has_value());
-    CHECK(d.error().key == "windowing.max_late");
-    CHECK(with("max_bytes = \"1MiB\"\n", "max_results = 1000\nmax_late = 24\n").has_value());
+    CHECK(d.error().key == "windowing.max_devices");
+    CHECK(with("max_bytes = \"1MiB\"\n", "max_results = 600\nmax_late = 24\nmax_devices = 50\n").has_value());
   }
 }
 

@@ -12,7 +12,7 @@
 #include "buffer/ring.h"
 #include "ingest/event.h"
 #include "ingest/mqtt_source.h"
-#include "tests/ingest/faulty_ring.h"
+#include "tests/support/faulty_ring.h"
 #include "tests/support/support.h"
 
 using namespace gw;

@@ -7,7 +7,7 @@
 #include <thread>
 
 #include "ingest/mqtt_source.h"
-#include "tests/ingest/faulty_ring.h"
+#include "tests/support/faulty_ring.h"
 
 int main(int argc, char** argv) {
   if (argc != 4) return 2;

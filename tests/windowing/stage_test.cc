@@ -2,6 +2,7 @@
 // late events, forwarded aggregate records, and state that survives a restart.
 #include "windowing/stage.h"
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <string>
@@ -10,6 +11,7 @@
 
 #include "buffer/ring.h"
 #include "ingest/event.h"
+#include "tests/support/faulty_ring.h"
 #include "tests/support/support.h"
 
 namespace {
@@ -186,4 +188,107 @@ TEST_CASE("a restart with another window configuration drops the open windows, k
   CHECK(stage.query({.device = DeviceId{"d"}}).size() == 2);
   REQUIRE(wait_acked(stage, append(ring, {telemetry("d", 3, 3000, 1.0)})));
   CHECK(stage.query({.device = DeviceId{"d"}}).size() >= 2);
+}
+
+// Appends `events` events of `devices` devices (round robin, all in their first 1 s window) in
+// batches of 50, as ingest does (waiting while the store is full), while the stage runs; returns
+// once all are appended and the stage has committed the last, or after 90 s.
+struct Filled {
+  std::uint64_t appended = 0;
+  std::uint64_t last = 0;
+};
+Filled fill_while_the_stage_runs(gw::buffer::Ring& ring, const gw::windowing::Stage& stage, std::uint64_t devices,
+                                 std::uint64_t events) {
+  constexpr std::uint64_t kBatch = 50;
+  std::atomic<std::uint64_t> appended{0};
+  std::atomic<std::uint64_t> last{0};
+  std::jthread appender([&](std::stop_token stop) {
+    for (std::uint64_t first = 0; first < events && !stop.stop_requested(); first += kBatch) {
+      std::vector<std::vector<std::uint8_t>> payloads;
+      for (std::uint64_t i = first; i < first + kBatch; ++i) {
+        const std::uint64_t seq = i / devices + 1;
+        payloads.push_back(telemetry("device-" + std::to_string(i % devices), seq,
+                                     static_cast<std::int64_t>(seq * 10), 1.0));
+      }
+      std::vector<RecordIn> in;
+      for (const auto& p : payloads) in.push_back({RecordType::telemetry, p});
+      auto seqs = ring.append(in, stop);
+      if (!seqs) return;
+      last = seqs->back().value;
+      appended += kBatch;
+    }
+  });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(90);
+  for (int i = 0; i < 18000 && std::chrono::steady_clock::now() < deadline; ++i) {
+    if (appended == events && stage.stats().acked.value == last) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  appender.request_stop();
+  appender.join();
+  return {appended, last};
+}
+
+// At the smallest buffer the config accepts, under block, appends fill a fresh store before the
+// stage commits once, with the events of 600 devices, so that the stage's first commit would hold
+// the open windows of all of them. The gateway fits the stage's caps in half the store
+// (gateway/config.cc) and the buffer keeps room for its tables to grow to them
+// (consumer_tables_bytes): the stage's commits fit, trim what they cover, and let the appends go
+// on; the devices beyond max_devices are counted, not windowed. Without that room (even with the
+// cap), the events filled the store, the open windows of the devices read so far needed more pages
+// than trimming their events freed, no commit of the stage fit again, and both waited for good.
+TEST_CASE("a store full of events of many devices before the stage's first commit does not stop the stage") {
+  gw::test::TempDir dir;
+  auto o = options();
+  o.commit_interval = std::chrono::seconds(2);  // the store fills before the first commit
+  o.max_results = 200;
+  o.max_late = 50;
+  o.max_devices = 150;
+  const std::uint64_t tables = gw::windowing::retained_bytes(o.max_results, o.max_late, o.max_devices);
+  REQUIRE(tables <= gw::buffer::side_tables_budget(1ull << 20));  // what the config would accept
+  auto opened = gw::buffer::Ring::open({.path = dir.path().string(),
+                                        .max_bytes = 1ull << 20,
+                                        .durability = gw::buffer::Durability::os,
+                                        .consumer_tables_bytes = tables});
+  REQUIRE(opened.has_value());
+  gw::buffer::Ring& ring = **opened;
+  gw::windowing::Stage stage(o, ring);
+  REQUIRE(stage.start().has_value());
+
+  constexpr std::uint64_t kDevices = 600, kEvents = 8000;
+  const Filled f = fill_while_the_stage_runs(ring, stage, kDevices, kEvents);
+  const auto s = stage.stats();
+  INFO("appended " << f.appended << ", stage at seq " << s.acked.value << " of " << f.last);
+  CHECK(ring.stats().blocked_total >= 1);  // the store was full: the case under test happened
+  REQUIRE(f.appended == kEvents);
+  REQUIRE(s.acked.value == f.last);
+  CHECK(s.devices == o.max_devices);
+  CHECK(s.events + s.unwindowed_events == kEvents);
+  // Devices 150..599 of each round of 600, and of the last, partial round (8000 = 13 x 600 + 200).
+  CHECK(s.unwindowed_events == 13 * (kDevices - o.max_devices) + (200 - o.max_devices));
+}
+
+// The fallback when a commit of the stage does not fit all the same (the room the buffer keeps for
+// it rests on estimates): the stage halves its commit until one fits, then doubles back, and
+// catches up. Before, it retried the whole commit for good. Here the ring refuses commits of more
+// than 100 table writes, and 400 new devices take about 3 writes each.
+TEST_CASE("a commit the buffer has no room for is split until it fits") {
+  gw::test::TempDir dir;
+  auto opened = gw::buffer::Ring::open({.path = dir.path().string(), .durability = gw::buffer::Durability::os});
+  REQUIRE(opened.has_value());
+  gw::test::FaultyRing ring(**opened);
+  ring.max_commit_writes = 100;
+  auto o = options();
+  o.commit_interval = std::chrono::milliseconds(200);
+  gw::windowing::Stage stage(o, ring);
+  REQUIRE(stage.start().has_value());
+  std::vector<std::vector<std::uint8_t>> payloads;
+  for (int i = 0; i < 400; ++i) payloads.push_back(telemetry("device-" + std::to_string(i), 1, 10, 1.0));
+  const Seq last = append(**opened, payloads);
+  REQUIRE(wait_acked(stage, last));
+  const auto s = stage.stats();
+  CHECK(ring.commits_refused > 0);  // the case under test happened
+  CHECK(s.commit_errors == static_cast<std::uint64_t>(ring.commits_refused.load()));
+  CHECK(s.devices == 400);
+  CHECK(s.events == 400);
+  CHECK(s.commits >= 12);  // at most about 33 devices a commit
 }

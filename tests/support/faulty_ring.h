@@ -1,20 +1,24 @@
-// A test Ring whose append() fails on demand (errc::map_full) and delegates everything else to a
-// real Ring. Thread-safe like the ring it wraps.
+// A test Ring whose append() and commit() fail on demand (errc::map_full) and delegates everything
+// else to a real Ring. Thread-safe like the ring it wraps.
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 
 #include "buffer/ring.h"
 
 namespace gw::test {
 
-// A Ring whose append() fails while `failures` is non-zero (negative = forever); the rest is
-// delegated to a real ring.
+// A Ring whose append() fails while `failures` is non-zero (negative = forever), and whose commit()
+// fails when it has more than `max_commit_writes` table writes (a consumer commit too large for
+// what is left of a store); the rest is delegated to a real ring.
 class FaultyRing final : public gw::buffer::Ring {
  public:
   explicit FaultyRing(gw::buffer::Ring& real) : real_(real) {}
   std::atomic<int> failures{0};
   std::atomic<int> failed{0};
+  std::atomic<std::size_t> max_commit_writes{SIZE_MAX};
+  std::atomic<int> commits_refused{0};
 
   std::expected<std::vector<gw::buffer::Seq>, std::error_code> append(std::span<const gw::buffer::RecordIn> records) override {
     int f = failures.load();
@@ -41,6 +45,10 @@ class FaultyRing final : public gw::buffer::Ring {
   }
   std::expected<std::uint64_t, std::error_code> trim() override { return real_.trim(); }
   std::expected<std::vector<gw::buffer::Seq>, std::error_code> commit(const gw::buffer::ConsumerCommit& c) override {
+    if (c.writes.size() > max_commit_writes.load()) {
+      commits_refused.fetch_add(1);
+      return std::unexpected(make_error_code(gw::buffer::errc::map_full));
+    }
     return real_.commit(c);
   }
   std::expected<std::optional<std::vector<std::uint8_t>>, std::error_code> table_get(
