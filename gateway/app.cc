@@ -15,6 +15,7 @@
 
 #include "gateway/api.h"
 #include "gateway/ingest_workers.h"
+#include "ingest/plugin_server.h"
 #include "gateway/metrics.h"
 #include "gateway/status.h"
 #include "uplink/kafka_mock.h"
@@ -107,6 +108,17 @@ class GatewayApp final : public App {
                  config_.http.token.empty() ? "" : " (bearer token required, except for / and /healthz)");
 
     local_store_ = ingest::make_local_store(*ring_, dead_letters_.get());
+    if (config_.ingest_mode == IngestMode::plugin) {
+      ingest::PluginServerOptions options;
+      options.socket_path = plugin_socket(config_);
+      options.admit = {config_.mqtt.device_pattern, config_.mqtt.limits};
+      auto server = ingest::PluginServer::start(options, *local_store_);
+      if (!server) return std::unexpected("ingest: cannot listen on " + options.socket_path + ": " + server.error().message());
+      plugin_ = std::move(*server);
+      publish_status();
+      publisher_ = std::thread([this] { publish_loop(); });
+      return {};
+    }
     if (config_.mqtt_sessions > 1) {
       if (config_.config_path.empty()) return std::unexpected("mqtt.sessions > 1 needs a config file (--config)");
       IngestWorkersOptions options;
@@ -132,6 +144,7 @@ class GatewayApp final : public App {
   void stop() override {
     if (stopped_.exchange(true)) return;
     if (source_) source_->stop();
+    if (plugin_) plugin_->stop();
     if (workers_) workers_->stop();
     if (kafka_aggregates_) kafka_aggregates_->stop();  // stopped in reverse order of starting
     if (kafka_) kafka_->stop();
@@ -184,6 +197,7 @@ class GatewayApp final : public App {
     s.unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                     std::chrono::system_clock::now().time_since_epoch()).count();
     if (source_) s.ingest = source_->stats();
+    if (plugin_) s.ingest = plugin_->stats();
     if (workers_) {
       s.ingest = workers_->stats();
       s.ingest_workers = workers_->workers();
@@ -245,6 +259,7 @@ class GatewayApp final : public App {
   std::unique_ptr<ingest::DeadLetters> dead_letters_;  // before source_: outlives it
   std::unique_ptr<ingest::EventStore> local_store_;  // before source_ and workers_: outlives them
   std::unique_ptr<ingest::MqttSource> source_;
+  std::unique_ptr<ingest::PluginServer> plugin_;
   std::unique_ptr<IngestWorkers> workers_;
   std::unique_ptr<HttpServer> http_;
 

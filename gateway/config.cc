@@ -246,6 +246,15 @@ const std::vector<Key>& keys() {
                  "payload's device id, a mismatch is counted). Empty: the payload's device id.",
                  true),
 
+      enum_key("ingest.mode", [](Config& c) -> auto& { return c.ingest_mode; },
+               std::vector<std::pair<std::string, IngestMode>>{{"subscribe", IngestMode::subscribe},
+                                                                {"plugin", IngestMode::plugin}},
+               "How device messages arrive. plugin: mosquitto runs the gateway's plugin, which hands each message "
+               "on the mqtt.topics to the gateway and lets mosquitto acknowledge the device only once it is stored "
+               "(`edge-gateway --mosquitto-config` prints the broker's lines). subscribe: the gateway subscribes "
+               "to the broker, which acknowledges devices itself and holds what it has not handed over yet."),
+      string_key("ingest.plugin_socket", [](Config& c) -> auto& { return c.plugin_socket; },
+                 "Mode plugin: the Unix socket the plugin connects to. Empty: ingest.sock in buffer.path.", true),
       bytes_key("ingest.max_payload_bytes", [](Config& c) -> auto& { return c.mqtt.limits.max_payload_bytes; }, 64,
                 "Larger payloads are rejected (dead letter, reason oversize)."),
       duration_key("ingest.max_skew", [](Config& c) -> auto& { return c.mqtt.limits.max_skew; }, milliseconds(1000),
@@ -618,6 +627,24 @@ std::expected<Config, ConfigError> load_config(const std::string& path) {
   auto config = parse_config(text.str(), path);
   if (config) config->config_path = std::filesystem::absolute(path).string();
   return config;
+}
+
+std::string plugin_socket(const Config& config) {
+  return config.plugin_socket.empty() ? config.buffer.path + "/ingest.sock" : config.plugin_socket;
+}
+
+std::string mosquitto_config(const Config& config, const std::string& plugin_path) {
+  std::string topics;
+  for (const std::string& t : config.mqtt.topics) topics += (topics.empty() ? "" : ",") + t;
+  // A global plugin runs for every listener; with per_listener_settings true a listener without the
+  // plugin would acknowledge devices from memory, so it stays false.
+  return "# edge-gateway: ingest mode plugin. mosquitto acknowledges a message on these topics only\n"
+         "# once edge-gateway has stored it (or kept it as a dead letter).\n"
+         "per_listener_settings false\n"
+         "plugin " + plugin_path + "\n"
+         "plugin_opt_socket " + plugin_socket(config) + "\n"
+         "plugin_opt_topics " + topics + "\n"
+         "plugin_opt_timeout_ms 5000\n";
 }
 
 std::vector<KeyInfo> config_keys() {

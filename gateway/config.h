@@ -20,8 +20,16 @@
 
 namespace gw::gateway {
 
+// How device messages reach the gateway (ingest/README.md "Ingest modes").
+enum class IngestMode {
+  subscribe,  // the gateway subscribes to the broker (Paho); what the broker acknowledged and holds is the broker's
+  plugin,     // the gateway's mosquitto plugin hands each message over before mosquitto acknowledges it
+};
+
 struct Config {
   std::string gateway_id = "edge-1";
+  IngestMode ingest_mode = IngestMode::subscribe;
+  std::string plugin_socket;  // mode plugin: the socket the plugin connects to; empty: <buffer.path>/ingest.sock
   std::string log_level = "info";
   ingest::MqttOptions mqtt;
   int mqtt_sessions = 1;          // > 1: that many ingest worker processes on a shared subscription
@@ -49,6 +57,12 @@ struct ConfigError {
   // "FILE:LINE:COLUMN: key 'KEY': MESSAGE"
   std::string to_string() const;
 };
+
+// The socket of ingest mode plugin: ingest.plugin_socket, or ingest.sock in buffer.path.
+std::string plugin_socket(const Config& config);
+// The mosquitto.conf lines ingest mode plugin needs (edge-gateway --mosquitto-config): the plugin
+// (`plugin_path`) for every listener, its socket and topic filters.
+std::string mosquitto_config(const Config& config, const std::string& plugin_path);
 
 // Reads and validates a config file.
 [[nodiscard]] std::expected<Config, ConfigError> load_config(const std::string& path);

@@ -3,6 +3,7 @@
 // taken with sigwait() here, so no stage is interrupted in the middle of a callback.
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -23,17 +24,31 @@ std::string key_table_for_help() {
   return out;
 }
 
+// The mosquitto plugin beside this binary: in the build tree (build/gateway/edge-gateway,
+// build/ingest/edge_gateway_mosquitto.so), else where the package installs it.
+std::string plugin_path() {
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  const auto dir = exe.parent_path();
+  for (const auto& candidate : {dir / "../ingest/edge_gateway_mosquitto.so", dir / "../lib/edge-gateway/edge_gateway_mosquitto.so"}) {
+    if (!ec && std::filesystem::exists(candidate)) return std::filesystem::weakly_canonical(candidate).string();
+  }
+  return "/usr/lib/edge-gateway/edge_gateway_mosquitto.so";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App cli{"edge-gateway: MQTT -> crash-safe LMDB buffer -> windowed aggregates + zstd batches -> Kafka"};
-  std::string config_path, check_path;
+  std::string config_path, check_path, mosquitto_path;
   bool version = false, help_config = false;
   int worker_index = 0, ipc_fd = -1;
   cli.add_option("--config", config_path, "Run with this TOML config file");
   cli.add_option("--check-config", check_path, "Validate this config file and exit (non-zero on error)");
   cli.add_flag("--version", version, "Print the version and exit");
   cli.add_flag("--help-config", help_config, "Print the config reference (Markdown) and exit");
+  cli.add_option("--mosquitto-config", mosquitto_path,
+                 "Print the mosquitto.conf lines this config file's ingest mode needs, and exit");
   // Internal: the gateway starts its ingest workers ([mqtt] sessions > 1) with these.
   cli.add_option("--ingest-worker", worker_index)->group("");
   cli.add_option("--ipc-fd", ipc_fd)->group("");
@@ -46,6 +61,19 @@ int main(int argc, char** argv) {
   }
   if (help_config) {
     std::cout << gw::gateway::config_reference_markdown();
+    return 0;
+  }
+  if (!mosquitto_path.empty()) {
+    auto config = gw::gateway::load_config(mosquitto_path);
+    if (!config) {
+      std::cerr << config.error().to_string() << "\n";
+      return 1;
+    }
+    if (config->ingest_mode != gw::gateway::IngestMode::plugin) {
+      std::cout << "# edge-gateway: ingest mode subscribe: mosquitto needs no line of the gateway's\n";
+      return 0;
+    }
+    std::cout << gw::gateway::mosquitto_config(*config, plugin_path());
     return 0;
   }
   if (!check_path.empty()) {

@@ -47,6 +47,8 @@
 #include <thread>
 #include <vector>
 
+#include "ingest/admit.h"
+
 namespace gw::ingest {
 namespace {
 
@@ -331,69 +333,29 @@ class Core final : public std::enable_shared_from_this<Core> {
     }
   }
 
-  // The device id the topic names under options_.device_pattern, or nullopt if it does not match.
-  std::optional<std::string> device_from_topic(const std::string& topic) const {
-    const std::string& pattern = options_.device_pattern;
-    if (pattern.empty()) return std::nullopt;
-    std::size_t p = 0, t = 0;
-    std::optional<std::string> device;
-    while (p <= pattern.size() && t <= topic.size()) {
-      const std::size_t pe = std::min(pattern.find('/', p), pattern.size());
-      const std::size_t te = std::min(topic.find('/', t), topic.size());
-      const std::string_view plevel(pattern.data() + p, pe - p), tlevel(topic.data() + t, te - t);
-      if (plevel == "{device}") {
-        if (tlevel.empty()) return std::nullopt;
-        device.emplace(tlevel);
-      } else if (plevel != tlevel) {
-        return std::nullopt;
-      }
-      if ((pe == pattern.size()) != (te == topic.size())) return std::nullopt;  // different depths
-      if (pe == pattern.size()) return device;
-      p = pe + 1;
-      t = te + 1;
-    }
-    return std::nullopt;
-  }
-
   void handle(const mqtt::message& msg) {
     const auto& payload = msg.get_payload();
     const std::span<const std::uint8_t> received(reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size());
-    std::span<const std::uint8_t> bytes = received;  // what is stored: the canonical form
-    if (bytes.size() > options_.limits.max_payload_bytes) return reject(msg, bytes, make_error_code(errc::oversize));
-    auto event = decode_payload(bytes);
-    if (!event) return reject(msg, bytes, event.error());
-    if (auto bad = validate(*event, bytes.size(), options_.clock(), options_.limits)) return reject(msg, bytes, bad);
-
-    // The buffer keeps the canonical form, a Telemetry FlatBuffer: the payload itself when it is
-    // one (already verified) and names the topic's device, else a re-encoding.
-    bool canonical = payload_format(bytes) == PayloadFormat::flatbuffers;
-    if (auto device = device_from_topic(msg.get_topic()); device && *device != event->device.value) {
+    auto admitted = admit(msg.get_topic(), received, options_.clock(), admit_options_);
+    if (!admitted) return reject(msg, received, admitted.error());
+    if (admitted->device_mismatch) {
       std::lock_guard lock(mu_);
       ++stats_.device_mismatches;
-      event->device.value = std::move(*device);
-      canonical = false;
     }
-    std::vector<std::uint8_t> encoded;
-    if (!canonical) {
-      encoded = encode_telemetry(*event);
-      bytes = encoded;
-    }
-
     // The buffer drops a copy of a stored reading in the same transaction that would store it, and
     // refuses one it cannot judge or that reuses a reading's identity for other values.
-    const buffer::RecordIn record{buffer::RecordType::telemetry, bytes,
-                                  buffer::DedupKey{event->device.value, event->boot_id, event->seq.value,
-                                                   event->time.ms, value_digest(*event)}};
+    const buffer::RecordIn record = admitted->record();
+    const Event* event = &admitted->event;
     auto delay = options_.store_retry_min;
     bool episode = false;
     for (;;) {
       // With overflow = block the ring itself waits for room; stop() ends that wait (errc::stopped).
       auto stored = store_.store(record, store_stop_.get_token());
-      if (stored && (*stored == buffer::kDroppedConflicting || *stored == buffer::kDroppedStale)) {
-        if (episode) spdlog::info("ingest: storing works again");
-        return reject(msg, received,  // as the device sent it
-                      make_error_code(*stored == buffer::kDroppedConflicting ? errc::conflicting_duplicate
-                                                                             : errc::stale_sequence));
+      if (stored) {
+        if (auto reason = rejection_of(*stored)) {
+          if (episode) spdlog::info("ingest: storing works again");
+          return reject(msg, received, make_error_code(*reason));  // as the device sent it
+        }
       }
       std::unique_lock lock(mu_);
       if (stored) {
@@ -426,6 +388,7 @@ class Core final : public std::enable_shared_from_this<Core> {
   }
 
   MqttOptions options_;  // const after construction (the clock is filled in there)
+  AdmitOptions admit_options_{options_.device_pattern, options_.limits};
   std::unique_ptr<EventStore> owned_store_;  // set when created over a ring
   EventStore& store_;
 

@@ -70,13 +70,7 @@ gw_wait_markers "http://127.0.0.1:$http_port" "$work" 120 ||
 status=$(gw_wait_caught_up "$http_port" 120) || gw_die "uplink did not catch up (see $work/gateway.log)"
 gw_log "uplink: $(jq -c '.uplink.kafka | {last_acked_seq, read_backs, records_found_upstream, delivery_errors}' <<<"$status")"
 gw_log "buffer: $(jq -c '.buffer | {duplicates_total, duplicates_conflicting_total, stale_sequence_total, reboots_total, seq_gaps_total, seq_late_total, dedup_unknown_total, dedup_sources}' <<<"$status")"
-touch "$work/done"
-rc=0
-wait "$verify_pid" || rc=$?
-cat "$work/verify.out"
-((rc == 0)) || gw_die "verify failed (rc=$rc, see $work/verify.log)"
-# duplicates: a (gateway, seq) twice; redelivered: an acknowledged (device, seq) stored twice.
-grep -q '^delivered=[0-9]* lost=0 duplicates=0 redelivered=0 ' "$work/verify.out" || gw_die "verify: loss or duplicates"
+gw_finish_verify "$work" "$verify_pid" '^delivered=[0-9]* lost=0 duplicates=0 redelivered=0 '
 restarts=$(grep -c 'resuming after seq' "$work/gateway.log" || true)
 ((restarts >= kills - worker_kills)) || gw_die "expected $((kills - worker_kills)) resumes from the broker's tail, saw $restarts"
 echo "e2e.kill: kills=$kills worker_kills=$worker_kills sessions=$sessions resumes=$restarts OK"

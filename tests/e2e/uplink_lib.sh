@@ -79,6 +79,19 @@ gw_start_verifier() {
   gw_track $verify_pid
 }
 
+# gw_finish_verify WORK VERIFY_PID PATTERN: ends the verifier started by gw_start_verifier (WORK/done),
+# shows its report and fails unless it succeeded and its report matches PATTERN (grep), e.g.
+# '^delivered=[0-9]* lost=0 duplicates=0 redelivered=0 ' (duplicates: a (gateway, seq) twice;
+# redelivered: an acknowledged (device, seq) stored twice).
+gw_finish_verify() {
+  local work=$1 verify_pid=$2 pattern=$3 rc=0
+  touch "$work/done"
+  wait "$verify_pid" || rc=$?
+  cat "$work/verify.out"
+  ((rc == 0)) || gw_die "verify failed (rc=$rc, see $work/verify.log)"
+  grep -q "$pattern" "$work/verify.out" || gw_die "verify: loss or duplicates"
+}
+
 # gw_drain_and_verify HTTP_PORT WORK SIM_PID PUBLISHED_BEFORE VERIFY_PID: the end of a test whose
 # gateway stopped acknowledging for a while (a full buffer, a full disk) with Kafka back up: the
 # simulator (SIM_PID) ends; the broker must have kept taking messages (more acknowledged than

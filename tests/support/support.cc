@@ -142,7 +142,7 @@ void ChildProcess::signal(int sig) {
   if (pid_ > 0 && !status_) ::kill(pid_, sig);
 }
 
-Mosquitto::Mosquitto(int port, std::filesystem::path binary) {
+Mosquitto::Mosquitto(int port, std::filesystem::path binary, const std::string& extra) {
   port_ = port != 0 ? port : free_port();
   const auto conf = dir_.path() / "mosquitto.conf";
   {
@@ -157,6 +157,7 @@ Mosquitto::Mosquitto(int port, std::filesystem::path binary) {
     // Started as root, mosquitto drops to user "mosquitto", which cannot write our temp dir.
     // Staying as the current user (root included) is allowed and keeps the files ours.
     if (const passwd* pw = ::getpwuid(::geteuid()); pw != nullptr) out << "user " << pw->pw_name << "\n";
+    out << extra;
     if (!out) throw std::runtime_error("cannot write " + conf.string());
   }
   process_.emplace(std::vector<std::string>{binary.string(), "-c", conf.string()});

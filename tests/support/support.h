@@ -67,7 +67,8 @@ class ChildProcess {
 class Mosquitto {
  public:
   // port 0 = pick a free one (pass a port to bring a broker up where a client already waits).
-  explicit Mosquitto(int port = 0, std::filesystem::path binary = "/usr/sbin/mosquitto");
+  // `extra` is appended to its config (e.g. the plugin lines of ingest mode plugin).
+  explicit Mosquitto(int port = 0, std::filesystem::path binary = "/usr/sbin/mosquitto", const std::string& extra = "");
   ~Mosquitto();
   Mosquitto(const Mosquitto&) = delete;
   Mosquitto& operator=(const Mosquitto&) = delete;

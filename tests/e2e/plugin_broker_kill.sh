@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# End-to-end, ingest mode plugin: mosquitto runs the gateway's plugin, so a device's QoS 1 PUBACK
+# follows the gateway's commit. 50 devices publish QoS 1 while mosquitto is SIGKILLed KILLS times at
+# random (restarted 0.5 s later), in the buffer durability DURABILITY. Whatever mosquitto held in
+# memory is lost with it, but none of it had been acknowledged: the verifier must report every
+# acknowledged (device, seq) upstream exactly once (lost=0 duplicates=0). RATE (default 20) is each
+# device's events per second.
+# MODE subscribe runs the same with the gateway subscribing instead (no plugin): there mosquitto
+# acknowledges from memory and loses what it held, which the verifier reports (for the figures in
+# ingest/README.md; not part of the suite).
+#   tests/e2e/plugin_broker_kill.sh BUILD_DIR SOURCE_DIR [KILLS [DURABILITY [MODE]]]
+set -euo pipefail
+build=$1 src=$2 kills=${3:-5} durability=${4:-os} mode=${5:-plugin}
+source "$src/tests/e2e/lib.sh"
+source "$src/tests/e2e/uplink_lib.sh"
+work=$(mktemp -d /tmp/gw-e2e-plugin.XXXXXX)
+trap 'gw_stop_all; exec 7>&- 2>/dev/null || true; [[ ${KEEP:-} ]] || rm -rf "$work"' EXIT
+
+http_port=$(gw_free_port)
+mqtt_port=$(gw_free_port)
+gw_start_kafka_mock "$build/uplink/kafka-mock" "$work" telemetry >"$work/bootstrap"
+bootstrap=$(cat "$work/bootstrap")
+gw_uplink_config "$work/gateway.toml" "$work" "$mqtt_port" "$http_port" "$bootstrap"
+sed -i "s/^durability = \"os\"\$/durability = \"$durability\"/" "$work/gateway.toml"
+printf '[ingest]\nmode = "%s"\n' "$mode" >>"$work/gateway.toml"
+
+"$build/gateway/edge-gateway" --config "$work/gateway.toml" >>"$work/gateway.log" 2>&1 &
+gw_track $!
+gw_wait_http "http://127.0.0.1:$http_port/healthz" 20 || gw_die "gateway not healthy (see $work/gateway.log)"
+
+# The broker's config: the shipped settings and the plugin lines the gateway prints. The test's work
+# directory is private to root, so the broker keeps root here instead of dropping to its own user.
+{ cat "$src/gateway/mosquitto.conf"; echo "user root"; "$build/gateway/edge-gateway" --mosquitto-config "$work/gateway.toml"; } \
+  >"$work/mosquitto.template"
+[[ $mode == subscribe ]] || grep -q '^plugin ' "$work/mosquitto.template" || gw_die "--mosquitto-config printed no plugin line"
+start_broker() { gw_start_mosquitto "$work/mosquitto" "$mqtt_port" "$work/mosquitto.template"; broker_pid=${GW_PIDS[-1]}; }
+start_broker
+[[ $mode == plugin ]] || gw_wait_subscribed "http://127.0.0.1:$http_port" 30 || gw_die "no subscription"
+
+gw_start_verifier "$build" "$work" "$bootstrap"
+"$build/firmware-sim/firmware-sim" --broker "tcp://127.0.0.1:$mqtt_port" --devices 50 --rate "${RATE:-20}" --duration 30 \
+  --qos 1 --seed 5 --manifest "$work/manifest.txt" >"$work/sim.out" 2>"$work/sim.log" &
+sim_pid=$!
+gw_track $sim_pid
+
+for ((k = 1; k <= kills; k++)); do
+  sleep "$(printf '3.%03d' $((RANDOM % 1000)))"
+  kill -KILL "$broker_pid"
+  wait "$broker_pid" 2>/dev/null || true
+  sleep 0.5
+  start_broker
+done
+gw_log "$kills SIGKILLs of mosquitto done"
+wait "$sim_pid" || gw_die "firmware-sim failed (see $work/sim.log)"
+cat "$work/sim.out"
+acked=$(wc -l <"$work/manifest.txt")
+((acked > 10000)) || gw_die "only $acked messages acknowledged"
+# Acknowledged means stored (plugin): nothing to wait for but the uplink. Subscribe: what the last
+# broker still holds reaches the gateway within a few seconds.
+[[ $mode == plugin ]] || sleep 10
+status=$(gw_wait_caught_up "$http_port" 120) || gw_die "uplink did not catch up (see $work/gateway.log)"
+gw_log "ingest: $(jq -c '.ingest | {messages_received, events_stored, duplicates, store_retries, decode_errors_total}' <<<"$status")"
+gw_finish_verify "$work" "$verify_pid" '^delivered=[0-9]* lost=0 duplicates=0 redelivered=0 '
+echo "plugin_broker_kill: mode=$mode durability=$durability kills=$kills acked=$acked OK"

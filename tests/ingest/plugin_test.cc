@@ -1,0 +1,115 @@
+// Ingest mode plugin against a real mosquitto running the gateway's plugin: a device's PUBACK comes
+// only once the message is in the buffer (or kept as a dead letter); other topics pass untouched;
+// with the gateway unreachable a QoS 1 message gets no PUBACK (the device keeps it and sends it
+// again) and a QoS 0 message passes without a disconnect.
+#ifdef GW_MOSQUITTO_PLUGIN
+#include <mqtt/async_client.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "buffer/ring.h"
+#include "ingest/dead_letters.h"
+#include "ingest/plugin_server.h"
+#include "ingest/store.h"
+#include "tests/support/support.h"
+
+using namespace std::chrono_literals;
+using gw::test::Mosquitto;
+using gw::test::TempDir;
+
+namespace {
+
+std::string plugin_lines(const std::string& socket) {
+  return std::string("plugin ") + GW_MOSQUITTO_PLUGIN + "\nplugin_opt_socket " + socket +
+         "\nplugin_opt_topics devices/+/telemetry\nplugin_opt_timeout_ms 1000\n";
+}
+
+std::string reading(const std::string& device, int seq) {
+  const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  return R"({"device":")" + device + R"(","seq":)" + std::to_string(seq) + R"(,"time_ms":)" + std::to_string(now) +
+         R"(,"metrics":{"t":21.5}})";
+}
+
+// Publishes and waits up to `wait` for the broker's acknowledgement (QoS 1: the PUBACK).
+bool published(mqtt::async_client& client, const std::string& topic, const std::string& payload, int qos,
+               std::chrono::milliseconds wait = 5s) {
+  try {
+    return client.publish(topic, payload, qos, false)->wait_for(wait);
+  } catch (const mqtt::exception&) {
+    return false;  // the connection was closed before an acknowledgement
+  }
+}
+
+}  // namespace
+
+TEST_CASE("plugin mode: the PUBACK follows the store; other topics pass; an unreachable gateway withholds it") {
+  TempDir dir;
+  auto ring = gw::buffer::Ring::open({.path = (dir.path() / "ring").string(), .durability = gw::buffer::Durability::os});
+  REQUIRE(ring.has_value());
+  auto dlq = gw::ingest::DeadLetters::open({.path = (dir.path() / "dlq").string()});
+  REQUIRE(dlq.has_value());
+  auto store = gw::ingest::make_local_store(**ring, dlq->get());
+  const std::string socket = (dir.path() / "ingest.sock").string();
+  gw::ingest::PluginServerOptions options;
+  options.socket_path = socket;
+  auto server = gw::ingest::PluginServer::start(options, *store);
+  REQUIRE(server.has_value());
+  Mosquitto broker(0, "/usr/sbin/mosquitto", plugin_lines(socket));
+
+  mqtt::async_client client(broker.url(), "plugin-test-device", mqtt::create_options(MQTTVERSION_3_1_1));
+  auto connect = mqtt::connect_options_builder().clean_session(false).automatic_reconnect(false).finalize();
+  REQUIRE(client.connect(connect)->wait_for(5s));
+
+  // Acknowledged only once stored: the buffer holds it when the PUBACK arrives.
+  REQUIRE(published(client, "devices/d1/telemetry", reading("d1", 0), 1));
+  CHECK((*ring)->last_seq().value == 1);
+  // A copy of a stored reading: acknowledged, not stored twice.
+  REQUIRE(published(client, "devices/d1/telemetry", reading("d1", 0), 1));
+  CHECK((*ring)->last_seq().value == 1);
+  // What will never store is acknowledged and kept as a dead letter (else it would be a poison message).
+  REQUIRE(published(client, "devices/d1/telemetry", "{not json", 1));
+  CHECK((*dlq)->list(gw::ingest::errc::malformed, 10).size() == 1);
+  // Another topic does not reach the gateway.
+  REQUIRE(published(client, "other/topic", "anything", 1));
+  auto s = (*server)->stats();
+  CHECK(s.messages_received == 3);
+  CHECK(s.events_stored == 1);
+  CHECK(s.duplicates == 1);
+  CHECK(s.decode_errors_total == 1);
+  CHECK(s.connected);
+
+  // The gateway goes away: QoS 0 passes (counted by the plugin, no disconnect) ...
+  (*server)->stop();
+  REQUIRE(published(client, "devices/d1/telemetry", reading("d1", 1), 0));
+  std::this_thread::sleep_for(200ms);
+  CHECK(client.is_connected());
+  // ... a QoS 1 message gets no PUBACK, and mosquitto closes the connection.
+  CHECK_FALSE(published(client, "devices/d1/telemetry", reading("d1", 2), 1, 3s));
+  CHECK((*ring)->last_seq().value == 1);
+
+  // Back: the device reconnects (persistent session) and its client sends the message again.
+  auto again = gw::ingest::PluginServer::start(options, *store);
+  REQUIRE(again.has_value());
+  for (int i = 0; i < 50 && !client.is_connected(); ++i) {
+    try {
+      client.connect(connect)->wait_for(2s);
+    } catch (const mqtt::exception&) {
+      std::this_thread::sleep_for(100ms);
+    }
+  }
+  REQUIRE(client.is_connected());
+  bool stored = false;
+  for (int i = 0; i < 100 && !stored; ++i) {
+    stored = (*ring)->last_seq().value == 2;
+    std::this_thread::sleep_for(50ms);
+  }
+  CHECK(stored);
+  client.disconnect()->wait_for(2s);
+}
+
+#endif  // GW_MOSQUITTO_PLUGIN (not in a cross build: the machine's mosquitto cannot load its plugin)
