@@ -47,7 +47,7 @@ bool published(mqtt::async_client& client, const std::string& topic, const std::
 
 }  // namespace
 
-TEST_CASE("plugin mode: the PUBACK follows the store; other topics pass; an unreachable gateway withholds it") {
+TEST_CASE("plugin mode: the PUBACK follows the store, other topics pass, an unreachable gateway withholds it") {
   TempDir dir;
   auto ring = gw::buffer::Ring::open({.path = (dir.path() / "ring").string(), .durability = gw::buffer::Durability::os});
   REQUIRE(ring.has_value());
