@@ -255,6 +255,10 @@ const std::vector<Key>& keys() {
                "to the broker, which acknowledges devices itself and holds what it has not handed over yet."),
       string_key("ingest.plugin_socket", [](Config& c) -> auto& { return c.plugin_socket; },
                  "Mode plugin: the Unix socket the plugin connects to. Empty: ingest.sock in buffer.path.", true),
+      string_key("ingest.plugin_socket_group", [](Config& c) -> auto& { return c.plugin_socket_group; },
+                 "Mode plugin: the group given the socket (mode 0660), so that the broker, which runs as its "
+                 "own user, can connect (the package: \"mosquitto\"). Empty: the gateway's group.",
+                 true),
       bytes_key("ingest.max_payload_bytes", [](Config& c) -> auto& { return c.mqtt.limits.max_payload_bytes; }, 64,
                 "Larger payloads are rejected (dead letter, reason oversize)."),
       duration_key("ingest.max_skew", [](Config& c) -> auto& { return c.mqtt.limits.max_skew; }, milliseconds(1000),

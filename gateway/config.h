@@ -30,6 +30,7 @@ struct Config {
   std::string gateway_id = "edge-1";
   IngestMode ingest_mode = IngestMode::subscribe;
   std::string plugin_socket;  // mode plugin: the socket the plugin connects to; empty: <buffer.path>/ingest.sock
+  std::string plugin_socket_group;  // mode plugin: the socket's group (the broker's); empty: the gateway's
   std::string log_level = "info";
   ingest::MqttOptions mqtt;
   int mqtt_sessions = 1;          // > 1: that many ingest worker processes on a shared subscription

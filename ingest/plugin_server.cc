@@ -1,6 +1,7 @@
 #include "ingest/plugin_server.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -50,9 +51,17 @@ class Server final : public PluginServer {
     if (wake_ < 0 || listen_fd_ < 0) return {errno, std::system_category()};
     ::unlink(options_.socket_path.c_str());  // a socket left by a killed gateway
     if (bind(listen_fd_, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0 ||
-        chmod(options_.socket_path.c_str(), 0660) != 0 || ::listen(listen_fd_, 16) != 0) {
+        chmod(options_.socket_path.c_str(), 0660) != 0) {
       return {errno, std::system_category()};
     }
+    if (!options_.socket_group.empty()) {
+      const group* g = getgrnam(options_.socket_group.c_str());
+      if (g == nullptr) return std::make_error_code(std::errc::invalid_argument);  // no such group
+      if (chown(options_.socket_path.c_str(), static_cast<uid_t>(-1), g->gr_gid) != 0) {
+        return {errno, std::system_category()};
+      }
+    }
+    if (::listen(listen_fd_, 16) != 0) return {errno, std::system_category()};
     acceptor_ = std::thread([this] { accept_loop(); });
     spdlog::info("ingest: plugin mode: the mosquitto plugin hands messages over at {}", options_.socket_path);
     return {};

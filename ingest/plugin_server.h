@@ -23,6 +23,7 @@ namespace gw::ingest {
 
 struct PluginServerOptions {
   std::string socket_path;  // created (a stale socket file is replaced), mode 0660, removed at stop
+  std::string socket_group;  // non-empty: the socket's group (the broker's, e.g. "mosquitto")
   AdmitOptions admit;
   std::size_t max_connections = 8;  // more are closed at once (the broker keeps one)
   std::function<std::int64_t()> clock;  // Unix ms; default: the system clock

@@ -13,6 +13,9 @@ install(FILES ${_gw_deb}/edge-gateway.service DESTINATION /lib/systemd/system)
 install(FILES ${_gw_deb}/edge-gateway.toml DESTINATION /etc/edge-gateway)
 install(FILES ${_gw_deb}/mosquitto-edge-gateway.conf DESTINATION /etc/mosquitto/conf.d
         RENAME edge-gateway.conf)
+# mosquitto starts after the gateway (ingest mode plugin: its plugin connects to the gateway's socket).
+install(FILES ${_gw_deb}/mosquitto-after-edge-gateway.conf DESTINATION /lib/systemd/system/mosquitto.service.d
+        RENAME edge-gateway.conf)
 install(FILES ${PROJECT_SOURCE_DIR}/README.md ${PROJECT_SOURCE_DIR}/gateway/edge-gateway.example.toml
         DESTINATION share/doc/edge-gateway)
 
@@ -28,8 +31,8 @@ set(CPACK_STRIP_FILES ON)     # CMAKE_STRIP: the cross strip in a cross build
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION net)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser")
-set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "mosquitto")
+# mosquitto: ingest mode plugin (the default config) runs the gateway's plugin in it.
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser, mosquitto (>= 2.0)")
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)   # library dependencies from dpkg-shlibdeps
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     ${_gw_deb}/conffiles ${_gw_deb}/postinst ${_gw_deb}/prerm ${_gw_deb}/postrm)

@@ -3,7 +3,9 @@
 # package put in place (user, state directory, conffiles, unit), starts the installed edge-gateway
 # as its systemd unit would (no systemd as PID 1 needed: ExecStart read from the unit, run as the
 # unit's User/Group with NoNewPrivileges, against a private mosquitto that loads the package's
-# drop-in, and the installed kafka-mock), checks /healthz and that published events reach Kafka,
+# drop-in with the gateway's plugin (ingest mode plugin: mosquitto as its own user connects to the
+# gateway's socket through the group), and the installed kafka-mock), checks /healthz and that
+# published events reach Kafka,
 # stops it with the unit's KillSignal, then purges the package and checks nothing is left.
 #   tests/package/install.sh BUILD_DIR SOURCE_DIR
 # Exit 77 (ctest: skipped) when not root or when an edge-gateway package is already installed.
@@ -22,6 +24,7 @@ cleanup() {
   gw_stop_all
   if ((installed)); then apt-get purge -y -qq edge-gateway >/dev/null 2>&1 || dpkg --purge edge-gateway || true; fi
   [[ ${KEEP:-} ]] || rm -rf "$work"
+  rm -rf /run/edge-gateway  # what systemd's RuntimeDirectory= would remove
 }
 trap cleanup EXIT
 export DEBIAN_FRONTEND=noninteractive
@@ -40,10 +43,14 @@ apt-get install -y -qq --no-install-recommends "$deb" >"$work/apt.log" 2>&1 || {
 unit=/lib/systemd/system/edge-gateway.service
 conf=/etc/edge-gateway/edge-gateway.toml
 for f in /usr/bin/edge-gateway /usr/bin/firmware-sim /usr/bin/uplink-cat /usr/bin/kafka-mock "$unit" "$conf" \
-  /etc/mosquitto/conf.d/edge-gateway.conf; do
+  /etc/mosquitto/conf.d/edge-gateway.conf /usr/lib/edge-gateway/edge_gateway_mosquitto.so \
+  /lib/systemd/system/mosquitto.service.d/edge-gateway.conf; do
   [[ -e $f ]] || gw_die "package did not install $f"
 done
 getent passwd edge-gateway >/dev/null || gw_die "postinst did not create the user edge-gateway"
+id -nG edge-gateway | grep -qw mosquitto || gw_die "postinst did not put edge-gateway in the group mosquitto"
+grep -q '^After=edge-gateway.service' /lib/systemd/system/mosquitto.service.d/edge-gateway.conf ||
+  gw_die "mosquitto is not ordered after the gateway"
 [[ $(stat -c '%U:%G %a' /var/lib/edge-gateway) == "edge-gateway:edge-gateway 750" ]] ||
   gw_die "/var/lib/edge-gateway is $(stat -c '%U:%G %a' /var/lib/edge-gateway)"
 dpkg-query --control-show edge-gateway conffiles | grep -qx "$conf" || gw_die "$conf is not a conffile"
@@ -79,11 +86,15 @@ user=$(unit_value User) group=$(unit_value Group) workdir=$(unit_value WorkingDi
 read -r -a exec_start <<<"$(unit_value ExecStart)"
 exec_start=("${exec_start[@]/#$conf/$work/edge-gateway.toml}")
 gw_log "ExecStart as $user:$group in $workdir: ${exec_start[*]}"
+# RuntimeDirectory=edge-gateway with its mode, as systemd would create it.
+install -d -o "$user" -g "$group" -m "$(unit_value RuntimeDirectoryMode)" /run/edge-gateway
 (cd "$workdir" && exec setpriv --reuid="$user" --regid="$group" --init-groups --no-new-privs \
   "${exec_start[@]}") >"$work/gateway.log" 2>&1 &
 gw_pid=$!
 gw_track $gw_pid
-gw_wait_gateway_ready "$http_port" "$work/gateway.log"
+gw_wait_http "http://127.0.0.1:$http_port/healthz" 20 || { tail -n 30 "$work/gateway.log"; gw_die "gateway not healthy"; }
+[[ $(stat -c '%G %a' /run/edge-gateway/ingest.sock) == "mosquitto 660" ]] ||
+  gw_die "plugin socket is $(stat -c '%U:%G %a' /run/edge-gateway/ingest.sock)"
 gw_log "/healthz: $(gw_http "http://127.0.0.1:$http_port/healthz" | head -c 200)"
 [[ $(stat -c %U /proc/$gw_pid) == "$user" ]] || gw_die "gateway does not run as $user"
 [[ -n $(find /var/lib/edge-gateway -mindepth 1 -user "$user" -print -quit) ]] || gw_die "no state written in /var/lib/edge-gateway"
