@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The demo: sets up (Debian packages), builds, then runs the whole pipeline on loopback:
-# mosquitto with the project's config, edge-gateway with an embedded Kafka (librdkafka's mock
-# cluster), and firmware-sim replaying the Intel Lab sensor data. It prints the status URL, a kcat
-# command that reads the topic, and live aggregates, until Ctrl-C or --duration S; then it stops
-# every process it started.
+# mosquitto with the project's config and the gateway's plugin (ingest mode plugin), edge-gateway
+# with an embedded Kafka (librdkafka's mock cluster), and firmware-sim replaying the Intel Lab
+# sensor data. It prints the status URL, a kcat command that reads the topic, and live aggregates,
+# until Ctrl-C or --duration S; then it stops every process it started.
 #   gateway/demo.sh [--duration S] [--devices N] [--rate EVENTS_PER_S_PER_DEVICE]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,10 +29,11 @@ trap 'exit 0' INT TERM
 
 mqtt_port=$(gw_free_port)
 http_port=$(gw_free_port)
-gw_start_mosquitto "$run/mosquitto" "$mqtt_port" "$root/gateway/mosquitto.conf"
-
 cat >"$run/gateway.toml" <<CONF
 gateway_id = "demo-1"
+[ingest]
+# mosquitto runs the gateway's plugin: a device's PUBACK follows the gateway's fsync.
+mode = "plugin"
 [mqtt]
 url = "tcp://127.0.0.1:$mqtt_port"
 client_id = "demo-gateway"
@@ -49,7 +50,13 @@ listen = "127.0.0.1:$http_port"
 CONF
 "$build/gateway/edge-gateway" --config "$run/gateway.toml" >"$run/gateway.log" 2>&1 &
 gw_track $!
-gw_wait_gateway_ready "$http_port" "$run/gateway.log"
+gw_wait_http "http://127.0.0.1:$http_port/healthz" 20 || { tail -n 20 "$run/gateway.log"; gw_die "the gateway did not start"; }
+# mosquitto with the project's settings and the plugin lines the gateway prints for its config. As
+# root, mosquitto would drop to its own user, which cannot reach the socket in this checkout: it
+# keeps the current user instead.
+{ cat "$root/gateway/mosquitto.conf"; [[ $(id -u) -ne 0 ]] || echo "user root"
+  "$build/gateway/edge-gateway" --mosquitto-config "$run/gateway.toml"; } >"$run/mosquitto.template"
+gw_start_mosquitto "$run/mosquitto" "$mqtt_port" "$run/mosquitto.template"
 bootstrap=$(gw_http "http://127.0.0.1:$http_port/status" | jq -r '.uplink.kafka.bootstrap')
 
 data=()
