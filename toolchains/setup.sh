@@ -29,6 +29,8 @@ packages=(
   mosquitto mosquitto-clients kcat zstd lmdb-utils curl jq procps python3
   # the mosquitto plugin (ingest mode "plugin"): the broker's plugin API v5 headers
   mosquitto-dev libmosquitto-dev
+  # e2e.plugin_order traces mosquitto and the gateway
+  strace
   # the disk-full test: an ext4 image on a loop device (mkfs.ext4; mount and losetup from mount)
   e2fsprogs mount
   # HTTP tests and benchmark: promtool (checks /metrics), headless Chromium (the status page), wrk
