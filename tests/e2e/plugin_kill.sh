@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # End-to-end, ingest mode plugin: mosquitto runs the gateway's plugin, so a device's QoS 1 PUBACK
-# follows the gateway's commit. 50 devices publish QoS 1 while mosquitto is SIGKILLed KILLS times at
-# random (restarted 0.5 s later), in the buffer durability DURABILITY. Whatever mosquitto held in
-# memory is lost with it, but none of it had been acknowledged: the verifier must report every
-# acknowledged (device, seq) upstream exactly once (lost=0 duplicates=0). RATE (default 20) is each
-# device's events per second.
+# follows the gateway's commit. 50 devices publish QoS 1 while TARGET (broker: mosquitto, or
+# gateway: edge-gateway) is SIGKILLed KILLS times at random (mosquitto restarted 0.5 s later, the
+# gateway at once), in the buffer durability DURABILITY. Whatever mosquitto held in memory is lost
+# with it, but none of it had been acknowledged; a killed gateway answers nothing, so the plugin
+# withholds the PUBACK: the verifier must report every acknowledged (device, seq) upstream exactly
+# once (lost=0 duplicates=0 redelivered=0). RATE (default 20) is each device's events per second.
 # MODE subscribe runs the same with the gateway subscribing instead (no plugin): there mosquitto
 # acknowledges from memory and loses what it held, which the verifier reports (for the figures in
 # ingest/README.md; not part of the suite).
-#   tests/e2e/plugin_broker_kill.sh BUILD_DIR SOURCE_DIR [KILLS [DURABILITY [MODE]]]
+#   tests/e2e/plugin_kill.sh BUILD_DIR SOURCE_DIR [KILLS [DURABILITY [MODE [TARGET]]]]
 set -euo pipefail
-build=$1 src=$2 kills=${3:-5} durability=${4:-os} mode=${5:-plugin}
+build=$1 src=$2 kills=${3:-5} durability=${4:-os} mode=${5:-plugin} target=${6:-broker}
 source "$src/tests/e2e/lib.sh"
 source "$src/tests/e2e/uplink_lib.sh"
 work=$(mktemp -d /tmp/gw-e2e-plugin.XXXXXX)
@@ -24,8 +25,12 @@ gw_uplink_config "$work/gateway.toml" "$work" "$mqtt_port" "$http_port" "$bootst
 sed -i "s/^durability = \"os\"\$/durability = \"$durability\"/" "$work/gateway.toml"
 printf '[ingest]\nmode = "%s"\n' "$mode" >>"$work/gateway.toml"
 
-"$build/gateway/edge-gateway" --config "$work/gateway.toml" >>"$work/gateway.log" 2>&1 &
-gw_track $!
+start_gateway() {
+  "$build/gateway/edge-gateway" --config "$work/gateway.toml" >>"$work/gateway.log" 2>&1 &
+  gateway_pid=$!
+  gw_track $gateway_pid
+}
+start_gateway
 gw_wait_http "http://127.0.0.1:$http_port/healthz" 20 || gw_die "gateway not healthy (see $work/gateway.log)"
 
 # The broker's config: the shipped settings and the plugin lines the gateway prints. The test's work
@@ -45,12 +50,19 @@ gw_track $sim_pid
 
 for ((k = 1; k <= kills; k++)); do
   sleep "$(printf '3.%03d' $((RANDOM % 1000)))"
+  if [[ $target == gateway ]]; then
+    kill -KILL "$gateway_pid"
+    wait "$gateway_pid" 2>/dev/null || true
+    start_gateway
+    continue
+  fi
   kill -KILL "$broker_pid"
   wait "$broker_pid" 2>/dev/null || true
   sleep 0.5
   start_broker
 done
-gw_log "$kills SIGKILLs of mosquitto done"
+gw_log "$kills SIGKILLs of the $target done"
+gw_wait_http "http://127.0.0.1:$http_port/healthz" 20 || gw_die "gateway not healthy after the kills"
 wait "$sim_pid" || gw_die "firmware-sim failed (see $work/sim.log)"
 cat "$work/sim.out"
 acked=$(wc -l <"$work/manifest.txt")
@@ -61,4 +73,4 @@ acked=$(wc -l <"$work/manifest.txt")
 status=$(gw_wait_caught_up "$http_port" 120) || gw_die "uplink did not catch up (see $work/gateway.log)"
 gw_log "ingest: $(jq -c '.ingest | {messages_received, events_stored, duplicates, store_retries, decode_errors_total}' <<<"$status")"
 gw_finish_verify "$work" "$verify_pid" '^delivered=[0-9]* lost=0 duplicates=0 redelivered=0 '
-echo "plugin_broker_kill: mode=$mode durability=$durability kills=$kills acked=$acked OK"
+echo "plugin_kill: mode=$mode target=$target durability=$durability kills=$kills acked=$acked OK"
