@@ -44,8 +44,7 @@ for durability in os fsync; do
   "$build/gateway/edge-gateway" --config "$d/gateway.toml" >"$d/gateway.log" 2>&1 &
   gw_track $!
   gw_wait_http "http://127.0.0.1:$http_port/healthz" 20 || gw_die "gateway not healthy (see $d/gateway.log)"
-  { cat "$src/gateway/mosquitto.conf"; echo "user root"; "$build/gateway/edge-gateway" --mosquitto-config "$d/gateway.toml"; } >"$d/mosquitto.template"
-  gw_start_mosquitto "$d/mosquitto" "${port[$durability]}" "$d/mosquitto.template"
+  gw_start_box_broker "$build" "$src" "$d/mosquitto" "${port[$durability]}" "$d/gateway.toml"
 done
 
 declare -A rates waits

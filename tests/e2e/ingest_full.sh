@@ -3,23 +3,38 @@
 # stop acknowledging (events_stored stalls while the devices keep publishing and the broker queues
 # for the gateway's session), say so in /status, and resume without loss once Kafka is back and the
 # uplink's acknowledgements free room: every acknowledged (device, seq) exactly once in Kafka.
-#   tests/e2e/ingest_full.sh BUILD_DIR SOURCE_DIR
+# MODE plugin: mosquitto runs the gateway's plugin; while the buffer is full the gateway refuses
+# (after the plugin's wait, devices get no PUBACK and are disconnected, nothing queues in the
+# broker), and acknowledgements resume once Kafka is back.
+#   tests/e2e/ingest_full.sh BUILD_DIR SOURCE_DIR [MODE]
 set -euo pipefail
-build=$1 src=$2
+build=$1 src=$2 mode=${3:-subscribe}
 source "$src/tests/e2e/lib.sh"
 source "$src/tests/e2e/uplink_lib.sh"
 work=$(mktemp -d /tmp/gw-e2e-full.XXXXXX)
 trap 'gw_stop_all; [[ ${KEEP:-} ]] || rm -rf "$work"' EXIT
 
 http_port=$(gw_free_port)
-gw_start_brokers "$build" "$src" "$work"
+if [[ $mode == plugin ]]; then
+  mqtt_port=$(gw_free_port)
+  gw_start_kafka_mock "$build/uplink/kafka-mock" "$work" telemetry >"$work/bootstrap"
+  bootstrap=$(<"$work/bootstrap")
+else
+  gw_start_brokers "$build" "$src" "$work"
+fi
 gw_uplink_config "$work/gateway.toml" "$work" "$mqtt_port" "$http_port" "$bootstrap"
+printf '[ingest]\nmode = "%s"\n' "$mode" >>"$work/gateway.toml"
 sed -i 's/^durability = "os"$/durability = "os"\nmax_bytes = "1MiB"\noverflow = "block"/' "$work/gateway.toml"
 # The windowing results live in the same 1 MiB: keep a few hundred.
 sed -i 's/^\[windowing\]$/[windowing]\nmax_results = 400/' "$work/gateway.toml"
 "$build/gateway/edge-gateway" --config "$work/gateway.toml" >"$work/gateway.log" 2>&1 &
 gw_track $!
-gw_wait_gateway_ready "$http_port" "$work/gateway.log"
+if [[ $mode == plugin ]]; then
+  gw_wait_http "http://127.0.0.1:$http_port/healthz" 20 || gw_die "gateway not healthy (see $work/gateway.log)"
+  gw_start_box_broker "$build" "$src" "$work/mosquitto" "$mqtt_port" "$work/gateway.toml"
+else
+  gw_wait_gateway_ready "$http_port" "$work/gateway.log"
+fi
 
 gw_start_verifier "$build" "$work" "$bootstrap"
 

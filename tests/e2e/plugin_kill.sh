@@ -33,12 +33,7 @@ start_gateway() {
 start_gateway
 gw_wait_http "http://127.0.0.1:$http_port/healthz" 20 || gw_die "gateway not healthy (see $work/gateway.log)"
 
-# The broker's config: the shipped settings and the plugin lines the gateway prints. The test's work
-# directory is private to root, so the broker keeps root here instead of dropping to its own user.
-{ cat "$src/gateway/mosquitto.conf"; echo "user root"; "$build/gateway/edge-gateway" --mosquitto-config "$work/gateway.toml"; } \
-  >"$work/mosquitto.template"
-[[ $mode == subscribe ]] || grep -q '^plugin ' "$work/mosquitto.template" || gw_die "--mosquitto-config printed no plugin line"
-start_broker() { gw_start_mosquitto "$work/mosquitto" "$mqtt_port" "$work/mosquitto.template"; broker_pid=${GW_PIDS[-1]}; }
+start_broker() { gw_start_box_broker "$build" "$src" "$work/mosquitto" "$mqtt_port" "$work/gateway.toml"; }
 start_broker
 [[ $mode == plugin ]] || gw_wait_subscribed "http://127.0.0.1:$http_port" 30 || gw_die "no subscription"
 

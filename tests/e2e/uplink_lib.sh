@@ -28,6 +28,22 @@ listen = "127.0.0.1:$4"
 CONF
 }
 
+# gw_start_box_broker BUILD SRC DIR PORT GATEWAY_CONFIG: mosquitto with the shipped settings and the
+# lines `edge-gateway --mosquitto-config` prints for GATEWAY_CONFIG (the plugin, in ingest mode
+# plugin). Test work directories are private to root, so the broker keeps root instead of dropping
+# to its own user (the package gives that user the socket's group instead). Sets broker_pid.
+gw_start_box_broker() {
+  local build=$1 src=$2 dir=$3 port=$4 config=$5
+  mkdir -p "$dir"
+  { cat "$src/gateway/mosquitto.conf"; echo "user root"; "$build/gateway/edge-gateway" --mosquitto-config "$config"; } \
+    >"$dir.template"
+  if grep -q '^mode = "plugin"' "$config"; then
+    grep -q '^plugin ' "$dir.template" || gw_die "--mosquitto-config printed no plugin line"
+  fi
+  gw_start_mosquitto "$dir" "$port" "$dir.template"
+  broker_pid=${GW_PIDS[-1]}
+}
+
 # gw_wait_caught_up HTTP_PORT SECONDS: until the uplink's cursor equals the buffer's last seq
 # (twice in a row, 1 s apart). Prints the last status.
 gw_wait_caught_up() {
