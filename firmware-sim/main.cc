@@ -8,7 +8,8 @@
 //   firmware-sim verify --manifest FILE --pulsar URL [--tenant T] [--namespace NS] [--topic T] [--token T]
 //                       [--done-file F] [--idle-exit-ms N] [--check-order]
 //
-// SIGINT/SIGTERM end a publish run early; the manifest still lists every acknowledged reading.
+// SIGINT/SIGTERM end a publish run early; the manifest still lists every acknowledged reading
+// (with --outbox: every reading handed over, and the end still resends for --drain-timeout).
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
@@ -130,7 +131,7 @@ int main(int argc, char** argv) {
   duration_opt->excludes(count_opt);
   pub->add_option("--qos", opt.qos, "MQTT QoS")->capture_default_str()->check(CLI::Range(0, 2));
   pub->add_option("--seed", opt.seed, "Seed of the synthetic values")->capture_default_str();
-  pub->add_option("--manifest", manifest, "Write 'DEVICE SEQ' per acknowledged message to FILE");
+  pub->add_option("--manifest", manifest, "Write 'DEVICE SEQ BOOT' per acknowledged reading (with --outbox: per reading handed over) to FILE");
   pub->add_option("--topic-pattern", opt.topic_pattern, "Topic; {device} is replaced")->capture_default_str();
   pub->add_option("--device-prefix", opt.device_prefix, "Device id prefix")->capture_default_str();
   pub->add_option("--data", data_dir, "Replay the Intel Lab <mote>.txt files in DIR")->check(CLI::ExistingDirectory);
@@ -193,6 +194,23 @@ int main(int argc, char** argv) {
                   "A retransmission goes out 0.1..MS ms after the reading (uniform)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  long drain_timeout_s = 30, resend_backoff_ms = 200, resend_backoff_max_ms = 5000;
+  pub->add_option("--drain-timeout", drain_timeout_s,
+                  "At the end, wait at most S seconds for outstanding acknowledgements (with --outbox: and resend)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  pub->add_flag("--outbox", opt.outbox,
+                "Device SDK outbox: a reading not acknowledged is published again (same bytes) after a reconnect; "
+                "the manifest lists every reading handed over; exits 1 if some are still unacknowledged at the end");
+  pub->add_option("--resend-backoff-ms", resend_backoff_ms,
+                  "With --outbox: first reconnect delay, doubled per failed attempt (less up to half as jitter)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  pub->add_option("--resend-backoff-max-ms", resend_backoff_max_ms, "With --outbox: the reconnect delay at most")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  auto* per_device_opt = pub->add_flag("--client-per-device", opt.client_per_device,
+                                       "One MQTT client per device, client id <client-id>-<device>");
   pub->add_option("--injected", injected,
                   "Write what the run injected (duplicates, retransmits, multi-gateway copies, reboots, wraps; "
                   "acknowledged only) as JSON to FILE");
@@ -263,6 +281,17 @@ int main(int argc, char** argv) {
   opt.offline_for = std::chrono::milliseconds(offline_ms);
   opt.clock_skew = std::chrono::milliseconds(skew_ms);
   opt.sequence.retransmit_delay = std::chrono::milliseconds(retransmit_delay_ms);
+  opt.drain_timeout = std::chrono::seconds(drain_timeout_s);
+  opt.resend_backoff = std::chrono::milliseconds(resend_backoff_ms);
+  opt.resend_backoff_max = std::chrono::milliseconds(resend_backoff_max_ms);
+  if (*per_device_opt && opt.gateways > 1) {
+    std::cerr << "publish: --client-per-device and --multi-gateway exclude each other\n";
+    return 2;
+  }
+  if (opt.resend_backoff_max < opt.resend_backoff) {
+    std::cerr << "publish: --resend-backoff-max-ms is below --resend-backoff-ms\n";
+    return 2;
+  }
 
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
@@ -272,5 +301,6 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::cout << result->injected.summary() << '\n' << result->summary() << std::endl;
-  return 0;
+  // With an outbox every reading in the manifest must get upstream: one that did not is a failure.
+  return result->unacked > 0 ? 1 : 0;
 }

@@ -1,7 +1,8 @@
 // The simulator's publisher (see publisher.h): one Paho async_client per gateway that hears the
-// devices, paced publishes, a bounded window of outstanding delivery tokens, a queue per device of
-// copies to retransmit later, and a manifest line per acknowledged reading. Runs on the caller's
-// thread.
+// devices (or per device), paced publishes, a bounded window of outstanding delivery tokens, a queue
+// per device of copies to retransmit later, with the outbox a queue per device of readings to
+// publish again and its own reconnects, and a manifest line per acknowledged (with the outbox:
+// handed over) reading. Runs on the caller's thread.
 #include "firmware-sim/publisher.h"
 
 #include <fmt/format.h>
@@ -31,7 +32,8 @@ using Clock = std::chrono::steady_clock;
 
 // Why a copy of a reading was sent. The first acknowledged copy of a reading is the reading;
 // each later one counts as an injected duplicate of its kind.
-enum class CopyKind { original, duplicate, retransmit, multi_gateway, conflict };
+// A resend is the outbox publishing a reading's bytes again after a copy was not acknowledged.
+enum class CopyKind { original, duplicate, retransmit, multi_gateway, conflict, resend };
 
 // One reading, shared by every copy of it that is in flight.
 struct Reading {
@@ -40,7 +42,12 @@ struct Reading {
   std::uint64_t boot = 0;    // Numbering::boot
   std::uint64_t lap = 0;     // Numbering::lap
   std::chrono::microseconds retransmit_after{0};  // Numbering::retransmit_after
-  bool acked = false;        // some copy was acknowledged (it is in the manifest)
+  bool acked = false;        // some copy was acknowledged (without the outbox: it is in the manifest)
+  // With the outbox: the bytes as first handed over (what a resend publishes), whether the reading
+  // waits in its device's outbox, and whether it ever went out from there.
+  std::string payload;
+  bool parked = false;
+  bool resent = false;
 };
 
 // A copy of a reading that its device will send again at `due`.
@@ -55,13 +62,33 @@ struct InFlight {
   std::uint32_t device = 0;
   std::shared_ptr<Reading> reading;  // null for a malformed payload (never in the manifest)
   CopyKind kind = CopyKind::original;
+  std::size_t gateway = 0;
+  std::uint64_t epoch = 0;  // its connection's Connection::epoch when it was published
+};
+
+// A reading in its device's outbox, to publish again through the gateway whose copy failed.
+struct Parked {
+  std::shared_ptr<Reading> reading;
+  std::size_t gateway = 0;
+};
+
+// One MQTT connection. With the outbox the publisher notices its losses and reconnects it itself.
+struct Connection {
+  std::unique_ptr<mqtt::async_client> client;
+  bool up = true;            // as last seen; always true without the outbox (Paho reconnects)
+  std::uint64_t epoch = 0;   // +1 at each loss: a copy published in an older one will get no PUBACK
+  unsigned failures = 0;     // reconnect attempts since the loss
+  Clock::time_point retry_at{};
+  mqtt::token_ptr reconnecting;  // the attempt under way, if any ...
+  Clock::time_point given_up_at{};  // ... abandoned if it has not completed by then
 };
 
 // What one simulated device does besides producing readings.
 struct DeviceState {
   explicit DeviceState(SimDevice n) : numbering(n) {}
   SimDevice numbering;
-  std::deque<std::shared_ptr<Reading>> outbox;  // produced, not yet sent (offline, or waiting to be reordered)
+  std::deque<std::shared_ptr<Reading>> backlog;  // produced, not yet sent (offline, or waiting to be reordered)
+  std::deque<Parked> outbox;  // with the outbox: handed over, not acknowledged, to publish again
   // Copies to send again, soonest first; lost at a reboot (the device's RAM).
   std::priority_queue<Retransmission, std::vector<Retransmission>, std::greater<>> retransmissions;
   Clock::time_point offline_until{};
@@ -108,7 +135,8 @@ std::int64_t now_ms() {
 
 bool valid(const PublishOptions& o) {
   return o.devices != 0 && o.qos >= 0 && o.qos <= 2 && o.rate >= 0 && o.max_inflight != 0 && o.gateways >= 1 &&
-         o.gateways <= kMaxGateways && valid(o.sequence);
+         o.gateways <= kMaxGateways && valid(o.sequence) && o.resend_backoff.count() > 0 &&
+         o.resend_backoff_max >= o.resend_backoff && !(o.client_per_device && o.gateways > 1);
 }
 
 // The first and last lap of a boot that the broker acknowledged a reading of.
@@ -122,7 +150,11 @@ struct LapRange {
 class Run {
  public:
   Run(const PublishOptions& options, const std::atomic<bool>& stop, std::unique_ptr<MetricSource> source)
-      : options_(options), stop_(stop), source_(std::move(source)), rng_(options.seed * 0x9E3779B97F4A7C15ull + 1) {
+      : options_(options),
+        stop_(stop),
+        source_(std::move(source)),
+        rng_(options.seed * 0x9E3779B97F4A7C15ull + 1),
+        backoff_rng_(options.seed * 0xC2B2AE3D27D4EB4Full + 7) {
     std::uniform_real_distribution<double> unit(0.0, 1.0);
     for (std::uint32_t i = 0; i < options.devices; ++i) {
       device_ids_.push_back(options.device_prefix + std::to_string(i + 1));
@@ -165,6 +197,10 @@ class Run {
 
  private:
   std::error_code connect();
+  std::string client_id(std::size_t client) const;
+  std::size_t client_of(std::uint32_t device, std::size_t gateway) const {
+    return options_.client_per_device ? device : gateway;
+  }
   void produce(std::uint32_t device);
   void reboot(std::uint32_t device);
   void flush(std::uint32_t device);
@@ -174,16 +210,26 @@ class Run {
   void send_due(Clock::time_point now);
   void wait_until(Clock::time_point until);
   std::string encode(std::uint32_t device, const ingest::Event& event) const;
-  void send(std::uint32_t device, const std::string& payload, std::shared_ptr<Reading> reading, CopyKind kind,
+  bool send(std::uint32_t device, const std::string& payload, std::shared_ptr<Reading> reading, CopyKind kind,
             std::size_t gateway = 0);
+  void make_room();
+  void settle_ready();
   bool settle_front(std::chrono::milliseconds timeout);
   void acknowledged(const InFlight& f);
+  void not_acknowledged(const InFlight& f, std::string_view why);
+  void park(const std::shared_ptr<Reading>& reading, CopyKind kind, std::size_t gateway);
+  void service();
+  void watch_connections();
+  void retry_later(Connection& conn, Clock::time_point now);
+  void resend();
   void drain();
+  void disconnect();
 
   const PublishOptions& options_;
   const std::atomic<bool>& stop_;
   std::unique_ptr<MetricSource> source_;
   std::mt19937_64 rng_;  // the fleet behaviours that predate SimDevice (their draws stay as they were)
+  std::mt19937_64 backoff_rng_;  // reconnect jitter, apart so that it leaves the fleet's draws alone
   std::uniform_real_distribution<double> unit_{0.0, 1.0};
   std::vector<std::string> device_ids_;
   std::vector<std::string> topics_;
@@ -191,7 +237,12 @@ class Run {
   // (soonest due, device) of every device with retransmissions pending: what is due is found
   // without visiting every device.
   std::set<std::pair<Clock::time_point, std::uint32_t>> due_;
-  std::vector<std::unique_ptr<mqtt::async_client>> clients_;  // one per gateway, [0] the first
+  // One per gateway, [0] the first; or one per device (client_per_device).
+  std::vector<Connection> connections_;
+  mqtt::connect_options connect_options_;  // kept for the outbox's reconnects
+  std::set<std::uint32_t> waiting_;        // devices whose outbox is not empty
+  Clock::time_point watched_{};            // the last watch_connections() visit
+  std::uint64_t handed_ = 0;               // with the outbox: readings handed over (= manifest lines)
   std::deque<InFlight> inflight_;
   Manifest manifest_;
   bool manifest_ok_ = true;
@@ -202,70 +253,124 @@ class Run {
   Clock::time_point start_ = Clock::now();
 };
 
-// Connects one client per gateway: "<client_id>" alone, else "<client_id>-gw1" .. "-gwN". The
-// connects are all started before any is waited for: Paho's background thread notices a new socket
-// only when its poll of the others returns (up to a second), so one after the other takes seconds.
+// Connects one client per gateway: "<client_id>" alone, else "<client_id>-gw1" .. "-gwN"; or one
+// per device, "<client_id>-<device>". The connects are all started before any is waited for: Paho's
+// background thread notices a new socket only when its poll of the others returns (up to a second),
+// so one after the other takes seconds.
 std::error_code Run::connect() {
-  auto connect = mqtt::connect_options_builder()
-                     .clean_session(true)
-                     .keep_alive_interval(std::chrono::seconds(30))
-                     .automatic_reconnect(std::chrono::seconds(1), std::chrono::seconds(10))
-                     .max_inflight(static_cast<int>(options_.max_inflight))  // Paho's own window (default 10)
-                     .finalize();
-  std::vector<mqtt::token_ptr> tokens;
+  auto builder = mqtt::connect_options_builder();
+  builder.clean_session(true)
+      .keep_alive_interval(std::chrono::seconds(30))
+      .max_inflight(static_cast<int>(options_.max_inflight));  // Paho's own window (default 10)
+  // With the outbox the publisher reconnects by itself, so that it knows which copies a loss took
+  // and paces the attempts with its own backoff.
+  if (options_.outbox) {
+    // 3.1.1 only: with Paho's default (3.1.1, then 3.1 after a refused attempt) a few of a thousand
+    // clients' reconnect tokens never completed after a broker restart (Paho C 1.3.12).
+    builder.connect_timeout(options_.connect_timeout).mqtt_version(MQTTVERSION_3_1_1);
+  } else {
+    builder.automatic_reconnect(std::chrono::seconds(1), std::chrono::seconds(10));
+  }
+  connect_options_ = builder.finalize();
+  const std::size_t n = options_.client_per_device ? options_.devices : options_.gateways;
+  const auto deadline = Clock::now() + options_.connect_timeout;
+  std::vector<mqtt::token_ptr> tokens;  // null once connected
   try {
-    for (std::uint32_t g = 1; g <= options_.gateways; ++g) {
-      const std::string id =
-          options_.gateways == 1 ? options_.client_id : fmt::format("{}-gw{}", options_.client_id, g);
+    for (std::size_t c = 0; c < n; ++c) {
       // No client persistence: the simulator's own manifest is the record of what was acknowledged.
-      clients_.push_back(std::make_unique<mqtt::async_client>(options_.broker, id));
-      tokens.push_back(clients_.back()->connect(connect));
+      Connection conn;
+      conn.client = std::make_unique<mqtt::async_client>(options_.broker, client_id(c));
+      tokens.push_back(conn.client->connect(connect_options_));
+      connections_.push_back(std::move(conn));
     }
-    for (std::size_t g = 0; g < tokens.size(); ++g) {
-      if (!tokens[g]->wait_for(options_.connect_timeout)) {
-        spdlog::error("firmware-sim: connect to {} as {} timed out", options_.broker, clients_[g]->get_client_id());
+    // A thousand connects at once overflow the broker's listen backlog: a refused one is tried
+    // again until the deadline.
+    for (;;) {
+      std::size_t pending = 0;
+      for (std::size_t c = 0; c < tokens.size(); ++c) {
+        if (!tokens[c]) continue;
+        try {
+          if (tokens[c]->wait_for(std::chrono::milliseconds(0))) {
+            tokens[c].reset();
+            continue;
+          }
+        } catch (const mqtt::exception& e) {
+          if (Clock::now() >= deadline) throw;
+          spdlog::debug("firmware-sim: connect as {} failed, trying again: {}", client_id(c), e.what());
+          tokens[c] = connections_[c].client->connect(connect_options_);
+        }
+        ++pending;
+      }
+      if (pending == 0) return {};
+      if (Clock::now() >= deadline) {
+        spdlog::error("firmware-sim: connect to {}: {} client(s) not connected in time", options_.broker, pending);
         return errc::connect_failed;
       }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
   } catch (const mqtt::exception& e) {
     spdlog::error("firmware-sim: connect to {} failed: {}", options_.broker, e.what());
     return errc::connect_failed;
   }
-  return {};
 }
 
-// Settles the oldest outstanding publish, waiting at most `timeout`; false if still pending.
+std::string Run::client_id(std::size_t client) const {
+  if (options_.client_per_device) return fmt::format("{}-{}", options_.client_id, device_ids_[client]);
+  return options_.gateways == 1 ? options_.client_id : fmt::format("{}-gw{}", options_.client_id, client + 1);
+}
+
+// Settles the oldest outstanding publish, waiting at most `timeout`; false if still pending. A copy
+// published on a connection that was lost since is settled at once as not acknowledged: with a clean
+// session its PUBACK cannot come any more.
 bool Run::settle_front(std::chrono::milliseconds timeout) {
   InFlight& f = inflight_.front();
   try {
-    if (!f.token->wait_for(timeout)) return false;
-    if (f.reading) acknowledged(f);
+    if (!f.token->is_complete() && f.epoch != connections_[client_of(f.device, f.gateway)].epoch) {
+      not_acknowledged(f, "connection lost before its acknowledgement");
+    } else {
+      if (!f.token->wait_for(timeout)) return false;
+      if (f.reading) acknowledged(f);
+    }
   } catch (const mqtt::exception& e) {
-    ++result_.failed;
-    spdlog::debug("firmware-sim: {} seq {} not acknowledged: {}", device_ids_[f.device],
-                  f.reading ? f.reading->event.seq.value : 0, e.what());
+    not_acknowledged(f, e.what());
   }
   inflight_.pop_front();
   return true;
 }
 
-// A copy of a reading was acknowledged: the first one puts the reading in the manifest, a later one
-// is an injected duplicate. Copies settle in the order they were published.
+// Settles the outstanding publishes that need no wait, oldest first.
+void Run::settle_ready() {
+  while (!inflight_.empty()) {
+    const InFlight& f = inflight_.front();
+    if (!f.token->is_complete() && f.epoch == connections_[client_of(f.device, f.gateway)].epoch) return;
+    settle_front(std::chrono::milliseconds(0));
+  }
+}
+
+// A copy of a reading was acknowledged: the first one puts the reading in the manifest (with the
+// outbox it is there since it was handed over), a later one is an injected duplicate. Copies settle
+// in the order they were published. A conflicting copy is not the reading: it never makes it
+// acknowledged.
 void Run::acknowledged(const InFlight& f) {
   Reading& r = *f.reading;
-  if (r.acked) {
+  if (r.acked || f.kind == CopyKind::conflict) {
     switch (f.kind) {
       case CopyKind::duplicate: ++result_.injected.duplicate_copies; break;
       case CopyKind::retransmit: ++result_.injected.retransmits; break;
       case CopyKind::multi_gateway: ++result_.injected.multi_gateway_copies; break;
       case CopyKind::conflict: ++result_.injected.conflicts; break;
-      case CopyKind::original: break;  // not reached: the original is the first copy published
+      // A resend behind an acknowledged copy was not injected on purpose; the original is the
+      // first copy published (or, with the outbox, unacknowledged when it settles).
+      case CopyKind::resend:
+      case CopyKind::original: break;
     }
     return;
   }
   r.acked = true;
   ++result_.acked;
-  manifest_ok_ = manifest_.add(device_ids_[r.device], r.event.seq.value, r.event.boot_id) && manifest_ok_;
+  if (!options_.outbox) {
+    manifest_ok_ = manifest_.add(device_ids_[r.device], r.event.seq.value, r.event.boot_id) && manifest_ok_;
+  }
   auto [it, first] = acked_laps_[r.device].try_emplace(r.boot, LapRange{r.lap, r.lap});
   if (!first) {
     it->second.first = std::min(it->second.first, r.lap);
@@ -273,20 +378,161 @@ void Run::acknowledged(const InFlight& f) {
   }
 }
 
-// Publishes one payload on the device's topic through the gateway's client; a failure to hand it
-// over is counted.
-void Run::send(std::uint32_t device, const std::string& payload, std::shared_ptr<Reading> reading, CopyKind kind,
+void Run::not_acknowledged(const InFlight& f, std::string_view why) {
+  ++result_.failed;
+  spdlog::debug("firmware-sim: {} seq {} not acknowledged: {}", device_ids_[f.device],
+                f.reading ? f.reading->event.seq.value : 0, why);
+  if (f.reading) park(f.reading, f.kind, f.gateway);
+}
+
+// With the outbox, keeps a reading whose own bytes did not get through, to publish again once its
+// connection is up. The copies that fleet behaviours add (duplicates, retransmissions, conflicts)
+// are not the reading and are not kept.
+void Run::park(const std::shared_ptr<Reading>& reading, CopyKind kind, std::size_t gateway) {
+  if (!options_.outbox || reading->acked || reading->parked) return;
+  if (kind != CopyKind::original && kind != CopyKind::multi_gateway && kind != CopyKind::resend) return;
+  reading->parked = true;
+  fleet_[reading->device].outbox.push_back({reading, gateway});
+  waiting_.insert(reading->device);
+}
+
+// Settles what is complete, then waits (settling the oldest) while max_inflight copies are out,
+// watching the connections meanwhile: a lost one's copies then settle at once.
+void Run::make_room() {
+  settle_ready();
+  while (inflight_.size() >= options_.max_inflight && !stop_.load()) {
+    settle_front(std::chrono::milliseconds(100));
+    watch_connections();
+  }
+}
+
+// Publishes one payload on the device's topic through the gateway's client (the device's own with
+// client_per_device); true if the client took it. A copy not taken is counted as failed, except
+// that with the outbox a reading's own bytes wait in its device's outbox instead, also without an
+// attempt while the connection is down.
+bool Run::send(std::uint32_t device, const std::string& payload, std::shared_ptr<Reading> reading, CopyKind kind,
                std::size_t gateway) {
-  while (!inflight_.empty() && inflight_.front().token->is_complete()) settle_front(std::chrono::milliseconds(0));
-  while (inflight_.size() >= options_.max_inflight && !stop_.load()) settle_front(std::chrono::milliseconds(100));
+  make_room();
+  Connection& conn = connections_[client_of(device, gateway)];
+  if (!conn.up) {
+    if (reading) park(reading, kind, gateway);
+    if (!reading || !reading->parked) ++result_.failed;
+    return false;
+  }
   ++result_.published;
   try {
-    inflight_.push_back({clients_[gateway]->publish(topics_[device], payload.data(), payload.size(), options_.qos,
-                                                    false),
-                         device, std::move(reading), kind});
+    auto token = conn.client->publish(topics_[device], payload.data(), payload.size(), options_.qos, false);
+    inflight_.push_back({std::move(token), device, std::move(reading), kind, gateway, conn.epoch});
+    return true;
   } catch (const mqtt::exception& e) {
     ++result_.failed;
-    spdlog::warn("firmware-sim: publish {} failed: {}", device_ids_[device], e.what());
+    if (!options_.outbox) {
+      spdlog::warn("firmware-sim: publish {} failed: {}", device_ids_[device], e.what());
+      return false;
+    }
+    // Expected while a lost connection is not noticed yet: the outbox keeps the reading, and the
+    // next watch looks at once.
+    spdlog::debug("firmware-sim: publish {} failed: {}", device_ids_[device], e.what());
+    if (reading) park(reading, kind, gateway);
+    watched_ = {};
+    return false;
+  }
+}
+
+// With the outbox: connection losses, reconnects and resends. Cheap when nothing waits.
+void Run::service() {
+  if (!options_.outbox) return;
+  watch_connections();
+  settle_ready();
+  resend();
+}
+
+// With the outbox: notices the connections that were lost (their copies in flight then settle as
+// not acknowledged) and reconnects each once its backoff is over. It visits every connection, so at
+// most every 10 ms; one line per visit says how many were lost or came back (a broker restart takes
+// a thousand at once).
+void Run::watch_connections() {
+  if (!options_.outbox) return;
+  const auto now = Clock::now();
+  if (now - watched_ < std::chrono::milliseconds(10)) return;
+  watched_ = now;
+  std::size_t lost = 0, back = 0;
+  for (std::size_t c = 0; c < connections_.size(); ++c) {
+    Connection& conn = connections_[c];
+    if (conn.reconnecting) {
+      try {
+        if (!conn.reconnecting->wait_for(std::chrono::milliseconds(0))) {
+          // Should Paho never complete the attempt, the connection must not stay down for good.
+          if (now < conn.given_up_at) continue;
+          spdlog::debug("firmware-sim: {} reconnect got no answer", client_id(c));
+          conn.reconnecting.reset();
+          retry_later(conn, now);
+          continue;
+        }
+        conn.reconnecting.reset();
+        conn.up = true;
+        conn.failures = 0;
+        ++back;
+        spdlog::debug("firmware-sim: {} reconnected", client_id(c));
+      } catch (const mqtt::exception& e) {
+        conn.reconnecting.reset();
+        spdlog::debug("firmware-sim: {} reconnect failed: {}", client_id(c), e.what());
+        retry_later(conn, now);
+      }
+    } else if (conn.up) {
+      if (conn.client->is_connected()) continue;
+      conn.up = false;
+      ++conn.epoch;
+      conn.failures = 0;
+      ++lost;
+      spdlog::debug("firmware-sim: {} lost its connection", client_id(c));
+      retry_later(conn, now);
+    } else if (now >= conn.retry_at) {
+      try {
+        conn.reconnecting = conn.client->connect(connect_options_);
+        conn.given_up_at = now + options_.connect_timeout + std::chrono::seconds(1);
+      } catch (const mqtt::exception& e) {
+        spdlog::debug("firmware-sim: {} reconnect failed: {}", client_id(c), e.what());
+        retry_later(conn, now);
+      }
+    }
+  }
+  if (lost > 0) spdlog::info("firmware-sim: {} connection(s) lost; the outbox keeps what they did not deliver", lost);
+  if (back > 0) spdlog::info("firmware-sim: {} connection(s) back", back);
+}
+
+// Schedules the next reconnect: resend_backoff doubled per attempt that failed since the loss, at
+// most resend_backoff_max, less a random part of up to half of it, so that devices that lost the
+// broker together do not come back in step.
+void Run::retry_later(Connection& conn, Clock::time_point now) {
+  const auto cap = options_.resend_backoff_max.count();
+  auto backoff = options_.resend_backoff.count();
+  for (unsigned i = 0; i < conn.failures && backoff < cap; ++i) backoff *= 2;
+  backoff = std::min(backoff, cap);
+  const auto jitter = std::uniform_int_distribution<std::int64_t>(0, backoff / 2)(backoff_rng_);
+  conn.retry_at = now + std::chrono::milliseconds(backoff - jitter);
+  ++conn.failures;
+}
+
+// Publishes again what waits in the outboxes of devices whose connection is up, oldest first, as far
+// as the in-flight window allows: it never waits for room.
+void Run::resend() {
+  for (auto it = waiting_.begin(); it != waiting_.end() && inflight_.size() < options_.max_inflight;) {
+    const std::uint32_t device = *it;
+    auto& outbox = fleet_[device].outbox;
+    while (!outbox.empty() && inflight_.size() < options_.max_inflight) {
+      const Parked p = outbox.front();
+      if (!p.reading->acked && !connections_[client_of(device, p.gateway)].up) break;
+      outbox.pop_front();
+      p.reading->parked = false;
+      if (p.reading->acked) continue;  // another copy of it was acknowledged meanwhile
+      if (!p.reading->resent) {
+        p.reading->resent = true;
+        ++result_.resent;
+      }
+      if (!send(device, p.reading->payload, p.reading, CopyKind::resend, p.gateway)) break;
+    }
+    it = outbox.empty() ? waiting_.erase(it) : std::next(it);
   }
 }
 
@@ -306,6 +552,12 @@ void Run::send_reading(const std::shared_ptr<Reading>& reading) {
     send(device, junk, nullptr, CopyKind::original);
   }
   const std::string payload = encode(device, reading->event);
+  if (options_.outbox) {
+    // Handed to the device's SDK, whose outbox gets it upstream: the manifest lists it from now on.
+    reading->payload = payload;
+    ++handed_;
+    manifest_ok_ = manifest_.add(device_ids_[device], reading->event.seq.value, reading->event.boot_id) && manifest_ok_;
+  }
   if (record_.is_open()) {
     // encode_json leaves out a boot id of 0; the record always has it.
     auto line = nlohmann::ordered_json::parse(ingest::encode_json(reading->event));
@@ -314,7 +566,7 @@ void Run::send_reading(const std::shared_ptr<Reading>& reading) {
   }
   // Heard by every gateway: the same bytes through each one's connection.
   send(device, payload, reading, CopyKind::original);
-  for (std::size_t g = 1; g < clients_.size(); ++g) send(device, payload, reading, CopyKind::multi_gateway, g);
+  for (std::size_t g = 1; g < options_.gateways; ++g) send(device, payload, reading, CopyKind::multi_gateway, g);
   if (options_.duplicate_rate > 0 && unit_(rng_) < options_.duplicate_rate) {
     ++result_.duplicates;
     send(device, payload, reading, CopyKind::duplicate);
@@ -367,6 +619,7 @@ void Run::send_due(Clock::time_point now) {
 // retransmissions that fall due meanwhile.
 void Run::wait_until(Clock::time_point until) {
   for (auto now = Clock::now(); now < until && !stop_.load(); now = Clock::now()) {
+    service();
     send_due(now);
     auto wake = std::min<Clock::time_point>(until, now + std::chrono::milliseconds(100));
     if (!due_.empty()) wake = std::min(wake, due_.begin()->first);
@@ -377,17 +630,17 @@ void Run::wait_until(Clock::time_point until) {
 
 // Sends what the device has pending, shuffled within reorder_window.
 void Run::flush(std::uint32_t device) {
-  auto& outbox = fleet_[device].outbox;
+  auto& backlog = fleet_[device].backlog;
   if (options_.reorder_window > 1) {
-    for (std::size_t i = 0; i < outbox.size(); i += options_.reorder_window) {
-      const auto end = std::min(outbox.size(), i + options_.reorder_window);
-      std::shuffle(outbox.begin() + static_cast<std::ptrdiff_t>(i), outbox.begin() + static_cast<std::ptrdiff_t>(end),
-                   rng_);
+    for (std::size_t i = 0; i < backlog.size(); i += options_.reorder_window) {
+      const auto end = std::min(backlog.size(), i + options_.reorder_window);
+      std::shuffle(backlog.begin() + static_cast<std::ptrdiff_t>(i),
+                   backlog.begin() + static_cast<std::ptrdiff_t>(end), rng_);
     }
   }
-  while (!outbox.empty() && !stop_.load()) {
-    const std::shared_ptr<Reading> reading = std::move(outbox.front());
-    outbox.pop_front();
+  while (!backlog.empty() && !stop_.load()) {
+    const std::shared_ptr<Reading> reading = std::move(backlog.front());
+    backlog.pop_front();
     send_reading(reading);
   }
 }
@@ -412,24 +665,51 @@ void Run::produce(std::uint32_t device) {
   auto reading = std::make_shared<Reading>(
       Reading{ingest::Event{ingest::DeviceId{device_ids_[device]}, ingest::DeviceSeq{n.seq}, ingest::EventTime{time},
                             source_->next(device), {}, n.boot_id},
-              device, n.boot, n.lap, n.retransmit_after, false});
-  state.outbox.push_back(std::move(reading));
+              device, n.boot, n.lap, n.retransmit_after, false, {}, false, false});
+  state.backlog.push_back(std::move(reading));
   const auto now = Clock::now();
   if (options_.offline_rate > 0 && now >= state.offline_until && unit_(rng_) < options_.offline_rate) {
     state.offline_until = now + options_.offline_for;
     ++result_.offline_episodes;
   }
   if (now < state.offline_until) return;                       // buffered on the device
-  if (state.outbox.size() < options_.reorder_window) return;  // gathering a window to shuffle
+  if (state.backlog.size() < options_.reorder_window) return;  // gathering a window to shuffle
   flush(device);
 }
 
-// Waits (bounded) for the acknowledgements still outstanding, also after a stop signal.
+// Waits (bounded) for the acknowledgements still outstanding, also after a stop signal; with the
+// outbox, also reconnects and resends until every outbox is empty.
 void Run::drain() {
   const auto drain_deadline = Clock::now() + options_.drain_timeout;
-  while (!inflight_.empty() && Clock::now() < drain_deadline) settle_front(std::chrono::milliseconds(100));
+  while ((!inflight_.empty() || !waiting_.empty()) && Clock::now() < drain_deadline) {
+    service();
+    if (!inflight_.empty()) {
+      settle_front(std::chrono::milliseconds(100));
+    } else if (!waiting_.empty()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));  // for a connection to come back
+    }
+  }
   result_.failed += inflight_.size();
   inflight_.clear();
+}
+
+// Disconnects every client; all are started before any is waited for (see connect()).
+void Run::disconnect() {
+  std::vector<std::pair<std::size_t, mqtt::token_ptr>> tokens;
+  for (std::size_t c = 0; c < connections_.size(); ++c) {
+    try {
+      tokens.emplace_back(c, connections_[c].client->disconnect());
+    } catch (const mqtt::exception& e) {
+      spdlog::debug("firmware-sim: disconnect {}: {}", client_id(c), e.what());
+    }
+  }
+  for (auto& [c, token] : tokens) {
+    try {
+      token->wait_for(std::chrono::seconds(5));
+    } catch (const mqtt::exception& e) {
+      spdlog::debug("firmware-sim: disconnect {}: {}", client_id(c), e.what());
+    }
+  }
 }
 
 std::error_code Run::run() {
@@ -452,6 +732,7 @@ std::error_code Run::run() {
     } else {
       send_due(Clock::now());
     }
+    service();
     produce(static_cast<std::uint32_t>(k % options_.devices));
   }
   // Devices that are offline or hold a partial window catch up before the end, then the
@@ -459,13 +740,7 @@ std::error_code Run::run() {
   for (std::uint32_t d = 0; d < options_.devices && !stop_.load(); ++d) flush(d);
   if (!due_.empty()) wait_until(Clock::now() + options_.sequence.retransmit_delay + std::chrono::milliseconds(1));
   drain();
-  for (auto& client : clients_) {
-    try {
-      client->disconnect()->wait_for(std::chrono::seconds(5));
-    } catch (const mqtt::exception& e) {
-      spdlog::debug("firmware-sim: disconnect: {}", e.what());
-    }
-  }
+  disconnect();
   return {};
 }
 
@@ -474,6 +749,7 @@ std::error_code Run::finish() {
     if (!boots.empty()) result_.injected.reboots += boots.size() - 1;
     for (const auto& [boot, laps] : boots) result_.injected.wraps += laps.last - laps.first;
   }
+  if (options_.outbox) result_.unacked = handed_ - result_.acked;
   manifest_ok_ = manifest_.close() && manifest_ok_;
   if (record_.is_open()) record_.close();
   result_.elapsed_s = std::chrono::duration<double>(Clock::now() - start_).count();
@@ -496,8 +772,10 @@ std::error_code Run::finish() {
 }  // namespace
 
 std::string PublishResult::summary() const {
-  return fmt::format("published={} acked={} failed={} duplicates={} malformed={} offline_episodes={} elapsed_s={:.3f}",
-                     published, acked, failed, duplicates, malformed, offline_episodes, elapsed_s);
+  return fmt::format(
+      "published={} acked={} failed={} duplicates={} malformed={} offline_episodes={} resent={} unacked={} "
+      "elapsed_s={:.3f}",
+      published, acked, failed, duplicates, malformed, offline_episodes, resent, unacked, elapsed_s);
 }
 
 std::string Injected::summary() const {

@@ -1,7 +1,8 @@
 // The device simulator's publisher: N simulated devices publish Telemetry FlatBuffers
 // (ingest::encode_telemetry) or JSON over MQTT at a paced rate, and every reading the broker
 // acknowledged (any copy of it) is written to a manifest ("DEVICE SEQ BOOT" per line) for the
-// verifier.
+// verifier; with an outbox (PublishOptions::outbox), every reading handed to the client, which the
+// outbox resends until it is acknowledged.
 //
 // Thread-safety: publish() runs on the calling thread; `stop` may be set from any thread or a
 // signal handler.
@@ -69,7 +70,21 @@ struct PublishOptions {
   // ingest::encode_json's fields with "boot_id" always present and the original time_ms.
   std::filesystem::path record;
   std::filesystem::path injected;      // empty = none; else Injected::json() is written there at the end
-  std::chrono::seconds drain_timeout{30};  // at the end, how long to wait for outstanding acks
+  std::chrono::seconds drain_timeout{30};  // at the end, how long to wait for outstanding acks (and resend)
+
+  // A device SDK's outbox: a reading whose copy was not acknowledged (publish refused, token failed,
+  // connection lost before the PUBACK) stays with its device and is published again, same bytes,
+  // once its connection is back; the publisher reconnects itself (no Paho automatic reconnect),
+  // waiting resend_backoff doubled per failed attempt up to resend_backoff_max, with jitter drawn
+  // from `seed`. The manifest then lists every reading handed to the client (an SDK's outbox makes
+  // each of them arrive), and the end of the run resends until the outbox is empty or
+  // drain_timeout expires.
+  bool outbox = false;
+  std::chrono::milliseconds resend_backoff{200};
+  std::chrono::milliseconds resend_backoff_max{5000};
+  // One MQTT client per device, client id "<client_id>-<device id>", each with its own connection
+  // (and outbox); not with gateways > 1.
+  bool client_per_device = false;
 };
 
 // What the run injected that the gateway should count, from acknowledged copies only (what the
@@ -99,9 +114,11 @@ struct PublishResult {
   std::uint64_t duplicates = 0; // extra copies published on purpose (duplicate_rate)
   std::uint64_t malformed = 0;  // malformed payloads published on purpose (malformed_rate)
   std::uint64_t offline_episodes = 0;
+  std::uint64_t resent = 0;     // readings the outbox published again at least once
+  std::uint64_t unacked = 0;    // with outbox: readings handed to the client and never acknowledged
   double elapsed_s = 0;
   Injected injected;
-  // "published=N acked=M failed=K duplicates=D malformed=B offline_episodes=O elapsed_s=X"
+  // "published=N acked=M failed=K duplicates=D malformed=B offline_episodes=O resent=R unacked=U elapsed_s=X"
   std::string summary() const;
 };
 

@@ -111,6 +111,17 @@ std::vector<ManifestLine> read_manifest_lines(const std::filesystem::path& path)
   return lines;
 }
 
+std::set<Key> read_manifest_keys(const std::filesystem::path& path, std::size_t& lines) {
+  std::set<Key> keys;
+  const auto manifest = read_manifest_lines(path);
+  for (const auto& line : manifest) {
+    if (line.boot_id != 0) throw std::runtime_error("manifest line with a boot id in a run without: " + line.device);
+    keys.emplace(line.device, line.seq);
+  }
+  lines = manifest.size();
+  return keys;
+}
+
 std::string slurp(const std::filesystem::path& path) {
   std::ifstream in(path);
   std::stringstream s;

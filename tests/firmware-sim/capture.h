@@ -11,7 +11,9 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ingest/event.h"
@@ -62,6 +64,13 @@ struct ManifestLine {
 
 // The manifest's lines "DEVICE SEQ BOOT" in file order; throws std::runtime_error on another line.
 std::vector<ManifestLine> read_manifest_lines(const std::filesystem::path& path);
+
+// A reading's identity in a run without boot ids.
+using Key = std::pair<std::string, std::uint64_t>;
+
+// The manifest's distinct (device, seq) keys, of a run without boot ids; `lines` gets the number of
+// lines. Throws std::runtime_error on a line with a boot id.
+std::set<Key> read_manifest_keys(const std::filesystem::path& path, std::size_t& lines);
 
 // The whole file.
 std::string slurp(const std::filesystem::path& path);

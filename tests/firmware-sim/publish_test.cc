@@ -21,24 +21,6 @@ using gw::test::ChildProcess;
 using gw::test::Mosquitto;
 using gw::test::TempDir;
 
-namespace {
-
-using Key = std::pair<std::string, std::uint64_t>;
-
-// The manifest's (device, seq) keys; every line has boot id 0 (these runs send none).
-std::set<Key> read_manifest_keys(const std::filesystem::path& path, std::size_t& lines) {
-  std::set<Key> keys;
-  const auto manifest = read_manifest_lines(path);
-  for (const auto& line : manifest) {
-    CHECK(line.boot_id == 0);
-    keys.emplace(line.device, line.seq);
-  }
-  lines = manifest.size();
-  return keys;
-}
-
-}  // namespace
-
 TEST_CASE("device_topic replaces every placeholder") {
   CHECK(device_topic("devices/{device}/telemetry", "dev-3") == "devices/dev-3/telemetry");
   CHECK(device_topic("{device}/{device}", "a") == "a/a");
@@ -245,7 +227,7 @@ TEST_CASE("the firmware-sim program publishes, prints its summary and verifies")
   }
   const std::string summary = slurp(out);
   CHECK(summary.starts_with("injected: duplicates=0 retransmits=0 multi_gateway_copies=0 conflicts=0 reboots=0 wraps=0\n"
-                            "published=10 acked=10 failed=0 duplicates=0 malformed=0 offline_episodes=0 elapsed_s="));
+                            "published=10 acked=10 failed=0 duplicates=0 malformed=0 offline_episodes=0 resent=0 unacked=0 elapsed_s="));
 
   // Records as uplink-cat would print them: all but dev-2 seq 5, and one duplicate.
   {
