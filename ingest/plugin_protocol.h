@@ -44,34 +44,24 @@ inline bool write_header(std::uint8_t* out, std::uint8_t qos, std::size_t topic_
   return true;
 }
 
-struct Request {
-  std::uint8_t qos = 0;
-  const char* topic = nullptr;
-  std::size_t topic_len = 0;
-  const char* client_id = nullptr;
-  std::size_t client_len = 0;
-  const std::uint8_t* payload = nullptr;
-  std::size_t payload_len = 0;
-};
-
 // The length of the rest from the first 4 bytes of a request.
 inline std::uint32_t rest_length(const std::uint8_t* first4) {
   return (std::uint32_t{first4[0]} << 24) | (std::uint32_t{first4[1]} << 16) | (std::uint32_t{first4[2]} << 8) |
          std::uint32_t{first4[3]};
 }
 
-// Parses the rest of a request (after the length); false if it is malformed or of another version.
-inline bool parse_rest(const std::uint8_t* rest, std::size_t n, Request& r) {
-  if (n < kHeaderBytes - 4 || rest[0] != kVersion) return false;
-  r.qos = rest[1];
-  r.topic_len = (std::size_t{rest[2]} << 8) | rest[3];
-  r.client_len = (std::size_t{rest[4]} << 8) | rest[5];
-  const std::size_t fixed = kHeaderBytes - 4;
-  if (n < fixed + r.topic_len + r.client_len) return false;
-  r.topic = reinterpret_cast<const char*>(rest + fixed);
-  r.client_id = r.topic + r.topic_len;
-  r.payload = rest + fixed + r.topic_len + r.client_len;
-  r.payload_len = n - fixed - r.topic_len - r.client_len;
+// The fixed part of the rest (version, qos, topic and client id lengths); false for another version.
+struct Fixed {
+  std::uint8_t qos = 0;
+  std::size_t topic_len = 0;
+  std::size_t client_len = 0;
+};
+inline constexpr std::size_t kFixedBytes = kHeaderBytes - 4;
+inline bool parse_fixed(const std::uint8_t* fixed, Fixed& f) {
+  if (fixed[0] != kVersion) return false;
+  f.qos = fixed[1];
+  f.topic_len = (std::size_t{fixed[2]} << 8) | fixed[3];
+  f.client_len = (std::size_t{fixed[4]} << 8) | fixed[5];
   return true;
 }
 
