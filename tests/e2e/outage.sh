@@ -48,11 +48,5 @@ wait "$sim_pid" || gw_die "firmware-sim failed (see $work/sim.log)"
 cat "$work/sim.out"
 status=$(gw_wait_caught_up "$http_port" 120) || gw_die "uplink did not drain (see $work/gateway.log)"
 gw_log "uplink: $(jq -c '.uplink.kafka | {state, last_acked_seq, read_backs, records_found_upstream, delivery_errors}' <<<"$status")"
-touch "$work/done"
-rc=0
-wait "$verify_pid" || rc=$?
-cat "$work/verify.out"
-((rc == 0)) || gw_die "verify failed (rc=$rc, see $work/verify.log)"
-grep -q '^delivered=[0-9]* lost=0 duplicates=[0-9]* redelivered=[0-9]* order_violations=0 ' "$work/verify.out" ||
-  gw_die "verify: loss or disorder"
+gw_finish_verify "$work" "$verify_pid" '^delivered=[0-9]* lost=0 duplicates=[0-9]* redelivered=[0-9]* order_violations=0 '
 echo "e2e.outage: outage_s=$outage OK"
