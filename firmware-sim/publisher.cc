@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <deque>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <queue>
@@ -64,6 +65,7 @@ struct InFlight {
   CopyKind kind = CopyKind::original;
   std::size_t gateway = 0;
   std::uint64_t epoch = 0;  // its connection's Connection::epoch when it was published
+  Clock::time_point sent;   // when it was handed to the client
 };
 
 // A reading in its device's outbox, to publish again through the gateway whose copy failed.
@@ -97,7 +99,8 @@ struct DeviceState {
   bool json = false;
 };
 
-// Writes "DEVICE SEQ BOOT" lines; flushes at most once a second and at the end.
+// Writes "DEVICE SEQ BOOT" lines (and "DEVICE SEQ BOOT resent" marks); flushes at most once a
+// second and at the end.
 class Manifest {
  public:
   bool open(const std::filesystem::path& path) {
@@ -106,9 +109,9 @@ class Manifest {
     enabled_ = static_cast<bool>(out_);
     return enabled_;
   }
-  bool add(const std::string& device, std::uint64_t seq, std::uint32_t boot_id) {
+  bool add(const std::string& device, std::uint64_t seq, std::uint32_t boot_id, bool resent_mark = false) {
     if (!enabled_) return true;
-    out_ << device << ' ' << seq << ' ' << boot_id << '\n';
+    out_ << device << ' ' << seq << ' ' << boot_id << (resent_mark ? " resent\n" : "\n");
     if (Clock::now() - last_flush_ > std::chrono::seconds(1)) {
       out_.flush();
       last_flush_ = Clock::now();
@@ -216,6 +219,7 @@ class Run {
   void settle_ready();
   bool settle_front(std::chrono::milliseconds timeout);
   void acknowledged(const InFlight& f);
+  void note_ack_latency(Clock::time_point sent);
   void not_acknowledged(const InFlight& f, std::string_view why);
   void park(const std::shared_ptr<Reading>& reading, CopyKind kind, std::size_t gateway);
   void service();
@@ -249,6 +253,10 @@ class Run {
   std::ofstream record_;
   // Per device: boot -> the laps of its acknowledged readings (reboots and wraps the gateway saw).
   std::vector<std::map<std::uint64_t, LapRange>> acked_laps_;
+  // Publish-to-acknowledgement times in µs, as the publisher notices them (the percentiles of the
+  // summary); the first kMaxLatencySamples only.
+  static constexpr std::size_t kMaxLatencySamples = 10'000'000;
+  std::vector<std::uint32_t> ack_latency_us_;
   PublishResult result_;
   Clock::time_point start_ = Clock::now();
 };
@@ -329,6 +337,7 @@ bool Run::settle_front(std::chrono::milliseconds timeout) {
       not_acknowledged(f, "connection lost before its acknowledgement");
     } else {
       if (!f.token->wait_for(timeout)) return false;
+      note_ack_latency(f.sent);
       if (f.reading) acknowledged(f);
     }
   } catch (const mqtt::exception& e) {
@@ -378,6 +387,12 @@ void Run::acknowledged(const InFlight& f) {
   }
 }
 
+void Run::note_ack_latency(Clock::time_point sent) {
+  if (ack_latency_us_.size() >= kMaxLatencySamples) return;
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - sent).count();
+  ack_latency_us_.push_back(static_cast<std::uint32_t>(std::clamp<std::int64_t>(us, 0, std::numeric_limits<std::uint32_t>::max())));
+}
+
 void Run::not_acknowledged(const InFlight& f, std::string_view why) {
   ++result_.failed;
   spdlog::debug("firmware-sim: {} seq {} not acknowledged: {}", device_ids_[f.device],
@@ -422,7 +437,7 @@ bool Run::send(std::uint32_t device, const std::string& payload, std::shared_ptr
   ++result_.published;
   try {
     auto token = conn.client->publish(topics_[device], payload.data(), payload.size(), options_.qos, false);
-    inflight_.push_back({std::move(token), device, std::move(reading), kind, gateway, conn.epoch});
+    inflight_.push_back({std::move(token), device, std::move(reading), kind, gateway, conn.epoch, Clock::now()});
     return true;
   } catch (const mqtt::exception& e) {
     ++result_.failed;
@@ -529,6 +544,8 @@ void Run::resend() {
       if (!p.reading->resent) {
         p.reading->resent = true;
         ++result_.resent;
+        const ingest::Event& e = p.reading->event;
+        manifest_ok_ = manifest_.add(device_ids_[device], e.seq.value, e.boot_id, /*resent_mark=*/true) && manifest_ok_;
       }
       if (!send(device, p.reading->payload, p.reading, CopyKind::resend, p.gateway)) break;
     }
@@ -753,6 +770,17 @@ std::error_code Run::finish() {
   manifest_ok_ = manifest_.close() && manifest_ok_;
   if (record_.is_open()) record_.close();
   result_.elapsed_s = std::chrono::duration<double>(Clock::now() - start_).count();
+  if (!ack_latency_us_.empty()) {
+    auto& v = ack_latency_us_;
+    const auto at = [&v](double q) {
+      const auto k = static_cast<std::size_t>(q * static_cast<double>(v.size() - 1));
+      std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+      return v[k];
+    };
+    result_.ack_p50_us = at(0.50);
+    result_.ack_p99_us = at(0.99);
+    result_.ack_max_us = *std::max_element(v.begin(), v.end());
+  }
   if (!manifest_ok_) {
     spdlog::error("firmware-sim: writing the manifest {} failed", options_.manifest.string());
     return errc::io_error;
@@ -774,8 +802,9 @@ std::error_code Run::finish() {
 std::string PublishResult::summary() const {
   return fmt::format(
       "published={} acked={} failed={} duplicates={} malformed={} offline_episodes={} resent={} unacked={} "
-      "elapsed_s={:.3f}",
-      published, acked, failed, duplicates, malformed, offline_episodes, resent, unacked, elapsed_s);
+      "elapsed_s={:.3f} ack_p50_us={} ack_p99_us={} ack_max_us={}",
+      published, acked, failed, duplicates, malformed, offline_episodes, resent, unacked, elapsed_s, ack_p50_us,
+      ack_p99_us, ack_max_us);
 }
 
 std::string Injected::summary() const {

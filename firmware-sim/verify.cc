@@ -21,8 +21,8 @@
 namespace gw::firmware_sim {
 
 std::string VerifyResult::summary() const {
-  return fmt::format("verify: expected={} received={} lost={} duplicates={} unexpected={}", expected, received, lost,
-                     duplicates, unexpected);
+  return fmt::format("verify: expected={} received={} lost={} duplicates={} unexpected={} resent={}", expected,
+                     received, lost, duplicates, unexpected, resent);
 }
 
 void Verifier::expect(std::string_view device, std::uint32_t boot_id, std::uint64_t seq) {
@@ -34,6 +34,10 @@ void Verifier::receive(std::string_view device, std::uint32_t boot_id, std::uint
   ++received_lines_;
 }
 
+void Verifier::mark_resent(std::string_view device, std::uint32_t boot_id, std::uint64_t seq) {
+  devices_[std::string(device)][boot_id][seq].resent = true;
+}
+
 VerifyResult Verifier::result() const {
   VerifyResult r;
   r.received = received_lines_;
@@ -41,6 +45,7 @@ VerifyResult Verifier::result() const {
     for (const auto& [boot_id, seqs] : boots) {
       for (const auto& [seq, e] : seqs) {
         r.expected += e.expected;
+        if (e.resent) ++r.resent;
         if (e.received < e.expected) r.lost += e.expected - e.received;
         if (e.expected == 0 && e.received > 0) ++r.unexpected;
         // Copies of a reading that was never acknowledged are duplicates too (beyond the first).
@@ -71,14 +76,21 @@ std::expected<std::uint64_t, std::error_code> read_manifest(std::istream& in, Ve
     ++line_no;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     std::istringstream fields(line);
-    std::string device, seq_text, boot_text, extra;
+    std::string device, seq_text, boot_text, mark, extra;
     std::uint64_t seq = 0;
     std::uint32_t boot_id = 0;
     bool ok = static_cast<bool>(fields >> device >> seq_text) && parse_unsigned(seq_text, seq);
-    if (ok && fields >> boot_text) ok = parse_unsigned(boot_text, boot_id) && !(fields >> extra);
+    if (ok && fields >> boot_text) ok = parse_unsigned(boot_text, boot_id);
+    const bool resent = ok && fields >> mark;
+    if (resent) ok = mark == "resent" && !(fields >> extra);
     if (!ok) {
-      spdlog::error("manifest line {}: expected \"DEVICE SEQ BOOT\" (or \"DEVICE SEQ\"), got \"{}\"", line_no, line);
+      spdlog::error("manifest line {}: expected \"DEVICE SEQ BOOT\" (or \"DEVICE SEQ\", or \"DEVICE SEQ BOOT resent\"), got \"{}\"",
+                    line_no, line);
       return std::unexpected(make_error_code(errc::bad_manifest));
+    }
+    if (resent) {
+      verifier.mark_resent(device, boot_id, seq);
+      continue;
     }
     verifier.expect(device, boot_id, seq);
     ++count;

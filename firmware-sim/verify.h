@@ -32,9 +32,10 @@ struct VerifyResult {
   std::uint64_t lost = 0;        // sum of e - r where r < e
   std::uint64_t duplicates = 0;  // sum of r - e where r > e > 0, and r - 1 for identities not in the manifest
   std::uint64_t unexpected = 0;  // identities received but not in the manifest (allowed)
+  std::uint64_t resent = 0;      // readings the device had to publish again (manifest "resent" marks)
 
   bool ok() const { return lost == 0 && duplicates == 0; }
-  // "verify: expected=N received=M lost=L duplicates=D unexpected=U"
+  // "verify: expected=N received=M lost=L duplicates=D unexpected=U resent=R"
   std::string summary() const;
 };
 
@@ -45,12 +46,16 @@ class Verifier {
   void expect(std::string_view device, std::uint32_t boot_id, std::uint64_t seq);
   // One record that came out of the gateway.
   void receive(std::string_view device, std::uint32_t boot_id, std::uint64_t seq);
+  // The device published that reading again (it got no acknowledgement the first time): counted
+  // once per identity, expects nothing more.
+  void mark_resent(std::string_view device, std::uint32_t boot_id, std::uint64_t seq);
   VerifyResult result() const;
 
  private:
   struct Entry {
     std::uint64_t expected = 0;
     std::uint64_t received = 0;
+    bool resent = false;
   };
   using Seqs = std::unordered_map<std::uint64_t, Entry>;
   std::unordered_map<std::string, std::unordered_map<std::uint32_t, Seqs>> devices_;  // device -> boot id -> seq
@@ -58,8 +63,9 @@ class Verifier {
 };
 
 // Reads manifest lines "DEVICE SEQ BOOT" (BOOT: the boot id, 0 = none) into verifier.expect();
-// lines "DEVICE SEQ" (written before boot ids) read as boot 0; blank lines are ignored. Returns
-// the number of entries read, or errc::bad_manifest (the line number is logged).
+// lines "DEVICE SEQ" (written before boot ids) read as boot 0; a line "DEVICE SEQ BOOT resent"
+// marks a reading that was published again (verifier.mark_resent()); blank lines are ignored.
+// Returns the number of entries read (marks not counted), or errc::bad_manifest (the line number is logged).
 [[nodiscard]] std::expected<std::uint64_t, std::error_code> read_manifest(std::istream& in, Verifier& verifier);
 
 // Reads JSON lines as printed by uplink-cat ({"device":"dev-1","device_seq":N,"boot_id":B,...};

@@ -96,24 +96,28 @@ std::vector<Sent> Capture::take(std::size_t count, std::chrono::milliseconds tim
   return out;
 }
 
-std::vector<ManifestLine> read_manifest_lines(const std::filesystem::path& path) {
+std::vector<ManifestLine> read_manifest_lines(const std::filesystem::path& path, std::size_t* resent_marks) {
   std::vector<ManifestLine> lines;
   std::ifstream in(path);
   for (std::string text; std::getline(in, text);) {
     std::istringstream fields(text);
     ManifestLine line;
-    std::string extra;
-    if (!(fields >> line.device >> line.seq >> line.boot_id) || fields >> extra) {
-      throw std::runtime_error("manifest line is not DEVICE SEQ BOOT: " + text);
+    std::string mark, extra;
+    if (!(fields >> line.device >> line.seq >> line.boot_id) || (fields >> mark && (mark != "resent" || fields >> extra))) {
+      throw std::runtime_error("manifest line is not DEVICE SEQ BOOT [resent]: " + text);
+    }
+    if (!mark.empty()) {
+      if (resent_marks != nullptr) ++*resent_marks;
+      continue;
     }
     lines.push_back(std::move(line));
   }
   return lines;
 }
 
-std::set<Key> read_manifest_keys(const std::filesystem::path& path, std::size_t& lines) {
+std::set<Key> read_manifest_keys(const std::filesystem::path& path, std::size_t& lines, std::size_t* resent_marks) {
   std::set<Key> keys;
-  const auto manifest = read_manifest_lines(path);
+  const auto manifest = read_manifest_lines(path, resent_marks);
   for (const auto& line : manifest) {
     if (line.boot_id != 0) throw std::runtime_error("manifest line with a boot id in a run without: " + line.device);
     keys.emplace(line.device, line.seq);

@@ -62,15 +62,17 @@ struct ManifestLine {
   auto operator<=>(const ManifestLine&) const = default;
 };
 
-// The manifest's lines "DEVICE SEQ BOOT" in file order; throws std::runtime_error on another line.
-std::vector<ManifestLine> read_manifest_lines(const std::filesystem::path& path);
+// The manifest's lines "DEVICE SEQ BOOT" in file order; marks "DEVICE SEQ BOOT resent" are left
+// out and counted in *resent_marks when given; throws std::runtime_error on another line.
+std::vector<ManifestLine> read_manifest_lines(const std::filesystem::path& path, std::size_t* resent_marks = nullptr);
 
 // A reading's identity in a run without boot ids.
 using Key = std::pair<std::string, std::uint64_t>;
 
 // The manifest's distinct (device, seq) keys, of a run without boot ids; `lines` gets the number of
 // lines. Throws std::runtime_error on a line with a boot id.
-std::set<Key> read_manifest_keys(const std::filesystem::path& path, std::size_t& lines);
+std::set<Key> read_manifest_keys(const std::filesystem::path& path, std::size_t& lines,
+                                 std::size_t* resent_marks = nullptr);
 
 // The whole file.
 std::string slurp(const std::filesystem::path& path);

@@ -101,9 +101,10 @@ TEST_CASE("publish --outbox: what the broker did not acknowledge before it went 
   INFO(summary);
   CHECK(summary_value(summary, "unacked") == 0);
   CHECK(summary_value(summary, "resent") > 0);
-  std::size_t lines = 0;
-  const auto want = read_manifest_keys(manifest, lines);
+  std::size_t lines = 0, resent_marks = 0;
+  const auto want = read_manifest_keys(manifest, lines, &resent_marks);
   CHECK(lines == want.size());  // each reading once, however often it was sent
+  CHECK(static_cast<long long>(resent_marks) == summary_value(summary, "resent"));  // one mark per resent reading
   CHECK(static_cast<long long>(lines) == summary_value(summary, "acked"));
   CHECK(lines > 500);  // 5 devices x 50/s for 4 s, less what a slow start costs
 

@@ -247,5 +247,5 @@ TEST_CASE("the firmware-sim program publishes, prints its summary and verifies")
   auto rc = v.wait(std::chrono::seconds(30));
   REQUIRE(rc.has_value());
   CHECK(*rc == 1);
-  CHECK(slurp(dir.path() / "verify.txt") == "verify: expected=10 received=10 lost=1 duplicates=1 unexpected=0\n");
+  CHECK(slurp(dir.path() / "verify.txt") == "verify: expected=10 received=10 lost=1 duplicates=1 unexpected=0 resent=0\n");
 }

@@ -41,7 +41,7 @@ TEST_CASE("verify: everything received once is ok") {
   CHECK(r.duplicates == 0);
   CHECK(r.unexpected == 0);
   CHECK(r.ok());
-  CHECK(r.summary() == "verify: expected=3 received=3 lost=0 duplicates=0 unexpected=0");
+  CHECK(r.summary() == "verify: expected=3 received=3 lost=0 duplicates=0 unexpected=0 resent=0");
 }
 
 TEST_CASE("verify: lost entries are counted and fail") {
@@ -83,7 +83,7 @@ TEST_CASE("verify: blank lines are ignored, malformed lines are errors") {
   CHECK(*n == 1);
 
   for (const char* bad : {"dev-1\n", "dev-1 x\n", "dev-1 1 2 3\n", "dev-1 -1\n", "dev-1 1 x\n", "dev-1 1 -2\n",
-                          "dev-1 1 4294967296\n"}) {
+                          "dev-1 1 4294967296\n", "dev-1 1 0 resend\n", "dev-1 1 0 resent x\n"}) {
     Verifier w;
     std::istringstream in(bad);
     auto r = read_manifest(in, w);
@@ -101,6 +101,19 @@ TEST_CASE("verify: blank lines are ignored, malformed lines are errors") {
     REQUIRE_FALSE(r.has_value());
     CHECK(r.error() == make_error_code(errc::bad_record));
   }
+}
+
+TEST_CASE("verify: a resent mark counts the reading once and expects no more copies") {
+  // dev-1 2 was resent twice (two marks), dev-2 1 once; marks may come before or after the line.
+  auto r = run("dev-1 1 0\ndev-1 2 0\ndev-1 2 0 resent\ndev-2 1 5 resent\ndev-1 2 0 resent\ndev-2 1 5\n",
+               rec("dev-1", 1) + rec("dev-1", 2) + rec("dev-2", 1, 5));
+  CHECK(r.expected == 3);
+  CHECK(r.resent == 2);
+  CHECK(r.ok());
+  CHECK(r.summary() == "verify: expected=3 received=3 lost=0 duplicates=0 unexpected=0 resent=2");
+  auto lost = run("dev-1 1 0\ndev-1 1 0 resent\n", "");
+  CHECK(lost.lost == 1);
+  CHECK(lost.resent == 1);
 }
 
 TEST_CASE("verify: the boot id is part of a reading's identity") {
