@@ -2,37 +2,49 @@
 # bench-plugin: what ingest mode plugin costs a device, against mosquitto alone measured in the
 # same run. firmware-sim publishes QoS 1 messages (10 devices, unpaced) to private mosquittos on
 # loopback, one box per variant, all started first and then measured in turn each round:
-#   - broker alone: mosquitto without the plugin and without subscribers (the floor);
-#   - plugin os, plugin fsync: mosquitto with the gateway's plugin, edge-gateway storing at that
-#     durability (kafka-mock upstream).
-# With 100 publishes in flight the rate is the most the box takes; with 1 in flight, 1/rate is the
-# device's mean wait for its PUBACK. Medians of ROUNDS rounds. Prints `BENCH name value unit` and
-# `RATIO name value` lines.
+#   - alone: mosquitto without the plugin and without subscribers (the floor);
+#   - os, fsync: design (b), the shipped one: mosquitto with the gateway's plugin, edge-gateway
+#     storing at that durability (kafka-mock upstream);
+#   - inproc_os, inproc_fsync: design (a) at its best, the ring written from inside mosquitto by
+#     the measuring prototype ingest/bench_inproc_plugin.cc (one writer, no gateway, no consumer).
+# With 100 publishes in flight the rate is the most the box takes; with 1 in flight, firmware-sim's
+# publish-to-PUBACK times give the device's wait (median and 99th percentile). Bytes written: what
+# the box's processes wrote to the block layer (/proc/PID/io write_bytes: pages they dirtied, incl.
+# LMDB's map) during the rate runs, per message: the flash wear. Medians of ROUNDS rounds. Prints
+# `BENCH name value unit` and `RATIO name value` lines.
 #   ingest/bench_plugin.sh BUILD_DIR SOURCE_DIR [COUNT [ROUNDS]]
 set -euo pipefail
 build=$1 src=$2 count=${3:-20000} rounds=${4:-3}
 source "$src/tests/e2e/lib.sh"
 source "$src/tests/e2e/uplink_lib.sh"
+cmake --build "$build" --target bench-inproc-plugin >/dev/null
 work=$(mktemp -d /tmp/gw-bench-plugin.XXXXXX)
 trap 'gw_stop_all; exec 7>&- 2>/dev/null || true; rm -rf "$work"' EXIT
 
-# rate MQTT_PORT INFLIGHT N: acknowledged messages per second of one firmware-sim run.
-rate() {
-  local port=$1 inflight=$2 n=$3 out
-  out=$("$build/firmware-sim/firmware-sim" --broker "tcp://127.0.0.1:$port" --devices 10 --rate 0 \
-    --count $((n / 10)) --qos 1 --max-inflight "$inflight" --client-id "bench-$inflight" 2>>"$work/sim.log")
-  awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } }
-       END { if (v["failed"] > 0) exit 1; printf "%.0f", v["acked"] / v["elapsed_s"] }' <<<"$out" ||
-    gw_die "publishes failed: $out"
+# written PIDS...: the sum of their write_bytes.
+written() {
+  local pid sum=0
+  for pid in "$@"; do sum=$((sum + $(awk '/^write_bytes:/ { print $2 }' "/proc/$pid/io"))); done
+  echo "$sum"
 }
+# publish MQTT_PORT INFLIGHT N: one firmware-sim run's summary (fails the bench if a publish failed).
+publish() {
+  local out
+  out=$("$build/firmware-sim/firmware-sim" --broker "tcp://127.0.0.1:$1" --devices 10 --rate 0 \
+    --count $(($3 / 10)) --qos 1 --max-inflight "$2" --client-id "bench-$2" 2>>"$work/sim.log")
+  grep -q ' failed=0 ' <<<"$out" || gw_die "publishes failed: $out"
+  echo "$out"
+}
+field() { tr ' ' '\n' <<<"$2" | awk -F= -v k="$1" '$1 == k { print $2 }'; }
 median() { tr ' ' '\n' <<<"$*" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 gw_start_kafka_mock "$build/uplink/kafka-mock" "$work" telemetry >"$work/bootstrap"
 bootstrap=$(cat "$work/bootstrap")
-declare -A port
+declare -A port pids
 port[alone]=$(gw_free_port)
 { cat "$src/gateway/mosquitto.conf"; echo "user root"; } >"$work/alone.conf"
 gw_start_mosquitto "$work/alone" "${port[alone]}" "$work/alone.conf"
+pids[alone]=${GW_PIDS[-1]}
 for durability in os fsync; do
   d=$work/$durability
   mkdir -p "$d"
@@ -43,25 +55,44 @@ for durability in os fsync; do
   printf '[ingest]\nmode = "plugin"\n' >>"$d/gateway.toml"
   "$build/gateway/edge-gateway" --config "$d/gateway.toml" >"$d/gateway.log" 2>&1 &
   gw_track $!
+  gateway_pid=$!
   gw_wait_http "http://127.0.0.1:$http_port/healthz" 20 || gw_die "gateway not healthy (see $d/gateway.log)"
   gw_start_box_broker "$build" "$src" "$d/mosquitto" "${port[$durability]}" "$d/gateway.toml"
+  pids[$durability]="$gateway_pid $broker_pid"
+
+  v=inproc_$durability
+  port[$v]=$(gw_free_port)
+  { cat "$src/gateway/mosquitto.conf"; echo "user root"; echo "plugin $build/ingest/bench_inproc_plugin.so"
+    echo "plugin_opt_path $work/$v/ring"; echo "plugin_opt_durability $durability"; } >"$work/$v.conf"
+  gw_start_mosquitto "$work/$v" "${port[$v]}" "$work/$v.conf"
+  pids[$v]=${GW_PIDS[-1]}
 done
 
-declare -A rates waits
+variants=(alone os fsync inproc_os inproc_fsync)
+declare -A rates p50 p99 bytes
 for ((r = 1; r <= rounds; r++)); do
-  for v in alone os fsync; do
+  for v in "${variants[@]}"; do
     n=$count
-    [[ $v == fsync ]] && n=$((count / 4))  # a sync per message
-    rates[$v]+=" $(rate "${port[$v]}" 100 "$n")"
-    waits[$v]+=" $(rate "${port[$v]}" 1 $((n / 10)))"
+    [[ $v == *fsync ]] && n=$((count / 4))  # a sync per message
+    before=$(written ${pids[$v]})
+    out=$(publish "${port[$v]}" 100 "$n")
+    after=$(written ${pids[$v]})
+    rates[$v]+=" $(awk -v a="$(field acked "$out")" -v s="$(field elapsed_s "$out")" 'BEGIN { printf "%.0f", a / s }')"
+    bytes[$v]+=" $(((after - before) / n))"
+    out=$(publish "${port[$v]}" 1 $((n / 10)))
+    p50[$v]+=" $(field ack_p50_us "$out")"
+    p99[$v]+=" $(field ack_p99_us "$out")"
   done
 done
 alone=$(median ${rates[alone]})
-echo "BENCH broker_alone_msgs_per_s $alone msg/s"
-echo "BENCH broker_alone_puback_wait_us $((1000000 / $(median ${waits[alone]}))) us"
-for v in os fsync; do
+for v in "${variants[@]}"; do
+  name=$v
+  [[ $v == alone ]] && name=broker_alone
+  [[ $v == os || $v == fsync ]] && name=plugin_$v
   r=$(median ${rates[$v]})
-  echo "BENCH plugin_${v}_msgs_per_s $r msg/s"
-  echo "BENCH plugin_${v}_puback_wait_us $((1000000 / $(median ${waits[$v]}))) us"
-  echo "RATIO plugin_${v}_rate_vs_broker_alone $(awk -v a="$r" -v b="$alone" 'BEGIN { printf "%.3f", a / b }')"
+  echo "BENCH ${name}_msgs_per_s $r msg/s"
+  echo "BENCH ${name}_puback_p50_us $(median ${p50[$v]}) us"
+  echo "BENCH ${name}_puback_p99_us $(median ${p99[$v]}) us"
+  echo "BENCH ${name}_bytes_written_per_msg $(median ${bytes[$v]}) B"
+  [[ $v == alone ]] || echo "RATIO ${name}_rate_vs_broker_alone $(awk -v a="$r" -v b="$alone" 'BEGIN { printf "%.3f", a / b }')"
 done
