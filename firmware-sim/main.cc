@@ -211,6 +211,9 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   auto* per_device_opt = pub->add_flag("--client-per-device", opt.client_per_device,
                                        "One MQTT client per device, client id <client-id>-<device>");
+  pub->add_option("--mqtt-version", opt.mqtt_version, "MQTT protocol version of the devices: 3 (3.1.1) or 5")
+      ->capture_default_str()
+      ->check(CLI::IsMember({3, 5}));
   pub->add_option("--injected", injected,
                   "Write what the run injected (duplicates, retransmits, multi-gateway copies, reboots, wraps; "
                   "acknowledged only) as JSON to FILE");

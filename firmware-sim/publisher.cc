@@ -49,6 +49,7 @@ struct Reading {
   std::string payload;
   bool parked = false;
   bool resent = false;
+  std::uint64_t handed = 0;  // with the outbox: its place in the order readings were handed over
 };
 
 // A copy of a reading that its device will send again at `due`.
@@ -138,7 +139,7 @@ std::int64_t now_ms() {
 
 bool valid(const PublishOptions& o) {
   return o.devices != 0 && o.qos >= 0 && o.qos <= 2 && o.rate >= 0 && o.max_inflight != 0 && o.gateways >= 1 &&
-         o.gateways <= kMaxGateways && valid(o.sequence) && o.resend_backoff.count() > 0 &&
+         (o.mqtt_version == 3 || o.mqtt_version == 5) && o.gateways <= kMaxGateways && valid(o.sequence) && o.resend_backoff.count() > 0 &&
          o.resend_backoff_max >= o.resend_backoff && !(o.client_per_device && o.gateways > 1);
 }
 
@@ -266,16 +267,21 @@ class Run {
 // background thread notices a new socket only when its poll of the others returns (up to a second),
 // so one after the other takes seconds.
 std::error_code Run::connect() {
+  const int version = options_.mqtt_version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
   auto builder = mqtt::connect_options_builder();
-  builder.clean_session(true)
-      .keep_alive_interval(std::chrono::seconds(30))
+  if (version == MQTTVERSION_5) {
+    builder.mqtt_version(version).clean_start(true);
+  } else {
+    builder.clean_session(true);
+  }
+  builder.keep_alive_interval(std::chrono::seconds(30))
       .max_inflight(static_cast<int>(options_.max_inflight));  // Paho's own window (default 10)
   // With the outbox the publisher reconnects by itself, so that it knows which copies a loss took
   // and paces the attempts with its own backoff.
   if (options_.outbox) {
-    // 3.1.1 only: with Paho's default (3.1.1, then 3.1 after a refused attempt) a few of a thousand
-    // clients' reconnect tokens never completed after a broker restart (Paho C 1.3.12).
-    builder.connect_timeout(options_.connect_timeout).mqtt_version(MQTTVERSION_3_1_1);
+    // One version only: with Paho's default (3.1.1, then 3.1 after a refused attempt) a few of a
+    // thousand clients' reconnect tokens never completed after a broker restart (Paho C 1.3.12).
+    builder.connect_timeout(options_.connect_timeout).mqtt_version(version);
   } else {
     builder.automatic_reconnect(std::chrono::seconds(1), std::chrono::seconds(10));
   }
@@ -287,7 +293,7 @@ std::error_code Run::connect() {
     for (std::size_t c = 0; c < n; ++c) {
       // No client persistence: the simulator's own manifest is the record of what was acknowledged.
       Connection conn;
-      conn.client = std::make_unique<mqtt::async_client>(options_.broker, client_id(c));
+      conn.client = std::make_unique<mqtt::async_client>(options_.broker, client_id(c), mqtt::create_options(version));
       tokens.push_back(conn.client->connect(connect_options_));
       connections_.push_back(std::move(conn));
     }
@@ -407,7 +413,13 @@ void Run::park(const std::shared_ptr<Reading>& reading, CopyKind kind, std::size
   if (!options_.outbox || reading->acked || reading->parked) return;
   if (kind != CopyKind::original && kind != CopyKind::multi_gateway && kind != CopyKind::resend) return;
   reading->parked = true;
-  fleet_[reading->device].outbox.push_back({reading, gateway});
+  // In the order they were handed over, as an SDK's outbox keeps them: a copy that fails after
+  // newer readings were parked (its connection's loss noticed late) goes before them, so that a
+  // resend never overtakes an older reading by more than the loss itself did.
+  auto& outbox = fleet_[reading->device].outbox;
+  const auto at = std::upper_bound(outbox.begin(), outbox.end(), reading->handed,
+                                   [](std::uint64_t h, const Parked& p) { return h < p.reading->handed; });
+  outbox.insert(at, {reading, gateway});
   waiting_.insert(reading->device);
 }
 
@@ -572,7 +584,7 @@ void Run::send_reading(const std::shared_ptr<Reading>& reading) {
   if (options_.outbox) {
     // Handed to the device's SDK, whose outbox gets it upstream: the manifest lists it from now on.
     reading->payload = payload;
-    ++handed_;
+    reading->handed = handed_++;
     manifest_ok_ = manifest_.add(device_ids_[device], reading->event.seq.value, reading->event.boot_id) && manifest_ok_;
   }
   if (record_.is_open()) {
@@ -581,8 +593,14 @@ void Run::send_reading(const std::shared_ptr<Reading>& reading) {
     line["boot_id"] = reading->event.boot_id;
     record_ << line.dump() << '\n';
   }
-  // Heard by every gateway: the same bytes through each one's connection.
-  send(device, payload, reading, CopyKind::original);
+  // Behind what the device's outbox still holds, as an SDK queues it: a new reading never overtakes
+  // an unacknowledged older one (one gateway; with several each copy goes its own way).
+  if (options_.outbox && options_.gateways == 1 && !fleet_[device].outbox.empty()) {
+    park(reading, CopyKind::original, 0);
+  } else {
+    // Heard by every gateway: the same bytes through each one's connection.
+    send(device, payload, reading, CopyKind::original);
+  }
   for (std::size_t g = 1; g < options_.gateways; ++g) send(device, payload, reading, CopyKind::multi_gateway, g);
   if (options_.duplicate_rate > 0 && unit_(rng_) < options_.duplicate_rate) {
     ++result_.duplicates;
@@ -731,12 +749,15 @@ void Run::disconnect() {
 
 std::error_code Run::run() {
   if (auto ec = connect()) return ec;
+  start_ = Clock::now();  // the schedule starts once connected (a thousand connects take a while)
   const double total_rate = options_.rate * options_.devices;
   const std::uint64_t total =
       options_.count ? *options_.count * options_.devices : std::numeric_limits<std::uint64_t>::max();
   const auto jitter = std::chrono::duration_cast<Clock::duration>(options_.jitter);
   for (std::uint64_t k = 0; k < total && !stop_.load(); ++k) {
-    if (options_.duration && Clock::now() - start_ >= *options_.duration) break;
+    // Paced, the schedule alone decides (rate x duration readings, however late a slow broker
+    // makes the last ones); unpaced, the clock.
+    if (options_.duration && total_rate == 0 && Clock::now() - start_ >= *options_.duration) break;
     if (total_rate > 0) {
       auto due = start_ + std::chrono::duration_cast<Clock::duration>(
                               std::chrono::duration<double>(static_cast<double>(k) / total_rate));

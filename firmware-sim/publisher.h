@@ -85,6 +85,8 @@ struct PublishOptions {
   // One MQTT client per device, client id "<client_id>-<device id>", each with its own connection
   // (and outbox); not with gateways > 1.
   bool client_per_device = false;
+  // MQTT protocol version of every client: 3 (3.1.1) or 5.
+  int mqtt_version = 3;
 };
 
 // What the run injected that the gateway should count, from acknowledged copies only (what the

@@ -50,9 +50,8 @@ for durability in os fsync; do
   mkdir -p "$d"
   http_port=$(gw_free_port)
   port[$durability]=$(gw_free_port)
-  gw_uplink_config "$d/gateway.toml" "$d" "${port[$durability]}" "$http_port" "$bootstrap"
+  gw_uplink_config "$d/gateway.toml" "$d" "${port[$durability]}" "$http_port" "$bootstrap" plugin
   sed -i "s/^durability = \"os\"\$/durability = \"$durability\"/" "$d/gateway.toml"
-  printf '[ingest]\nmode = "plugin"\n' >>"$d/gateway.toml"
   "$build/gateway/edge-gateway" --config "$d/gateway.toml" >"$d/gateway.log" 2>&1 &
   gw_track $!
   gateway_pid=$!

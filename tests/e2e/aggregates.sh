@@ -17,11 +17,13 @@ trap 'gw_stop_all; [[ ${KEEP:-} ]] || rm -rf "$work"' EXIT
 expected=$((devices * count))
 
 http_port=$(gw_free_port)
-gw_start_brokers "$build" "$src" "$work"
+gw_start_brokers_for plugin "$build" "$src" "$work"
 gw_log "mosquitto 127.0.0.1:$mqtt_port, kafka-mock $bootstrap"
 
 cat >"$work/gateway.toml" <<CONF
 gateway_id = "e2e-agg"
+[ingest]
+mode = "plugin"
 [mqtt]
 url = "tcp://127.0.0.1:$mqtt_port"
 topics = ["devices/+/telemetry"]
@@ -43,7 +45,7 @@ CONF
 "$build/gateway/edge-gateway" --check-config "$work/gateway.toml"
 "$build/gateway/edge-gateway" --config "$work/gateway.toml" >"$work/gateway.log" 2>&1 &
 gw_track $!
-gw_wait_gateway_ready "$http_port" "$work/gateway.log"
+gw_wait_box_ready plugin "$build" "$src" "$work" "$http_port"
 
 "$build/firmware-sim/firmware-sim" --broker "tcp://127.0.0.1:$mqtt_port" --devices "$devices" --count "$count" \
   --rate 100 --qos 1 --seed 11 --manifest "$work/manifest.txt" >"$work/sim.out"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# End-to-end: what real devices send (device-sequences.md), through a real mosquitto, the gateway
-# and kafka-mock. firmware-sim's device behaviours are all on for one profile:
+# End-to-end: what real devices send (device-sequences.md), through a real mosquitto running the
+# gateway's plugin (ingest mode plugin), the gateway and kafka-mock. firmware-sim's device
+# behaviours are all on for one profile:
 #   sparkplug  8-bit counters from 0 that wrap every 256 readings, a boot id per boot, reboots,
 #              re-stamped retransmissions, each reading heard through 2 MQTT clients, reordering,
 #              devices reusing a number for other values; FlatBuffers payloads; [ingest] seq_bits = 8
@@ -37,7 +38,7 @@ case $profile in
 esac
 
 http_port=$(gw_free_port)
-gw_start_brokers "$build" "$src" "$work"
+gw_start_brokers_for plugin "$build" "$src" "$work"
 gw_log "mosquitto 127.0.0.1:$mqtt_port, kafka-mock $bootstrap, profile $profile"
 cat >"$work/gateway.toml" <<CONF
 gateway_id = "e2e-devices"
@@ -46,6 +47,7 @@ url = "tcp://127.0.0.1:$mqtt_port"
 topics = ["devices/+/telemetry"]
 client_id = "e2e-devices-gateway"
 [ingest]
+mode = "plugin"
 seq_bits = $bits
 [buffer]
 path = "$work/buffer"
@@ -66,7 +68,7 @@ CONF
 "$build/gateway/edge-gateway" --check-config "$work/gateway.toml" >/dev/null
 "$build/gateway/edge-gateway" --config "$work/gateway.toml" >"$work/gateway.log" 2>&1 &
 gw_track $!
-gw_wait_gateway_ready "$http_port" "$work/gateway.log"
+gw_wait_box_ready plugin "$build" "$src" "$work" "$http_port"
 
 "$build/firmware-sim/firmware-sim" --broker "tcp://127.0.0.1:$mqtt_port" --devices "$devices" --count "$count" \
   --rate "$rate" --qos 1 --seed 23 "${sim[@]}" --manifest "$work/manifest.txt" --record "$work/published.jsonl" \

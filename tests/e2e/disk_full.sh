@@ -5,14 +5,19 @@
 # free block, so reserving the larger map fails with ENOSPC. Then:
 # - the gateway keeps serving HTTP (/healthz, /status) while full;
 # - /status says buffer.no_space (no_space_total counts) and appends wait (blocked_appends, as
-#   under overflow = block), and ingest stops storing (events_stored stalls; the broker queues);
-# - once the filler is deleted the append resumes by itself, Kafka comes back, and every
-#   acknowledged (device, seq) reaches Kafka exactly once: firmware-sim verify lost=0 duplicates=0.
+#   under overflow = block), and ingest stops storing (events_stored stalls);
+# - once the filler is deleted the append resumes by itself, Kafka comes back, and every reading
+#   reaches Kafka exactly once: firmware-sim verify lost=0 duplicates=0.
+# MODE plugin (the default; mosquitto runs the gateway's plugin): while the disk is full the box
+# refuses (no PUBACK, the device is disconnected) and the devices, with an outbox as a device SDK
+# keeps one, send again after their reconnect: every reading they published must arrive. MODE
+# subscribe: the broker acknowledges and queues for the gateway's session meanwhile, and every
+# acknowledged reading must arrive.
 # Needs root (mount); exits 77 (ctest SKIP) when no small filesystem can be mounted.
 # GW_DISK_FULL_FS=tmpfs skips the ext4 image (to run the tmpfs variant where loop devices work).
-#   tests/e2e/disk_full.sh BUILD_DIR SOURCE_DIR
+#   tests/e2e/disk_full.sh BUILD_DIR SOURCE_DIR [MODE]
 set -euo pipefail
-build=$1 src=$2
+build=$1 src=$2 mode=${3:-plugin}
 source "$src/tests/e2e/lib.sh"
 source "$src/tests/e2e/uplink_lib.sh"
 work=$(mktemp -d /tmp/gw-e2e-diskfull.XXXXXX)
@@ -52,17 +57,17 @@ avail_bytes() { df -B1 --output=avail "$mnt" | tail -n1 | tr -d ' '; }
 
 http_port=$(gw_free_port)
 base=http://127.0.0.1:$http_port
-gw_start_brokers "$build" "$src" "$work"
-gw_uplink_config "$work/gateway.toml" "$mnt" "$mqtt_port" "$http_port" "$bootstrap"
+gw_start_brokers_for "$mode" "$build" "$src" "$work"
+gw_uplink_config "$work/gateway.toml" "$mnt" "$mqtt_port" "$http_port" "$bootstrap" "$mode"
 # max_bytes far above the filesystem: the disk, not the budget, is what runs out. The dead letters
 # stay off the small filesystem (nothing here is malformed anyway).
 sed -i "s/^durability = \"os\"\$/durability = \"os\"\nmax_bytes = \"1GiB\"\noverflow = \"block\"/" "$work/gateway.toml"
-sed -i "s|^\\[mqtt\\]\$|[ingest]\ndead_letters_path = \"$work/dead-letters\"\n[mqtt]|" "$work/gateway.toml"
+sed -i "s|^\\[ingest\\]\$|[ingest]\ndead_letters_path = \"$work/dead-letters\"|" "$work/gateway.toml"
 "$build/gateway/edge-gateway" --check-config "$work/gateway.toml" >/dev/null
 "$build/gateway/edge-gateway" --config "$work/gateway.toml" >"$work/gateway.log" 2>&1 &
 gateway_pid=$!
 gw_track $gateway_pid
-gw_wait_gateway_ready "$http_port" "$work/gateway.log"
+gw_wait_box_ready "$mode" "$build" "$src" "$work" "$http_port"
 status=$(gw_http "$base/status")
 map0=$(jq -r '.buffer.map_bytes' <<<"$status")
 gw_log "gateway up: map $map0 bytes, $(avail_bytes) bytes free on $fs_kind"
@@ -79,8 +84,10 @@ fallocate -l "$(($(avail_bytes) - 64 * 1024))" "$filler" 2>/dev/null ||
   dd if=/dev/zero of="$filler" bs=1M status=none 2>/dev/null || true
 gw_log "filler $(stat -c %s "$filler") bytes; $(avail_bytes) bytes free"
 
+outbox=()
+[[ $mode == plugin ]] && outbox=(--outbox --drain-timeout 120)
 "$build/firmware-sim/firmware-sim" --broker "tcp://127.0.0.1:$mqtt_port" --devices 40 --rate 100 --duration 60 \
-  --qos 1 --seed 21 --format json --manifest "$work/manifest.txt" >"$work/sim.out" 2>"$work/sim.log" &
+  --qos 1 --seed 21 --format json "${outbox[@]}" --manifest "$work/manifest.txt" >"$work/sim.out" 2>"$work/sim.log" &
 sim_pid=$!
 gw_track $sim_pid
 
@@ -96,7 +103,7 @@ done
   gw_die "the buffer never reported no_space: $(jq -c .buffer <<<"$status") (see $work/gateway.log)"
 grep -q 'ENOSPC' "$work/gateway.log" || gw_die "the gateway did not log the full filesystem"
 stored1=$(jq -r '.ingest.events_stored' <<<"$status")
-published1=$(wc -l <"$work/manifest.txt")
+published1=$(gw_manifest_readings "$work/manifest.txt")
 gw_log "disk full: $(jq -c '.buffer | {records, bytes, map_bytes, no_space, no_space_total, blocked_appends, full}' <<<"$status")"
 
 # While full: HTTP keeps answering, the block is shown, and ingest does not store.
@@ -135,5 +142,9 @@ grep -q 'appends resume' "$work/gateway.log" || gw_die "the gateway did not log 
 
 echo up >&7
 gw_log "kafka up"
-gw_drain_and_verify "$http_port" "$work" "$sim_pid" "$published1" "$verify_pid"
-echo "e2e.disk_full: fs=$fs_kind acked=$acked no_space_total=$(jq -r '.buffer.no_space_total' <<<"$status") OK"
+if [[ $mode == plugin ]]; then
+  gw_outbox_drained_and_verify "$http_port" "$work" "$sim_pid" "$verify_pid"
+else
+  gw_drain_and_verify "$http_port" "$work" "$sim_pid" "$published1" "$verify_pid"
+fi
+echo "e2e.disk_full: mode=$mode fs=$fs_kind acked=$acked no_space_total=$(jq -r '.buffer.no_space_total' <<<"$status") OK"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# End-to-end checks of the HTTP API on a running gateway (mosquitto, kafka-mock, edge-gateway with
-# a bearer token and every secret key set, log_level trace), after firmware-sim published a fixed
+# End-to-end checks of the HTTP API on a running gateway (mosquitto with the gateway's plugin,
+# kafka-mock, edge-gateway with a bearer token and every secret key set, log_level trace), after firmware-sim published a fixed
 # number of events (a few malformed, for the dead letters) and the uplink caught up:
 #   metrics: /metrics passes `promtool check metrics` and shows the published counts; /readyz is
 #            ready; no token or a wrong one gets 401 while /healthz needs none; no secret appears in
@@ -13,6 +13,7 @@
 set -euo pipefail
 build=$1 src=$2 mode=$3
 source "$src/tests/e2e/lib.sh"
+source "$src/tests/e2e/uplink_lib.sh"
 case $mode in
   metrics) command -v promtool >/dev/null || gw_die "promtool missing (Debian package prometheus; toolchains/setup.sh)" ;;
   page) command -v chromium >/dev/null || { echo "chromium not installed: skipped"; exit 77; } ;;
@@ -30,10 +31,12 @@ export GW_HTTP_TOKEN=$token
 devices=10 count=60
 
 http_port=$(gw_free_port)
-gw_start_brokers "$build" "$src" "$work"
+gw_start_brokers_for plugin "$build" "$src" "$work"
 cat >"$work/gateway.toml" <<CONF
 gateway_id = "e2e-http"
 log_level = "trace"
+[ingest]
+mode = "plugin"
 [mqtt]
 url = "tcp://127.0.0.1:$mqtt_port"
 topics = ["devices/+/telemetry"]
@@ -60,7 +63,7 @@ CONF
 "$build/gateway/edge-gateway" --check-config "$work/gateway.toml"
 "$build/gateway/edge-gateway" --config "$work/gateway.toml" >"$work/gateway.log" 2>&1 &
 gw_track $!
-gw_wait_gateway_ready "$http_port" "$work/gateway.log"
+gw_wait_box_ready plugin "$build" "$src" "$work" "$http_port"
 base="http://127.0.0.1:$http_port"
 
 "$build/firmware-sim/firmware-sim" --broker "tcp://127.0.0.1:$mqtt_port" --devices $devices --count $count \

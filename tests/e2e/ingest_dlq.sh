@@ -14,7 +14,7 @@ trap 'gw_stop_all; [[ ${KEEP:-} ]] || rm -rf "$work"' EXIT
 http_port=$(gw_free_port)
 gw_start_brokers "$build" "$src" "$work"
 gw_uplink_config "$work/gateway.toml" "$work" "$mqtt_port" "$http_port" "$bootstrap"
-sed -i 's/^\[mqtt\]$/[mqtt]\nsessions = 2/; s/^\[buffer\]$/[ingest]\nmax_payload_bytes = "4KiB"\nmax_skew = "1h"\n[buffer]/' \
+sed -i 's/^\[mqtt\]$/[mqtt]\nsessions = 2/; s/^\[ingest\]$/[ingest]\nmax_payload_bytes = "4KiB"\nmax_skew = "1h"/' \
   "$work/gateway.toml"
 "$build/gateway/edge-gateway" --config "$work/gateway.toml" >"$work/gateway.log" 2>&1 &
 gw_track $!

@@ -15,26 +15,14 @@ work=$(mktemp -d /tmp/gw-e2e-full.XXXXXX)
 trap 'gw_stop_all; [[ ${KEEP:-} ]] || rm -rf "$work"' EXIT
 
 http_port=$(gw_free_port)
-if [[ $mode == plugin ]]; then
-  mqtt_port=$(gw_free_port)
-  gw_start_kafka_mock "$build/uplink/kafka-mock" "$work" telemetry >"$work/bootstrap"
-  bootstrap=$(<"$work/bootstrap")
-else
-  gw_start_brokers "$build" "$src" "$work"
-fi
-gw_uplink_config "$work/gateway.toml" "$work" "$mqtt_port" "$http_port" "$bootstrap"
-printf '[ingest]\nmode = "%s"\n' "$mode" >>"$work/gateway.toml"
+gw_start_brokers_for "$mode" "$build" "$src" "$work"
+gw_uplink_config "$work/gateway.toml" "$work" "$mqtt_port" "$http_port" "$bootstrap" "$mode"
 sed -i 's/^durability = "os"$/durability = "os"\nmax_bytes = "1MiB"\noverflow = "block"/' "$work/gateway.toml"
 # The windowing results live in the same 1 MiB: keep a few hundred.
 sed -i 's/^\[windowing\]$/[windowing]\nmax_results = 400/' "$work/gateway.toml"
 "$build/gateway/edge-gateway" --config "$work/gateway.toml" >"$work/gateway.log" 2>&1 &
 gw_track $!
-if [[ $mode == plugin ]]; then
-  gw_wait_http "http://127.0.0.1:$http_port/healthz" 20 || gw_die "gateway not healthy (see $work/gateway.log)"
-  gw_start_box_broker "$build" "$src" "$work/mosquitto" "$mqtt_port" "$work/gateway.toml"
-else
-  gw_wait_gateway_ready "$http_port" "$work/gateway.log"
-fi
+gw_wait_box_ready "$mode" "$build" "$src" "$work" "$http_port"
 
 gw_start_verifier "$build" "$work" "$bootstrap"
 

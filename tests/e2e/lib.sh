@@ -40,6 +40,9 @@ gw_wait_port() {
 
 gw_track() { GW_PIDS+=("$1"); }
 
+# gw_manifest_readings FILE: the readings a firmware-sim manifest lists (its "resent" marks left out).
+gw_manifest_readings() { grep -vc ' resent$' "$1" || true; }
+
 # Stops every tracked process: SIGTERM, then SIGKILL after 5 s (scaled).
 gw_stop_all() {
   local pid i

@@ -2,7 +2,7 @@
 # End-to-end: every Kafka broker down for OUTAGE seconds while devices publish. The gateway keeps
 # collecting (the buffer grows, /status says the uplink is down and why); when the brokers return it
 # drains the backlog in order. The verifier (consuming during the run) must report lost=0 and no
-# device's records out of order.
+# device's records out of order. Ingest mode plugin (the shipped box).
 #   tests/e2e/outage.sh BUILD_DIR SOURCE_DIR [OUTAGE_S]
 set -euo pipefail
 build=$1 src=$2 outage=${3:-60}
@@ -12,11 +12,11 @@ work=$(mktemp -d /tmp/gw-e2e-outage.XXXXXX)
 trap 'gw_stop_all; [[ ${KEEP:-} ]] || rm -rf "$work"' EXIT
 
 http_port=$(gw_free_port)
-gw_start_brokers "$build" "$src" "$work"
-gw_uplink_config "$work/gateway.toml" "$work" "$mqtt_port" "$http_port" "$bootstrap"
+gw_start_brokers_for plugin "$build" "$src" "$work"
+gw_uplink_config "$work/gateway.toml" "$work" "$mqtt_port" "$http_port" "$bootstrap" plugin
 "$build/gateway/edge-gateway" --config "$work/gateway.toml" >"$work/gateway.log" 2>&1 &
 gw_track $!
-gw_wait_gateway_ready "$http_port" "$work/gateway.log"
+gw_wait_box_ready plugin "$build" "$src" "$work" "$http_port"
 
 "$build/firmware-sim/firmware-sim" verify --manifest "$work/manifest.txt" --kafka "$bootstrap" --topic telemetry \
   --done-file "$work/done" --idle-exit-ms 2000 --check-order >"$work/verify.out" 2>"$work/verify.log" &

@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # End-to-end, ingest mode plugin: mosquitto runs the gateway's plugin, so a device's QoS 1 PUBACK
-# follows the gateway's commit. 50 devices publish QoS 1 while TARGET (broker: mosquitto, or
-# gateway: edge-gateway) is SIGKILLed KILLS times at random (mosquitto restarted 0.5 s later, the
-# gateway at once), in the buffer durability DURABILITY. Whatever mosquitto held in memory is lost
-# with it, but none of it had been acknowledged; a killed gateway answers nothing, so the plugin
-# withholds the PUBACK: the verifier must report every acknowledged (device, seq) upstream exactly
-# once (lost=0 duplicates=0 redelivered=0). The devices behave like a device SDK (firmware-sim
-# --outbox: what got no PUBACK is sent again after their reconnect), so the manifest lists every
-# reading they published, and each must arrive exactly once. RATE (default 20) is each device's
-# events per second; SIM_FLAGS adds firmware-sim flags (e.g. --boot-id).
+# follows the gateway's commit. Devices publish while faults hit the box, KILLS of them at random
+# intervals, in the buffer durability DURABILITY. TARGET says which:
+#   broker:  mosquitto SIGKILLed, restarted 0.5 s later (every device reconnects at once);
+#   gateway: edge-gateway SIGKILLed, restarted at once;
+#   mixed:   in turn, the gateway SIGKILLed; the gateway stopped (SIGTERM, a restart or an upgrade)
+#            and mosquitto SIGKILLed 0.1-0.4 s later, before any autosave, both back 0.5 s and
+#            1-2 s later; mosquitto SIGKILLed.
+# Whatever mosquitto held in memory is lost with it, but none of it had been acknowledged; a gateway
+# that is killed or stopped answers nothing, so the plugin withholds the PUBACK: the verifier must
+# report every published (device, seq) upstream exactly once (lost=0 duplicates=0 redelivered=0).
+# The devices behave like a device SDK (firmware-sim --outbox: what got no PUBACK is sent again
+# after their reconnect), so the manifest lists every reading they published. DEVICES (default 50,
+# on one shared connection) publish RATE (default 20) events per second each for 30 s; SIM_FLAGS adds
+# firmware-sim flags (e.g. --client-per-device, --mqtt-version 5, --qos 2, --boot-id, --malformed P:
+# poison payloads, which must be dead-lettered and acknowledged without holding their device up).
 # MODE subscribe runs the same with the gateway subscribing instead (no plugin): there mosquitto
 # acknowledges from memory and loses what it held, which the verifier reports (for the figures in
 # ingest/README.md; not part of the suite).
@@ -24,9 +30,8 @@ http_port=$(gw_free_port)
 mqtt_port=$(gw_free_port)
 gw_start_kafka_mock "$build/uplink/kafka-mock" "$work" telemetry >"$work/bootstrap"
 bootstrap=$(cat "$work/bootstrap")
-gw_uplink_config "$work/gateway.toml" "$work" "$mqtt_port" "$http_port" "$bootstrap"
+gw_uplink_config "$work/gateway.toml" "$work" "$mqtt_port" "$http_port" "$bootstrap" "$mode"
 sed -i "s/^durability = \"os\"\$/durability = \"$durability\"/" "$work/gateway.toml"
-printf '[ingest]\nmode = "%s"\n' "$mode" >>"$work/gateway.toml"
 
 start_gateway() {
   "$build/gateway/edge-gateway" --config "$work/gateway.toml" >>"$work/gateway.log" 2>&1 &
@@ -41,30 +46,51 @@ start_broker
 [[ $mode == plugin ]] || gw_wait_subscribed "http://127.0.0.1:$http_port" 30 || gw_die "no subscription"
 
 gw_start_verifier "$build" "$work" "$bootstrap"
-"$build/firmware-sim/firmware-sim" --broker "tcp://127.0.0.1:$mqtt_port" --devices 50 --rate "${RATE:-20}" --duration 30 \
+devices=${DEVICES:-50} rate=${RATE:-20}
+"$build/firmware-sim/firmware-sim" --broker "tcp://127.0.0.1:$mqtt_port" --devices "$devices" --rate "$rate" --duration 30 \
   --qos 1 --seed 5 --outbox ${SIM_FLAGS:-} --manifest "$work/manifest.txt" >"$work/sim.out" 2>"$work/sim.log" &
 sim_pid=$!
 gw_track $sim_pid
 
-for ((k = 1; k <= kills; k++)); do
-  sleep "$(printf '3.%03d' $((RANDOM % 1000)))"
-  if [[ $target == gateway ]]; then
-    kill -KILL "$gateway_pid"
-    wait "$gateway_pid" 2>/dev/null || true
-    start_gateway
-    continue
-  fi
+kill_gateway() {
+  kill -KILL "$gateway_pid"
+  wait "$gateway_pid" 2>/dev/null || true
+}
+kill_broker() {
   kill -KILL "$broker_pid"
   wait "$broker_pid" 2>/dev/null || true
-  sleep 0.5
-  start_broker
+}
+for ((k = 1; k <= kills; k++)); do
+  sleep "$(printf '3.%03d' $((RANDOM % 1000)))"
+  fault=$target
+  [[ $target == mixed ]] && fault=$(((k - 1) % 3))
+  case $fault in
+    gateway | 0)
+      kill_gateway
+      start_gateway ;;
+    1)
+      kill -TERM "$gateway_pid"
+      wait "$gateway_pid" 2>/dev/null || true
+      sleep "$(printf '0.%d' $((1 + RANDOM % 4)))"
+      kill_broker
+      gw_log "gateway stopped, mosquitto killed"
+      sleep 0.5
+      start_broker
+      sleep "$(printf '1.%03d' $((RANDOM % 1000)))"
+      start_gateway ;;
+    broker | 2)
+      kill_broker
+      sleep 0.5
+      start_broker ;;
+  esac
 done
-gw_log "$kills SIGKILLs of the $target done"
+gw_log "$kills faults ($target) done"
 gw_wait_http "http://127.0.0.1:$http_port/healthz" 20 || gw_die "gateway not healthy after the kills"
 wait "$sim_pid" || gw_die "firmware-sim failed (see $work/sim.log)"
 cat "$work/sim.out"
-published=$(wc -l <"$work/manifest.txt")
-((published == 30000 || ${RATE:-20} != 20)) || gw_die "$published readings published, 30000 expected"
+published=$(gw_manifest_readings "$work/manifest.txt")
+expected=$(awk -v d="$devices" -v r="$rate" 'BEGIN { printf "%d", d * r * 30 + 0.5 }')
+((published == expected)) || gw_die "$published readings published, $expected expected"
 grep -q ' unacked=0 ' "$work/sim.out" || gw_die "readings left unacknowledged at the end"
 resent=$(sed -n 's/.* resent=\([0-9]*\) .*/\1/p' "$work/sim.out")
 ((resent > 0)) || gw_die "no reading needed a resend: the kills did not bite"
@@ -77,4 +103,13 @@ fi
 status=$(gw_wait_caught_up "$http_port" 120) || gw_die "uplink did not catch up (see $work/gateway.log)"
 gw_log "ingest: $(jq -c '.ingest | {messages_received, events_stored, duplicates, store_retries, decode_errors, rejected_by_reason}' <<<"$status")"
 gw_finish_verify "$work" "$verify_pid" '^delivered=[0-9]* lost=0 duplicates=0 redelivered=0 '
-echo "plugin_kill: mode=$mode target=$target durability=$durability kills=$kills published=$published resent=$resent OK"
+grep -q "^verify: .* lost=0 duplicates=0 .* resent=$resent\$" "$work/verify.out" || gw_die "verify did not count the $resent resent readings"
+malformed=$(sed -n 's/.* malformed=\([0-9]*\) .*/\1/p' "$work/sim.out")
+if ((malformed > 0)); then
+  # Each poison payload the box acknowledged is a dead letter; those sent while the box refused
+  # were dropped with their connection (the outbox keeps readings only).
+  dead=$(gw_http "http://127.0.0.1:$http_port/dlq?reason=malformed&limit=1000" | jq length)
+  ((dead > 0 && dead <= malformed)) || gw_die "malformed: $malformed sent, $dead dead-lettered"
+  gw_log "poison payloads: $malformed sent, $dead dead-lettered and acknowledged"
+fi
+echo "plugin_kill: mode=$mode target=$target durability=$durability kills=$kills devices=$devices published=$published resent=$resent OK"

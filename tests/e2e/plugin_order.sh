@@ -19,9 +19,8 @@ trap 'gw_stop_all; exec 7>&- 2>/dev/null || true; [[ ${KEEP:-} ]] || rm -rf "$wo
 http_port=$(gw_free_port)
 mqtt_port=$(gw_free_port)
 gw_start_kafka_mock "$build/uplink/kafka-mock" "$work" telemetry >"$work/bootstrap"
-gw_uplink_config "$work/gateway.toml" "$work" "$mqtt_port" "$http_port" "$(cat "$work/bootstrap")"
+gw_uplink_config "$work/gateway.toml" "$work" "$mqtt_port" "$http_port" "$(cat "$work/bootstrap")" plugin
 sed -i "s/^durability = \"os\"\$/durability = \"${DURABILITY:-fsync}\"/" "$work/gateway.toml"
-printf '[ingest]\nmode = "plugin"\n' >>"$work/gateway.toml"
 
 # Traced from their first instruction: every thread (-f), wall-clock microseconds (-ttt) so that
 # the two traces share a clock, durations (-T), file descriptors named with their protocol (-yy), bytes in hex.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end, Pulsar: mosquitto, edge-gateway with both sinks (Kafka through kafka-mock, Pulsar
+# End-to-end, Pulsar: mosquitto with the gateway's plugin, edge-gateway with both sinks (Kafka through kafka-mock, Pulsar
 # through pulsar-ws-server, the tests' implementation of Pulsar's documented WebSocket protocol; not
 # a Pulsar broker), firmware-sim. The protocol server drops the gateway's first connection with 3
 # messages in flight (stored, never answered) and then fails 2 sends with send-error; the token is
@@ -10,13 +10,14 @@
 set -euo pipefail
 build=$1 src=$2 devices=${3:-20} count=${4:-200}
 source "$src/tests/e2e/lib.sh"
+source "$src/tests/e2e/uplink_lib.sh"
 work=$(mktemp -d /tmp/gw-e2e-pulsar.XXXXXX)
 trap 'gw_stop_all; [[ ${KEEP:-} ]] || rm -rf "$work"' EXIT
 expected=$((devices * count))
 token="e2e-pulsar-token"
 
 http_port=$(gw_free_port)
-gw_start_brokers "$build" "$src" "$work"
+gw_start_brokers_for plugin "$build" "$src" "$work"
 mkfifo "$work/pulsar.in"
 "$build/tests/support/pulsar-ws-server" --token "$token" <"$work/pulsar.in" >"$work/pulsar.out" 2>"$work/pulsar.log" &
 gw_track $!
@@ -31,6 +32,8 @@ echo "fail-sends 2" >&8
 
 cat >"$work/gateway.toml" <<CONF
 gateway_id = "e2e-pulsar"
+[ingest]
+mode = "plugin"
 [mqtt]
 url = "tcp://127.0.0.1:$mqtt_port"
 client_id = "e2e-pulsar-gateway"
@@ -57,7 +60,7 @@ CONF
 "$build/gateway/edge-gateway" --check-config "$work/gateway.toml"
 "$build/gateway/edge-gateway" --config "$work/gateway.toml" >"$work/gateway.log" 2>&1 &
 gw_track $!
-gw_wait_gateway_ready "$http_port" "$work/gateway.log"
+gw_wait_box_ready plugin "$build" "$src" "$work" "$http_port"
 
 "$build/firmware-sim/firmware-sim" --broker "tcp://127.0.0.1:$mqtt_port" --devices "$devices" --count "$count" \
   --rate 100 --qos 1 --seed 11 --manifest "$work/manifest.txt" | tee "$work/sim.out"

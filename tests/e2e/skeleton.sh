@@ -1,22 +1,26 @@
 #!/usr/bin/env bash
 # End-to-end: the real binaries against a real mosquitto and a librdkafka mock cluster in its own
-# process (kafka-mock). firmware-sim publishes DEVICES x COUNT events at QoS 1; edge-gateway stores,
-# windows and forwards them; then every (device, seq) the broker acknowledged must be in Kafka
-# exactly once (uplink-cat + firmware-sim verify), and kcat, an outside client, must read the topic.
+# process (kafka-mock), the box as shipped: mosquitto runs the gateway's plugin (ingest mode
+# plugin). firmware-sim publishes DEVICES x COUNT events at QoS 1; edge-gateway stores, windows and
+# forwards them; then every (device, seq) the broker acknowledged must be in Kafka exactly once
+# (uplink-cat + firmware-sim verify), and kcat, an outside client, must read the topic.
 #   tests/e2e/skeleton.sh BUILD_DIR SOURCE_DIR [DEVICES] [COUNT]
 set -euo pipefail
 build=$1 src=$2 devices=${3:-50} count=${4:-200}
 source "$src/tests/e2e/lib.sh"
+source "$src/tests/e2e/uplink_lib.sh"
 work=$(mktemp -d /tmp/gw-e2e.XXXXXX)
 trap 'gw_stop_all; [[ ${KEEP:-} ]] || rm -rf "$work"' EXIT
 expected=$((devices * count))
 
 http_port=$(gw_free_port)
-gw_start_brokers "$build" "$src" "$work"
+gw_start_brokers_for plugin "$build" "$src" "$work"
 gw_log "mosquitto 127.0.0.1:$mqtt_port, kafka-mock $bootstrap"
 
 cat >"$work/gateway.toml" <<CONF
 gateway_id = "e2e-1"
+[ingest]
+mode = "plugin"
 [mqtt]
 url = "tcp://127.0.0.1:$mqtt_port"
 topics = ["devices/+/telemetry"]
@@ -35,7 +39,7 @@ CONF
 "$build/gateway/edge-gateway" --check-config "$work/gateway.toml"
 "$build/gateway/edge-gateway" --config "$work/gateway.toml" >"$work/gateway.log" 2>&1 &
 gw_track $!
-gw_wait_gateway_ready "$http_port" "$work/gateway.log"
+gw_wait_box_ready plugin "$build" "$src" "$work" "$http_port"
 
 "$build/firmware-sim/firmware-sim" --broker "tcp://127.0.0.1:$mqtt_port" --devices "$devices" --count "$count" \
   --rate 100 --qos 1 --seed 7 --manifest "$work/manifest.txt" | tee "$work/sim.out"

@@ -2,10 +2,14 @@
 # run): a gateway config, waiting until the uplink has acknowledged everything stored, and the
 # no-loss check after a blocked gateway. Source it after lib.sh; defines functions only.
 
-# gw_uplink_config FILE WORK MQTT_PORT HTTP_PORT BOOTSTRAP: a config with short uplink timeouts.
+# gw_uplink_config FILE WORK MQTT_PORT HTTP_PORT BOOTSTRAP [MODE]: a config with short uplink
+# timeouts, in ingest mode MODE (subscribe, the default, or plugin). Add [ingest] keys after its
+# `[ingest]` line.
 gw_uplink_config() {
   cat >"$1" <<CONF
 gateway_id = "e2e-uplink"
+[ingest]
+mode = "${6:-subscribe}"
 [mqtt]
 url = "tcp://127.0.0.1:$3"
 topics = ["devices/+/telemetry"]
@@ -42,6 +46,49 @@ gw_start_box_broker() {
   fi
   gw_start_mosquitto "$dir" "$port" "$dir.template"
   broker_pid=${GW_PIDS[-1]}
+}
+
+# gw_start_brokers_for MODE BUILD SRC WORK: what gw_start_brokers starts for ingest mode MODE.
+# Subscribe: mosquitto and kafka-mock. Plugin: kafka-mock only, and a free port for mosquitto, which
+# gw_wait_box_ready starts once the gateway is up (it loads the gateway's plugin). Sets mqtt_port
+# and bootstrap in the caller's shell (call it directly).
+gw_start_brokers_for() {
+  local mode=$1 build=$2 src=$3 work=$4
+  if [[ $mode != plugin ]]; then
+    gw_start_brokers "$build" "$src" "$work"
+    return
+  fi
+  mqtt_port=$(gw_free_port)
+  gw_start_kafka_mock "$build/uplink/kafka-mock" "$work" telemetry >"$work/bootstrap"
+  bootstrap=$(<"$work/bootstrap")
+}
+
+# gw_wait_box_ready MODE BUILD SRC WORK HTTP_PORT: until devices may publish to the gateway whose
+# config is WORK/gateway.toml. Subscribe: its subscription is confirmed. Plugin: it is healthy, then
+# mosquitto starts with its plugin at mqtt_port (WORK/mosquitto; sets broker_pid).
+gw_wait_box_ready() {
+  local mode=$1 build=$2 src=$3 work=$4 http_port=$5
+  if [[ $mode != plugin ]]; then
+    gw_wait_gateway_ready "$http_port" "$work/gateway.log"
+    return
+  fi
+  gw_wait_http "http://127.0.0.1:$http_port/healthz" 20 || gw_die "gateway not healthy (see $work/gateway.log)"
+  gw_start_box_broker "$build" "$src" "$work/mosquitto" "$mqtt_port" "$work/gateway.toml"
+}
+
+# gw_outbox_drained_and_verify HTTP_PORT WORK SIM_PID VERIFY_PID: the end of a plugin-mode test
+# whose devices keep an outbox (firmware-sim --outbox): the simulator ends with every reading
+# acknowledged (unacked=0; acknowledged means stored, so nothing waits in the broker), the uplink
+# catches up, and the verifier must report every published reading exactly once. Sets `acked`
+# (the readings published) and `status` in the caller's shell.
+gw_outbox_drained_and_verify() {
+  local port=$1 work=$2 sim_pid=$3 verify_pid=$4
+  wait "$sim_pid" || gw_die "firmware-sim failed (see $work/sim.log)"
+  cat "$work/sim.out"
+  grep -q ' unacked=0 ' "$work/sim.out" || gw_die "readings left unacknowledged at the end"
+  acked=$(gw_manifest_readings "$work/manifest.txt")
+  status=$(gw_wait_caught_up "$port" 120) || gw_die "uplink did not catch up (see $work/gateway.log)"
+  gw_finish_verify "$work" "$verify_pid" '^delivered=[0-9]* lost=0 duplicates=0 redelivered=0 '
 }
 
 # gw_wait_caught_up HTTP_PORT SECONDS: until the uplink's cursor equals the buffer's last seq
