@@ -50,6 +50,7 @@ struct Reading {
   bool parked = false;
   bool resent = false;
   std::uint64_t handed = 0;  // with the outbox: its place in the order readings were handed over
+  bool published = false;    // a copy of its own bytes went to the client at least once
 };
 
 // A copy of a reading that its device will send again at `due`.
@@ -447,6 +448,9 @@ bool Run::send(std::uint32_t device, const std::string& payload, std::shared_ptr
     return false;
   }
   ++result_.published;
+  if (reading && (kind == CopyKind::original || kind == CopyKind::resend || kind == CopyKind::multi_gateway)) {
+    reading->published = true;
+  }
   try {
     auto token = conn.client->publish(topics_[device], payload.data(), payload.size(), options_.qos, false);
     inflight_.push_back({std::move(token), device, std::move(reading), kind, gateway, conn.epoch, Clock::now()});
@@ -553,7 +557,8 @@ void Run::resend() {
       outbox.pop_front();
       p.reading->parked = false;
       if (p.reading->acked) continue;  // another copy of it was acknowledged meanwhile
-      if (!p.reading->resent) {
+      // Sent again, or for the first time after it waited in the outbox (not a resend).
+      if (!p.reading->resent && p.reading->published) {
         p.reading->resent = true;
         ++result_.resent;
         const ingest::Event& e = p.reading->event;
