@@ -7,7 +7,9 @@
 #         bytes written (/proc/PID/io write_bytes) per message;
 #   loss: 50 devices x 100 msg/s (more than the gateway takes in `fsync`, so a backlog waits in
 #         mosquitto) for 20 s while mosquitto is SIGKILLed 3 times (restarted 0.5 s later); then
-#         every acknowledged reading is looked for in Kafka (firmware-sim verify): lost of acked.
+#         every acknowledged reading is looked for in Kafka (firmware-sim verify): lost of acked,
+#         and what mosquitto's processes cost meanwhile per acknowledged message (with a backlog
+#         each autosave writes all of it).
 # Prints `BENCH autosave_<name>_<figure> value unit` lines. Run on demand (several minutes).
 #   ingest/bench_autosave.sh BUILD_DIR SOURCE_DIR [COST_S]
 set -euo pipefail
@@ -73,14 +75,17 @@ for setting in "${settings[@]}"; do
     --qos 1 --seed 5 --manifest "$d/manifest.txt" >"$d/sim.out" 2>"$d/sim.log" &
   sim_pid=$!
   gw_track $sim_pid
+  ticks=0 bytes=0
   for k in 1 2 3; do
     sleep "$(printf '4.%03d' $((RANDOM % 1000)))"
+    ticks=$((ticks + $(cpu_ticks "$broker_pid"))) bytes=$((bytes + $(written "$broker_pid")))
     kill -KILL "$broker_pid"
     wait "$broker_pid" 2>/dev/null || true
     sleep 0.5
     start_broker
   done
   wait "$sim_pid" || true
+  ticks=$((ticks + $(cpu_ticks "$broker_pid"))) bytes=$((bytes + $(written "$broker_pid")))
   gw_publish_markers "$mqtt_port" "$d/manifest.txt" "$d" || gw_die "mosquitto_pub failed"
   gw_wait_markers "http://127.0.0.1:$http_port" "$d" 600 || gw_die "the backlog was not stored in time"
   gw_wait_caught_up "$http_port" 120 >/dev/null || gw_die "uplink did not catch up (see $d/gateway.log)"
@@ -90,6 +95,8 @@ for setting in "${settings[@]}"; do
   lost=$(tr ' ' '\n' <<<"$report" | awk -F= '$1 == "lost" { print $2 }')
   expected=$(tr ' ' '\n' <<<"$report" | awk -F= '$1 == "expected" { print $2 }')
   echo "BENCH autosave_${name}_lost_of_acked_3_kills $lost of $expected"
+  echo "BENCH autosave_${name}_backlog_mosquitto_cpu_us_per_msg $(awk -v t="$ticks" -v hz="$hz" -v n="$expected" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }') us"
+  echo "BENCH autosave_${name}_backlog_mosquitto_bytes_written_per_msg $((bytes / expected)) B"
   gw_stop_all
   exec 7>&- 2>/dev/null || true
 done
