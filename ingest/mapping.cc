@@ -98,13 +98,13 @@ bool pattern_matches(const std::string& pattern, std::string_view name) {
   return pattern == name;
 }
 
-std::uint32_t text_boot_id(std::string_view text) {  // FNV-1a, folded; never 0 (0 = no boot id)
+}  // namespace
+
+std::uint32_t text_boot_id(std::string_view text) {
   std::uint32_t h = 2166136261u;
   for (unsigned char c : text) h = (h ^ c) * 16777619u;
   return h == 0 ? 1 : h;
 }
-
-}  // namespace
 
 struct Mapper::Compiled {
   SourceMapping source;

@@ -112,6 +112,10 @@ class Mapper {
   std::vector<std::unique_ptr<Compiled>> sources_;
 };
 
+// The boot id a mapping takes from a text boot or session id (FNV-1a, never 0). Stable: it is part
+// of the identity the buffer keeps.
+std::uint32_t text_boot_id(std::string_view text);
+
 // Whether MQTT topic filter `filter` matches `topic` (+ one level, # the rest).
 [[nodiscard]] bool topic_matches(std::string_view filter, std::string_view topic);
 
