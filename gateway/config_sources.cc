@@ -61,7 +61,7 @@ const std::vector<std::pair<std::string, ingest::TimeForm>>& time_forms() {
 
 const std::vector<SourceKey>& source_keys() {
   static const std::vector<SourceKey> table = {
-      {"preset", "zigbee2mqtt|tasmota|shelly|chirpstack|tts", "(none)",
+      {"preset", "zigbee2mqtt|tasmota|shelly|chirpstack|tts|sparkplug", "(none)",
        "Start from a preset (README \"Mapped sources\"); the keys below override its values.", nullptr},
       {"topic", "string", "(the preset's)",
        "MQTT topic filter (+, #) of this source; subscribed (mode plugin: handed over) with mqtt.topics. The first "
@@ -168,7 +168,8 @@ std::optional<ConfigError> read_sources(Config& config, const toml::table& root,
       auto name = p->value<std::string>();
       auto preset = name ? ingest::preset_mapping(*name) : std::nullopt;
       if (!p->is_string() || !preset) {
-        return error_at(file, *p, prefix + "preset", "expected one of zigbee2mqtt, tasmota, shelly, chirpstack, tts");
+        return error_at(file, *p, prefix + "preset",
+                        "expected one of zigbee2mqtt, tasmota, shelly, chirpstack, tts, sparkplug");
       }
       m = *preset;
     }
@@ -177,6 +178,12 @@ std::optional<ConfigError> read_sources(Config& config, const toml::table& root,
       if (key == source_keys().end()) return error_at(file, v, prefix + std::string(k.str()), "unknown key");
       if (!key->set) continue;  // preset, read first
       if (auto message = key->set(m, v)) return error_at(file, v, prefix + key->key, *message);
+    }
+    if (m.decoder == SourceMapping::Decoder::sparkplug && config.mqtt_sessions > 1 &&
+        config.ingest_mode == IngestMode::subscribe) {
+      return error_at(file, t, prefix + "preset",
+                      "sparkplug needs one session (mqtt.sessions = 1, or ingest.mode = \"plugin\"): a node's BIRTH "
+                      "and DATA must reach the same aliases");
     }
     if (m.device == "client_id" && config.ingest_mode != IngestMode::plugin) {
       const toml::node* d = t.get("device");
@@ -197,6 +204,7 @@ std::optional<ConfigError> read_sources(Config& config, const toml::table& root,
     if (std::ranges::find(config.mqtt.topics, m.topic) == config.mqtt.topics.end()) config.mqtt.topics.push_back(m.topic);
   }
   config.mqtt.sources = std::move(out);
+  config.mqtt.sparkplug_state_dir = config.buffer.path + "/sparkplug";
   return std::nullopt;
 }
 

@@ -44,7 +44,8 @@ std::expected<Admitted, Rejection> admit_mapped(const Mapper& mapper, const Mapp
   if (!*mapped) return std::unexpected(Rejection{});  // not an event of this source
   Mapped& m = **mapped;
   if (auto bad = validate(m.event, payload.size(), now_ms, options.limits)) return std::unexpected(Rejection{bad, {}});
-  Admitted a{std::move(m.event), payload, {}, false, m.seq_bits, m.counter, m.time_from_arrival};
+  Admitted a{std::move(m.event), payload, {}, false, m.seq_bits, m.counter, m.time_from_arrival,
+             std::move(m.dedup_source)};
   a.encoded = encode_telemetry(a.event);
   return a;
 }
@@ -76,9 +77,9 @@ std::expected<Admitted, Rejection> admit(std::string_view topic, std::span<const
   return a;
 }
 
-std::shared_ptr<const Mapper> compile_sources(const std::vector<SourceMapping>& sources) {
+std::shared_ptr<const Mapper> compile_sources(const std::vector<SourceMapping>& sources, const std::string& state_dir) {
   if (sources.empty()) return nullptr;
-  auto mapper = Mapper::compile(sources);
+  auto mapper = Mapper::compile(sources, state_dir);
   if (!mapper) {
     std::fprintf(stderr, "ingest: source %zu, key %s: %s (the config should have refused it)\n", mapper.error().index,
                  mapper.error().key.c_str(), mapper.error().message.c_str());

@@ -48,6 +48,7 @@ struct Admitted {
   std::uint8_t seq_bits = 0;               // a mapped source's counter width; 0: [ingest] seq_bits
   bool counter = true;                     // false: a mapped source without a counter (seq = event time)
   bool time_from_arrival = false;          // a mapped source's payload without its time
+  std::string dedup_source{};              // whose counter seq is, when not the device's (Sparkplug: its node)
 
   // What the buffer keeps: a Telemetry FlatBuffer naming the right device.
   std::span<const std::uint8_t> stored_bytes() const {
@@ -56,8 +57,8 @@ struct Admitted {
   // The record to append, with its identity (device, boot id, seq), time and value digest.
   buffer::RecordIn record() const {
     return {buffer::RecordType::telemetry, stored_bytes(),
-            buffer::DedupKey{event.device.value, event.boot_id, event.seq.value, event.time.ms, value_digest(event),
-                             seq_bits, counter}};
+            buffer::DedupKey{dedup_source.empty() ? event.device.value : dedup_source, event.boot_id,
+                             event.seq.value, event.time.ms, value_digest(event), seq_bits, counter}};
   }
 };
 
@@ -69,7 +70,9 @@ struct Admitted {
 
 // The compiled mappings of `sources` (nullptr when empty). They must compile (the gateway's config
 // checks them with Mapper::compile): a mapping that does not is a broken invariant and aborts.
-std::shared_ptr<const Mapper> compile_sources(const std::vector<SourceMapping>& sources);
+// `state_dir`: where Sparkplug sessions are saved (Mapper::compile).
+std::shared_ptr<const Mapper> compile_sources(const std::vector<SourceMapping>& sources,
+                                              const std::string& state_dir = {});
 
 // What the buffer's answer to an append means for the message: nullopt if it is stored or a copy
 // of a stored reading (acknowledge it), else the reason to reject it for good (a conflicting

@@ -8,6 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ingest/sparkplug.h"
+
 namespace gw::ingest {
 namespace {
 
@@ -98,6 +100,13 @@ bool pattern_matches(const std::string& pattern, std::string_view name) {
   return pattern == name;
 }
 
+// A Sparkplug source: protocol decoding, not paths.
+std::optional<MappingError> check_sparkplug(std::size_t i, const SourceMapping& s) {
+  if (!sparkplug_supported()) return MappingError{i, "preset", "this build has no Sparkplug B (GW_SPARKPLUG=OFF)"};
+  if (s.topic.empty()) return MappingError{i, "topic", "is required (an MQTT topic filter)"};
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::uint32_t text_boot_id(std::string_view text) {
@@ -117,7 +126,19 @@ struct Mapper::Compiled {
 Mapper::~Mapper() = default;
 std::size_t Mapper::size() const { return sources_.size(); }
 
-std::expected<std::shared_ptr<const Mapper>, MappingError> Mapper::compile(const std::vector<SourceMapping>& sources) {
+bool metric_kept(const SourceMapping& s, std::string_view name) {
+  if (!s.include.empty() && std::ranges::none_of(s.include, [&](const std::string& p) { return pattern_matches(p, name); })) {
+    return false;
+  }
+  return std::ranges::none_of(s.exclude, [&](const std::string& p) { return pattern_matches(p, name); });
+}
+
+std::map<std::string, std::uint64_t> Mapper::sparkplug_deaths() const {
+  return sparkplug_ ? sparkplug_->deaths() : std::map<std::string, std::uint64_t>{};
+}
+
+std::expected<std::shared_ptr<const Mapper>, MappingError> Mapper::compile(const std::vector<SourceMapping>& sources,
+                                                                           const std::string& state_dir) {
   std::shared_ptr<Mapper> mapper(new Mapper());
   for (std::size_t i = 0; i < sources.size(); ++i) {
     const SourceMapping& s = sources[i];
@@ -126,6 +147,12 @@ std::expected<std::shared_ptr<const Mapper>, MappingError> Mapper::compile(const
     };
     auto c = std::make_unique<Compiled>();
     c->source = s;
+    if (s.decoder == SourceMapping::Decoder::sparkplug) {
+      if (auto e = check_sparkplug(i, s)) return std::unexpected(*e);
+      if (!mapper->sparkplug_) mapper->sparkplug_ = std::make_unique<SparkplugSessions>(state_dir);
+      mapper->sources_.push_back(std::move(c));
+      continue;
+    }
     if (s.topic.empty()) return fail("topic", "is required (an MQTT topic filter)");
     for (std::size_t p = s.topic.find('#'); p != std::string::npos; p = std::string::npos) {
       if (p + 1 != s.topic.size() || (p > 0 && s.topic[p - 1] != '/')) return fail("topic", "'#' only as the last level");
@@ -228,13 +255,8 @@ std::expected<std::int64_t, MappingFailure> time_of(const json& v, const Mapper:
 // Adds the numeric (and boolean) leaves under `v` as metrics named `prefix`.
 std::optional<MappingFailure> flatten(const json& v, std::string& name, const Mapper::Compiled& c,
                                       std::vector<Metric>& out) {
-  auto keep = [&] {
-    const auto& in = c.source.include;
-    if (!in.empty() && std::ranges::none_of(in, [&](const std::string& p) { return pattern_matches(p, name); })) return false;
-    return std::ranges::none_of(c.source.exclude, [&](const std::string& p) { return pattern_matches(p, name); });
-  };
   if (v.is_number() || v.is_boolean()) {
-    if (name.empty() || !keep()) return std::nullopt;
+    if (name.empty() || !metric_kept(c.source, name)) return std::nullopt;
     if (out.size() >= kMaxMetrics) return failure(name, "more than 1024 metrics");
     out.push_back(Metric{name, v.is_boolean() ? (v.get<bool>() ? 1.0 : 0.0) : v.get<double>()});
     return std::nullopt;
@@ -255,6 +277,7 @@ std::optional<MappingFailure> flatten(const json& v, std::string& name, const Ma
 
 MapResult Mapper::decode(const Compiled& c, std::string_view topic, std::string_view client_id,
                          std::span<const std::uint8_t> payload, std::int64_t now_ms) const {
+  if (c.source.decoder == SourceMapping::Decoder::sparkplug) return sparkplug_->decode(c.source, topic, payload, now_ms);
   const json doc = json::parse(payload.begin(), payload.end(), nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded()) return std::unexpected(MappingFailure{errc::malformed, "payload: not JSON"});
   if (c.when.kind == Ref::Kind::payload) {

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <expected>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -25,6 +26,8 @@
 #include "ingest/event.h"
 
 namespace gw::ingest {
+
+class SparkplugSessions;
 
 // How a payload's time field is written.
 enum class TimeForm {
@@ -41,6 +44,9 @@ enum class TimeForm {
 // publisher's MQTT client id: ingest mode plugin only) or, for tags only, any other text (a fixed value).
 struct SourceMapping {
   std::string preset;            // the preset it started from (empty: none); for messages
+  // How payloads are read: JSON through the keys below, or Sparkplug B protobuf (ingest/sparkplug.h:
+  // device, time, seq and boot come from the protocol; include/exclude apply).
+  enum class Decoder { json, sparkplug } decoder = Decoder::json;
   std::string topic;             // MQTT topic filter (+ and # wildcards); required
   std::string device;            // required: "topic:N", "payload:PATH" or "client_id"
   std::string time;              // "payload:PATH"; empty: the arrival time (counted as such)
@@ -86,6 +92,7 @@ struct Mapped {
   std::uint8_t seq_bits = 64;     // the counter's width
   bool counter = true;            // false: seq is the event time (no counter in the source)
   bool time_from_arrival = false; // the payload had no time
+  std::string dedup_source{};     // whose counter seq is, when not the device's (Sparkplug: the node)
 };
 
 // The outcome of decode(): an event, a failure, or nothing (a `when` that did not match).
@@ -93,9 +100,10 @@ using MapResult = std::expected<std::optional<Mapped>, MappingFailure>;
 
 class Mapper {
  public:
-  // Checks and prepares the mappings (paths split, zones parsed, patterns compiled).
+  // Checks and prepares the mappings (paths split, zones parsed, patterns compiled). `state_dir`:
+  // where Sparkplug sessions are saved (empty: not saved).
   [[nodiscard]] static std::expected<std::shared_ptr<const Mapper>, MappingError> compile(
-      const std::vector<SourceMapping>& sources);
+      const std::vector<SourceMapping>& sources, const std::string& state_dir = {});
   ~Mapper();
 
   struct Compiled;
@@ -106,11 +114,19 @@ class Mapper {
   [[nodiscard]] MapResult decode(const Compiled& mapping, std::string_view topic, std::string_view client_id,
                                  std::span<const std::uint8_t> payload, std::int64_t now_ms) const;
   std::size_t size() const;
+  // Sparkplug NDEATH and DDEATH messages per device (empty without a Sparkplug source).
+  std::map<std::string, std::uint64_t> sparkplug_deaths() const;
 
  private:
   Mapper() = default;
   std::vector<std::unique_ptr<Compiled>> sources_;
+  std::unique_ptr<SparkplugSessions> sparkplug_;  // with a Sparkplug source; internally locked
 };
+
+// Whether a metric of this name is kept under the mapping's include and exclude lists.
+[[nodiscard]] bool metric_kept(const SourceMapping& source, std::string_view name);
+// Whether this build reads Sparkplug B (CMake GW_SPARKPLUG).
+bool sparkplug_supported();
 
 // The boot id a mapping takes from a text boot or session id (FNV-1a, never 0). Stable: it is part
 // of the identity the buffer keeps.

@@ -164,7 +164,9 @@ class Core final : public std::enable_shared_from_this<Core> {
 
   MqttStats stats() const {
     std::lock_guard lock(mu_);
-    return stats_;
+    MqttStats s = stats_;
+    if (admit_options_.mapper) s.sparkplug_deaths = admit_options_.mapper->sparkplug_deaths();
+    return s;
   }
 
  private:
@@ -396,7 +398,8 @@ class Core final : public std::enable_shared_from_this<Core> {
   }
 
   MqttOptions options_;  // const after construction (the clock is filled in there)
-  AdmitOptions admit_options_{options_.device_pattern, options_.limits, compile_sources(options_.sources)};
+  AdmitOptions admit_options_{options_.device_pattern, options_.limits,
+                              compile_sources(options_.sources, options_.sparkplug_state_dir)};
   std::unique_ptr<EventStore> owned_store_;  // set when created over a ring
   EventStore& store_;
 

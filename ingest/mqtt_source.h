@@ -60,6 +60,7 @@ struct MqttOptions {
   // Mapped sources ([[ingest.source]], ingest/mapping.h): messages on their topics are decoded by
   // their mapping. Checked by the gateway's config (Mapper::compile).
   std::vector<SourceMapping> sources;
+  std::string sparkplug_state_dir;  // where Sparkplug sessions are saved (empty: not saved)
   // The gateway clock, in Unix ms (injected so that tests are deterministic).
   std::function<std::int64_t()> clock;
 };
@@ -77,6 +78,7 @@ struct MqttStats {
   std::uint64_t device_mismatches = 0;   // payload device id differed from the topic's (topic won)
   std::uint64_t not_events = 0;          // mapped sources' messages that are not events (`when`): acknowledged
   std::uint64_t arrival_times = 0;       // mapped events without a time in the payload: stamped on arrival
+  std::map<std::string, std::uint64_t> sparkplug_deaths;  // Sparkplug NDEATH/DDEATH per device
   std::uint64_t dead_letter_failures = 0;  // rejected messages the dead-letter store could not keep
   std::uint64_t reconnects = 0;       // successful connects after the first
   std::string last_error;             // empty if none yet

@@ -95,6 +95,7 @@ class Server final : public PluginServer {
     std::lock_guard lock(mu_);
     MqttStats s = stats_;
     s.connected = s.subscribed = open_ > 0;
+    if (options_.admit.mapper) s.sparkplug_deaths = options_.admit.mapper->sparkplug_deaths();
     return s;
   }
 

@@ -8,7 +8,7 @@
 namespace gw::ingest {
 namespace {
 
-constexpr std::array<std::string_view, 5> kNames = {"zigbee2mqtt", "tasmota", "shelly", "chirpstack", "tts"};
+constexpr std::array<std::string_view, 6> kNames = {"zigbee2mqtt", "tasmota", "shelly", "chirpstack", "tts", "sparkplug"};
 
 }  // namespace
 
@@ -81,6 +81,15 @@ std::optional<SourceMapping> preset_mapping(std::string_view name) {
     m.metrics = {"uplink_message.decoded_payload"};
     m.tags = {{"application", "payload:end_device_ids.application_ids.application_id"},
               {"dev_eui", "payload:end_device_ids.dev_eui"}};
+    return m;
+  }
+  if (name == "sparkplug") {
+    // Sparkplug B (protobuf, ingest/sparkplug.h): names from BIRTH, aliases after it, the node's
+    // 8-bit seq with bdSeq as boot id. The protocol's own metrics are not readings.
+    m.decoder = SourceMapping::Decoder::sparkplug;
+    m.topic = "spBv1.0/#";
+    m.device = "topic:3";  // not used: the protocol names the device
+    m.exclude = {"bdSeq", "Node Control/*", "Device Control/*", "Properties/*"};
     return m;
   }
   return std::nullopt;

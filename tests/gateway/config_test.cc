@@ -249,6 +249,12 @@ TEST_CASE("ingest sources: a bad mapping names file line and key") {
   CHECK(zone.line == 9);
   CHECK(error_of("topic = \"a/+\"\ndevice = \"client_id\"\n").key == "ingest.source[0].device");  // mode subscribe
   CHECK(error_of("preset = \"chirpstack\"\ntime_format = \"julian\"\n").key == "ingest.source[0].time_format");
+  auto sessions = parse_config(kMinimal + "[mqtt]\nsessions = 4\n[[ingest.source]]\npreset = \"sparkplug\"\n", "t.toml");
+  REQUIRE_FALSE(sessions.has_value());
+  CHECK(sessions.error().key == "ingest.source[0].preset");
+  auto one = parse_config(kMinimal + "[[ingest.source]]\npreset = \"sparkplug\"\n", "t.toml");
+  REQUIRE(one.has_value());
+  CHECK(one->mqtt.sparkplug_state_dir == "/tmp/x/sparkplug");
 }
 
 TEST_CASE("config: [uplink.pulsar] alone, beside Kafka, or malformed") {

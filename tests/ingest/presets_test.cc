@@ -7,10 +7,9 @@
 
 #include <string>
 
-#include "buffer/ring.h"
 #include "ingest/admit.h"
 #include "ingest/mapping.h"
-#include "tests/support/support.h"
+#include "tests/ingest/admit_ring.h"
 
 using namespace gw::ingest;
 
@@ -212,13 +211,7 @@ TEST_CASE("the things stack uplinks with f_cnt and the session key as boot id") 
 }
 
 TEST_CASE("chirpstack copies of one uplink are dropped by fCnt in the buffer") {
-  gw::test::TempDir dir;
-  gw::buffer::Options o;
-  o.path = dir.path().string();
-  auto ring = gw::buffer::Ring::open(o);
-  REQUIRE(ring.has_value());
-  AdmitOptions options;
-  options.mapper = compile_sources({*preset_mapping("chirpstack")});
+  gw::test::AdmitRing ring(*preset_mapping("chirpstack"), kNow);
   const std::string topic = "application/a/device/0101010101010101/event/up";
   // The same uplink through another radio gateway (another rxInfo, another time), then fCnt 11.
   std::string other = kChirpStackUp;
@@ -226,18 +219,9 @@ TEST_CASE("chirpstack copies of one uplink are dropped by fCnt in the buffer") {
   other.replace(other.find("10:29:59.123456"), 15, "10:29:59.301000");
   std::string next = kChirpStackUp;
   next.replace(next.find(R"("fCnt": 10)"), 10, R"("fCnt": 11)");
-  std::vector<gw::buffer::Seq> results;
-  for (const std::string& payload : {std::string(kChirpStackUp), other, next}) {
-    auto a = admit(topic, bytes(payload), kNow, options);
-    REQUIRE(a.has_value());
-    const std::vector<gw::buffer::RecordIn> in{a->record()};
-    auto stored = (*ring)->append(in, {});
-    REQUIRE(stored.has_value());
-    results.push_back(stored->front());
-  }
-  CHECK(gw::buffer::stored(results[0]));
-  CHECK(results[1] == gw::buffer::kDroppedDuplicate);
-  CHECK(gw::buffer::stored(results[2]));
-  CHECK((*ring)->stats().duplicates_total == 1);
-  CHECK((*ring)->stats().seq_gaps_total == 0);
+  CHECK(gw::buffer::stored(ring.store(topic, kChirpStackUp)));
+  CHECK(ring.store(topic, other) == gw::buffer::kDroppedDuplicate);
+  CHECK(gw::buffer::stored(ring.store(topic, next)));
+  CHECK(ring.ring().stats().duplicates_total == 1);
+  CHECK(ring.ring().stats().seq_gaps_total == 0);
 }
