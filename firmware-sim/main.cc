@@ -144,9 +144,11 @@ int main(int argc, char** argv) {
   long jitter_ms = 0, offline_ms = 5000, skew_ms = 0, retransmit_delay_ms = 1000;
   pub->add_option("--format", format,
                   "Payloads: flatbuffers, json, or mixed (see --json-fraction); or a source's own form on its own "
-                  "topic, as the gateway's preset of that name reads it: zigbee2mqtt, tasmota, shelly, chirpstack, tts")
+                  "topic, as the gateway's preset of that name reads it: zigbee2mqtt, tasmota, shelly, chirpstack, tts, "
+                  "sparkplug")
       ->capture_default_str()
-      ->check(CLI::IsMember({"flatbuffers", "json", "mixed", "zigbee2mqtt", "tasmota", "shelly", "chirpstack", "tts"}));
+      ->check(CLI::IsMember(
+          {"flatbuffers", "json", "mixed", "zigbee2mqtt", "tasmota", "shelly", "chirpstack", "tts", "sparkplug"}));
   pub->add_option("--json-fraction", opt.json_fraction, "With --format mixed: share of devices that send JSON")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));

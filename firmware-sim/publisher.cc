@@ -138,7 +138,9 @@ bool valid(const PublishOptions& o) {
          o.gateways <= kMaxGateways && valid(o.sequence) && o.resend_backoff.count() > 0 &&
          o.resend_backoff_max >= o.resend_backoff && !(o.client_per_device && o.gateways > 1) &&
          (has_counter(o.source) || o.sequence.retransmit_rate == 0) &&
-         (o.source != SourceFormat::tasmota || (o.rate > 0 && o.rate <= 1.0));
+         (o.source != SourceFormat::tasmota || (o.rate > 0 && o.rate <= 1.0)) &&
+         (o.source != SourceFormat::sparkplug ||
+          (o.sequence.seq_bits == 8 && o.sequence.seq_start == 0 && o.reorder_window <= 1));
 }
 
 // The first and last lap of a boot that the broker acknowledged a reading of.
@@ -236,6 +238,7 @@ class Run {
   std::uniform_real_distribution<double> unit_{0.0, 1.0};
   std::vector<std::string> device_ids_;
   std::vector<std::string> topics_;
+  std::string sparkplug_topic_;  // the topic of the Sparkplug message being sent
   std::vector<DeviceState> fleet_;
   // (soonest due, device) of every device with retransmissions pending: what is due is found
   // without visiting every device.
@@ -373,7 +376,7 @@ void Run::acknowledged(const InFlight& f) {
   ++result_.acked;
   if (!options_.outbox) {
     const ingest::Event stored = stored_event(options_.source, r.event);
-    manifest_ok_ = manifest_.add(device_ids_[r.device], stored.seq.value, stored.boot_id) && manifest_ok_;
+    manifest_ok_ = manifest_.add(stored.device.value, stored.seq.value, stored.boot_id) && manifest_ok_;
   }
   auto [it, first] = acked_laps_[r.device].try_emplace(r.boot, LapRange{r.lap, r.lap});
   if (!first) {
@@ -425,7 +428,11 @@ bool Run::send(std::uint32_t device, const std::string& payload, std::shared_ptr
   }
   ++result_.published;
   try {
-    auto token = conn.client->publish(topics_[device], payload.data(), payload.size(), options_.qos, false);
+    // Sparkplug's topic names the message type (NBIRTH or NDATA), which depends on the reading.
+    const std::string& topic = options_.source == SourceFormat::sparkplug && reading
+                                   ? sparkplug_topic_.assign(source_topic(options_.source, reading->event))
+                                   : topics_[device];
+    auto token = conn.client->publish(topic, payload.data(), payload.size(), options_.qos, false);
     inflight_.push_back({std::move(token), device, std::move(reading), kind, gateway, conn.epoch});
     return true;
   } catch (const mqtt::exception& e) {
@@ -562,7 +569,7 @@ void Run::send_reading(const std::shared_ptr<Reading>& reading) {
     reading->payload = payload;
     ++handed_;
     const ingest::Event stored = stored_event(options_.source, reading->event);
-    manifest_ok_ = manifest_.add(device_ids_[device], stored.seq.value, stored.boot_id) && manifest_ok_;
+    manifest_ok_ = manifest_.add(stored.device.value, stored.seq.value, stored.boot_id) && manifest_ok_;
   }
   if (record_.is_open()) {
     // What the gateway stores (a mapped source's names, seq and boot id). encode_json leaves out a

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ingest/mapping.h"
+#include "ingest/sparkplug.h"
 
 namespace gw::firmware_sim {
 namespace {
@@ -53,11 +54,13 @@ std::optional<SourceFormat> source_format(std::string_view name) {
   if (name == "shelly") return SourceFormat::shelly;
   if (name == "chirpstack") return SourceFormat::chirpstack;
   if (name == "tts") return SourceFormat::tts;
+  if (name == "sparkplug") return SourceFormat::sparkplug;
   return std::nullopt;
 }
 
 bool has_counter(SourceFormat format) {
-  return format == SourceFormat::native || format == SourceFormat::chirpstack || format == SourceFormat::tts;
+  return format == SourceFormat::native || format == SourceFormat::chirpstack || format == SourceFormat::tts ||
+         format == SourceFormat::sparkplug;
 }
 
 std::string source_topic(SourceFormat format, const std::string& device) {
@@ -67,9 +70,15 @@ std::string source_topic(SourceFormat format, const std::string& device) {
     case SourceFormat::shelly: return device + "/events/rpc";
     case SourceFormat::chirpstack: return "application/9b0a2f4e-sim/device/" + device + "/event/up";
     case SourceFormat::tts: return "v3/sim-app@sim/devices/" + device + "/up";
+    case SourceFormat::sparkplug: return "spBv1.0/sim/NDATA/" + device;
     case SourceFormat::native: break;
   }
   return "devices/" + device + "/telemetry";
+}
+
+std::string source_topic(SourceFormat format, const ingest::Event& event) {
+  if (format == SourceFormat::sparkplug && event.seq.value == 0) return "spBv1.0/sim/NBIRTH/" + event.device.value;
+  return source_topic(format, event.device.value);
 }
 
 std::int64_t source_time(SourceFormat format, std::int64_t ms) {
@@ -122,6 +131,15 @@ std::string encode_source(SourceFormat format, const ingest::Event& e) {
                                {"rx_metadata", json::array({{{"rssi", -101}, {"snr", -4.25}}})}};
       if (e.seq.value != 0) doc["uplink_message"]["f_cnt"] = e.seq.value;
       break;
+    case SourceFormat::sparkplug: {
+      ingest::SparkplugPayload p{static_cast<std::uint64_t>(e.time.ms), e.seq.value, {}};
+      const bool birth = e.seq.value == 0;
+      if (birth) p.metrics.push_back({"bdSeq", std::nullopt, 4, static_cast<std::int64_t>(e.boot_id)});
+      for (std::size_t i = 0; i < e.metrics.size(); ++i) {
+        p.metrics.push_back({birth ? e.metrics[i].name : std::string(), i + 1, 10, e.metrics[i].value});
+      }
+      return ingest::encode_sparkplug(p);
+    }
     case SourceFormat::native: return ingest::encode_json(e);
   }
   return doc.dump();
@@ -145,6 +163,11 @@ ingest::Event stored_event(SourceFormat format, const ingest::Event& event) {
     case SourceFormat::tts:
       out.boot_id = ingest::text_boot_id(fmt::format("sk-{}", event.boot_id));
       out.tags = {{"application", "sim-app"}, {"dev_eui", "70B3D57ED0000000"}};
+      break;
+    case SourceFormat::sparkplug:
+      out.device.value = "sim/" + event.device.value;
+      out.seq.value = event.seq.value & 0xff;
+      out.boot_id = event.boot_id + 1;  // bdSeq + 1
       break;
     case SourceFormat::native: break;
   }

@@ -9,6 +9,8 @@
 #   chirpstack   the Intel Lab readings of ../shared/data replayed; uplinks heard by 3 radio
 #                gateways, retransmissions re-stamped 1.5 s later (one fCnt), reordering, conflicts
 #   tts          session key ids as boot ids with reboots (rejoins), retransmissions
+#   sparkplug    (when built in) each device an edge node: NBIRTH with names and aliases, NDATA by
+#                alias, the 8-bit seq wrapping (300 readings each), every message heard by 2 clients
 # plus a Tasmota message without its time (dead letter "mapping", detail "Time: missing") and a
 # Shelly button press (NotifyEvent: not an event, counted).
 # Then, exactly: firmware-sim verify (every acknowledged reading once in Kafka), the dedup counters
@@ -28,6 +30,10 @@ data=$src/../shared/data/intel-lab-ibrl
 http_port=$(gw_free_port)
 gw_start_brokers "$build" "$src" "$work"
 gw_log "mosquitto 127.0.0.1:$mqtt_port, kafka-mock $bootstrap"
+sparkplug_source=
+if grep -q "GW_SPARKPLUG:BOOL=ON" "$build/CMakeCache.txt"; then
+  sparkplug_source=$'[[ingest.source]]\npreset = "sparkplug"'
+fi
 cat >"$work/gateway.toml" <<CONF
 gateway_id = "e2e-sources"
 [mqtt]
@@ -45,6 +51,7 @@ preset = "shelly"
 preset = "chirpstack"
 [[ingest.source]]
 preset = "tts"
+$sparkplug_source
 CONF
 gw_devices_config_tail >>"$work/gateway.toml"
 gw_devices_start_gateway
@@ -58,6 +65,10 @@ declare -A sim=(
   [tts]="--devices 4 --count 40 --rate 2 --seq-bits 32 --seq-start 0 --boot-id --reboot 0.03 --reboot-min-events 1
          --retransmit 0.05 --retransmit-delay-ms 1000"
 )
+if [[ -n $sparkplug_source ]]; then
+  sim[sparkplug]="--devices 3 --count 300 --rate 10 --seq-bits 8 --seq-start 0 --multi-gateway 2 --duplicates 0.03
+                  --conflicts 0.01"
+fi
 pids=()
 seed=40
 for format in "${!sim[@]}"; do

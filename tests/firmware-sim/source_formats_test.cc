@@ -38,6 +38,24 @@ TEST_CASE("each simulated source maps through its preset to the event the manife
   }
 }
 
+TEST_CASE("a simulated sparkplug node births with names and then sends by alias") {
+  if (!ingest::sparkplug_supported()) return;
+  ingest::AdmitOptions options;
+  options.mapper = ingest::compile_sources({*ingest::preset_mapping("sparkplug")});
+  for (std::uint64_t seq : {0ull, 1ull, 255ull}) {
+    const ingest::Event sent{ingest::DeviceId{"dev-7"}, ingest::DeviceSeq{seq}, ingest::EventTime{1'705'314'600'000},
+                             {{"temperature", 21.25}, {"light", 0}}, {}, 3};
+    const std::string topic = firmware_sim::source_topic(SourceFormat::sparkplug, sent);
+    CHECK(topic == (seq == 0 ? "spBv1.0/sim/NBIRTH/dev-7" : "spBv1.0/sim/NDATA/dev-7"));
+    const std::string payload = firmware_sim::encode_source(SourceFormat::sparkplug, sent);
+    auto admitted = ingest::admit(topic, {reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()},
+                                  1'705'314'600'000, options);
+    REQUIRE(admitted.has_value());
+    CHECK(admitted->event == firmware_sim::stored_event(SourceFormat::sparkplug, sent));
+    CHECK(admitted->dedup_source == "sim/dev-7");
+  }
+}
+
 TEST_CASE("source times are at each source's resolution") {
   CHECK(firmware_sim::source_time(SourceFormat::tasmota, 1'705'314'600'999) == 1'705'314'600'000);
   CHECK(firmware_sim::source_time(SourceFormat::shelly, 1'705'314'600'999) == 1'705'314'600'990);
