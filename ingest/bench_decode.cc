@@ -1,5 +1,6 @@
 // bench-ingest's decode figures: admit() (decode, validation, canonical re-encoding, dedup key)
-// of one message per source format, in this process, against our native JSON in the same run.
+// of one message per source format, in this process, against our native JSON in the same run
+// (Sparkplug: NDATA by alias, after its node's NBIRTH).
 // The payloads are firmware-sim's (the same four metrics in every format), so the ratio is the
 // cost of the mapping and of each source's shape, not of more readings.
 #include "ingest/bench_decode.h"
@@ -54,7 +55,9 @@ int bench_decode(double seconds_per_case, int rounds) {
   std::vector<SourceMapping> sources;
   std::vector<Case> cases;
   cases.push_back({"native_json", "devices/dev-1/telemetry", {}});
-  for (const char* name : {"zigbee2mqtt", "tasmota", "shelly", "chirpstack", "tts"}) {
+  std::vector<const char*> names{"zigbee2mqtt", "tasmota", "shelly", "chirpstack", "tts"};
+  if (sparkplug_supported()) names.push_back("sparkplug");
+  for (const char* name : names) {
     auto preset = preset_mapping(name);
     if (!preset) return 1;
     sources.push_back(*preset);
@@ -70,8 +73,16 @@ int bench_decode(double seconds_per_case, int rounds) {
       const SourceFormat f = *firmware_sim::source_format(cases[c].name);
       Event at = e;
       at.time.ms = firmware_sim::source_time(f, e.time.ms);
+      if (f == SourceFormat::sparkplug) at.seq.value = 1 + i;  // NDATA; seq 0 is the NBIRTH
       cases[c].payloads.push_back(firmware_sim::encode_source(f, at));
     }
+  }
+  if (sparkplug_supported()) {  // the node's NBIRTH first: NDATA names its metrics by alias
+    const Event birth{DeviceId{"dev-1"}, DeviceSeq{0}, EventTime{now},
+                      {{"temperature", 1}, {"humidity", 1}, {"light", 1}, {"voltage", 1}}, {}, 7};
+    const std::string p = firmware_sim::encode_source(SourceFormat::sparkplug, birth);
+    const std::string topic = firmware_sim::source_topic(SourceFormat::sparkplug, birth);
+    if (!admit(topic, {reinterpret_cast<const std::uint8_t*>(p.data()), p.size()}, now, options)) return 1;
   }
   std::printf("bench-ingest decode: admit() per message, in process, 4 metrics each, %d round(s) of %.1f s per "
               "format\n", rounds, seconds_per_case);

@@ -24,6 +24,8 @@ packages=(
   liblmdb-dev libzstd-dev libflatbuffers-dev flatbuffers-compiler
   libboost-dev librdkafka-dev
   libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
+  # mapped sources' JSON payloads (ingest/mapping.cc; header-only, Multi-Arch: foreign)
+  rapidjson-dev
   catch2
   # Sparkplug B payloads (ingest/sparkplug.proto): the runtime library and the host's protoc
   libprotobuf-dev protobuf-compiler
