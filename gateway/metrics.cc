@@ -98,6 +98,8 @@ void ingest_metrics(Writer& w, const Snapshot& s) {
             in.not_events);
   w.counter("gw_ingest_arrival_times_total", "Mapped events whose payload had no time: stamped on arrival.",
             in.arrival_times);
+  w.family("gw_ingest_sparkplug_deaths_total", "counter", "Sparkplug NDEATH and DDEATH messages, by device.");
+  for (const auto& [device, n] : in.sparkplug_deaths) w.sample("gw_ingest_sparkplug_deaths_total", {{"device", device}}, n);
   w.counter("gw_ingest_dead_letter_failures_total", "Rejected messages the dead-letter store could not keep.",
             in.dead_letter_failures);
 }
