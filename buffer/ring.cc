@@ -1385,12 +1385,13 @@ class LmdbRing final : public Ring {
       int rc = mdb_get(txn, dedup_, &key, &val);
       if (rc != 0 && rc != MDB_NOTFOUND) return std::unexpected(lmdb_error(rc, "get dedup"));
       std::optional<DedupWindow> stored;
+      DedupOptions options = options_.dedup;
+      if (k.seq_bits != 0) options.seq_bits = k.seq_bits;  // a mapped source's own width
       if (rc == 0) {
-        stored = DedupWindow::decode({static_cast<const std::uint8_t*>(val.mv_data), val.mv_size}, options_.dedup);
+        stored = DedupWindow::decode({static_cast<const std::uint8_t*>(val.mv_data), val.mv_size}, options);
         if (!stored) spdlog::error("buffer: dedup window of {} does not decode; starting it afresh", k.source);
       }
-      it = batch.windows.emplace(std::string(k.source), stored ? std::move(*stored) : DedupWindow(options_.dedup))
-               .first;
+      it = batch.windows.emplace(std::string(k.source), stored ? std::move(*stored) : DedupWindow(options)).first;
     }
     const DedupDecision d = it->second.admit(Reading{k.epoch, k.seq, k.time_ms, k.digest});
     auto& n = batch.counts;
@@ -1398,8 +1399,8 @@ class LmdbRing final : public Ring {
     n[kConflicting] += d.verdict == DedupVerdict::conflicting;
     n[kStale] += d.verdict == DedupVerdict::stale;
     n[kReboots] += d.reboot;
-    n[kWraps] += d.wrapped;
-    n[kGaps] += d.gap;
+    n[kWraps] += k.counter && d.wrapped;
+    n[kGaps] += k.counter ? d.gap : 0;
     n[kLate] += d.late;
     n[kZeroAmbiguous] += d.ambiguous_zero;
     n[kUnknown] += d.unknown;

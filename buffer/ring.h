@@ -117,6 +117,9 @@ struct DedupKey {
   std::uint64_t seq = 0;       // the source's sequence number within the epoch (Options::dedup.seq_bits wide)
   std::int64_t time_ms = 0;    // the record's event time (a retransmission may carry another)
   std::uint32_t digest = 0;    // of the record's values, without its time; 0 or 1 = not known
+  std::uint8_t seq_bits = 0;   // the source's counter width (8, 16, 32, 64); 0 = Options::dedup.seq_bits
+  bool counter = true;         // false: seq is not a counter (the event time of a source without one):
+                               // its jumps are not counted as gaps or wraps
 };
 
 // What append() returns in place of a sequence for a record it did not store (RecordIn::dedup).

@@ -142,9 +142,13 @@ int main(int argc, char** argv) {
   // Fleet behaviours (off by default).
   std::string record, injected, format = "flatbuffers";
   long jitter_ms = 0, offline_ms = 5000, skew_ms = 0, retransmit_delay_ms = 1000;
-  pub->add_option("--format", format, "Payloads: flatbuffers, json, or mixed (see --json-fraction)")
+  pub->add_option("--format", format,
+                  "Payloads: flatbuffers, json, or mixed (see --json-fraction); or a source's own form on its own "
+                  "topic, as the gateway's preset of that name reads it: zigbee2mqtt, tasmota, shelly, chirpstack, tts, "
+                  "sparkplug")
       ->capture_default_str()
-      ->check(CLI::IsMember({"flatbuffers", "json", "mixed"}));
+      ->check(CLI::IsMember(
+          {"flatbuffers", "json", "mixed", "zigbee2mqtt", "tasmota", "shelly", "chirpstack", "tts", "sparkplug"}));
   pub->add_option("--json-fraction", opt.json_fraction, "With --format mixed: share of devices that send JSON")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
@@ -277,6 +281,10 @@ int main(int argc, char** argv) {
   opt.data_dir = data_dir;
   opt.record = record;
   opt.injected = injected;
+  if (auto source = gw::firmware_sim::source_format(format)) {
+    opt.source = *source;
+    format = "json";
+  }
   opt.format = format == "json"    ? gw::firmware_sim::PayloadFormat::json
                : format == "mixed" ? gw::firmware_sim::PayloadFormat::mixed
                                    : gw::firmware_sim::PayloadFormat::flatbuffers;

@@ -140,8 +140,12 @@ std::int64_t now_ms() {
 
 bool valid(const PublishOptions& o) {
   return o.devices != 0 && o.qos >= 0 && o.qos <= 2 && o.rate >= 0 && o.max_inflight != 0 && o.gateways >= 1 &&
-         (o.mqtt_version == 3 || o.mqtt_version == 5) && o.gateways <= kMaxGateways && valid(o.sequence) && o.resend_backoff.count() > 0 &&
-         o.resend_backoff_max >= o.resend_backoff && !(o.client_per_device && o.gateways > 1);
+         (o.mqtt_version == 3 || o.mqtt_version == 5) && o.gateways <= kMaxGateways && valid(o.sequence) &&
+         o.resend_backoff.count() > 0 && o.resend_backoff_max >= o.resend_backoff &&
+         !(o.client_per_device && o.gateways > 1) && (has_counter(o.source) || o.sequence.retransmit_rate == 0) &&
+         (o.source != SourceFormat::tasmota || (o.rate > 0 && o.rate <= 1.0)) &&
+         (o.source != SourceFormat::sparkplug ||
+          (o.sequence.seq_bits == 8 && o.sequence.seq_start == 0 && o.reorder_window <= 1));
 }
 
 // The first and last lap of a boot that the broker acknowledged a reading of.
@@ -163,7 +167,8 @@ class Run {
     std::uniform_real_distribution<double> unit(0.0, 1.0);
     for (std::uint32_t i = 0; i < options.devices; ++i) {
       device_ids_.push_back(options.device_prefix + std::to_string(i + 1));
-      topics_.push_back(device_topic(options.topic_pattern, device_ids_.back()));
+      topics_.push_back(options.source == SourceFormat::native ? device_topic(options.topic_pattern, device_ids_.back())
+                                                               : source_topic(options.source, device_ids_.back()));
       DeviceState d(SimDevice(options.sequence, options.seed, i));
       const auto skew = options.clock_skew.count();
       d.skew_ms = skew > 0 ? std::uniform_int_distribution<std::int64_t>(-skew, skew)(rng_) : 0;
@@ -239,6 +244,7 @@ class Run {
   std::uniform_real_distribution<double> unit_{0.0, 1.0};
   std::vector<std::string> device_ids_;
   std::vector<std::string> topics_;
+  std::string sparkplug_topic_;  // the topic of the Sparkplug message being sent
   std::vector<DeviceState> fleet_;
   // (soonest due, device) of every device with retransmissions pending: what is due is found
   // without visiting every device.
@@ -385,7 +391,8 @@ void Run::acknowledged(const InFlight& f) {
   r.acked = true;
   ++result_.acked;
   if (!options_.outbox) {
-    manifest_ok_ = manifest_.add(device_ids_[r.device], r.event.seq.value, r.event.boot_id) && manifest_ok_;
+    const ingest::Event stored = stored_event(options_.source, r.event);
+    manifest_ok_ = manifest_.add(stored.device.value, stored.seq.value, stored.boot_id) && manifest_ok_;
   }
   auto [it, first] = acked_laps_[r.device].try_emplace(r.boot, LapRange{r.lap, r.lap});
   if (!first) {
@@ -452,7 +459,11 @@ bool Run::send(std::uint32_t device, const std::string& payload, std::shared_ptr
     reading->published = true;
   }
   try {
-    auto token = conn.client->publish(topics_[device], payload.data(), payload.size(), options_.qos, false);
+    // Sparkplug's topic names the message type (NBIRTH or NDATA), which depends on the reading.
+    const std::string& topic = options_.source == SourceFormat::sparkplug && reading
+                                   ? sparkplug_topic_.assign(source_topic(options_.source, reading->event))
+                                   : topics_[device];
+    auto token = conn.client->publish(topic, payload.data(), payload.size(), options_.qos, false);
     inflight_.push_back({std::move(token), device, std::move(reading), kind, gateway, conn.epoch, Clock::now()});
     return true;
   } catch (const mqtt::exception& e) {
@@ -561,8 +572,9 @@ void Run::resend() {
       if (!p.reading->resent && p.reading->published) {
         p.reading->resent = true;
         ++result_.resent;
-        const ingest::Event& e = p.reading->event;
-        manifest_ok_ = manifest_.add(device_ids_[device], e.seq.value, e.boot_id, /*resent_mark=*/true) && manifest_ok_;
+        const ingest::Event stored = stored_event(options_.source, p.reading->event);
+        manifest_ok_ =
+            manifest_.add(stored.device.value, stored.seq.value, stored.boot_id, /*resent_mark=*/true) && manifest_ok_;
       }
       if (!send(device, p.reading->payload, p.reading, CopyKind::resend, p.gateway)) break;
     }
@@ -571,6 +583,7 @@ void Run::resend() {
 }
 
 std::string Run::encode(std::uint32_t device, const ingest::Event& event) const {
+  if (options_.source != SourceFormat::native) return encode_source(options_.source, event);
   if (fleet_[device].json) return ingest::encode_json(event);
   const auto fb = ingest::encode_telemetry(event);
   return {fb.begin(), fb.end()};
@@ -590,12 +603,15 @@ void Run::send_reading(const std::shared_ptr<Reading>& reading) {
     // Handed to the device's SDK, whose outbox gets it upstream: the manifest lists it from now on.
     reading->payload = payload;
     reading->handed = handed_++;
-    manifest_ok_ = manifest_.add(device_ids_[device], reading->event.seq.value, reading->event.boot_id) && manifest_ok_;
+    const ingest::Event stored = stored_event(options_.source, reading->event);
+    manifest_ok_ = manifest_.add(stored.device.value, stored.seq.value, stored.boot_id) && manifest_ok_;
   }
   if (record_.is_open()) {
-    // encode_json leaves out a boot id of 0; the record always has it.
-    auto line = nlohmann::ordered_json::parse(ingest::encode_json(reading->event));
-    line["boot_id"] = reading->event.boot_id;
+    // What the gateway stores (a mapped source's names, seq and boot id). encode_json leaves out a
+    // boot id of 0; the record always has it.
+    const ingest::Event stored = stored_event(options_.source, reading->event);
+    auto line = nlohmann::ordered_json::parse(ingest::encode_json(stored));
+    line["boot_id"] = stored.boot_id;
     record_ << line.dump() << '\n';
   }
   // Behind what the device's outbox still holds, as an SDK queues it: a new reading never overtakes
@@ -698,9 +714,13 @@ void Run::produce(std::uint32_t device) {
   auto& state = fleet_[device];
   const Numbering n = state.numbering.next();
   if (n.rebooted) reboot(device);
-  std::int64_t time = now_ms() + state.skew_ms;
+  std::int64_t time = source_time(options_.source, now_ms() + state.skew_ms);
   // A reboot takes time: the new boot's first reading is later than the old boot's last one.
   if (n.rebooted) time = std::max(time, state.last_time_ms + 1);
+  // A source without a counter is known by its time: two readings of a device never share one.
+  if (!has_counter(options_.source) && time <= state.last_time_ms) {
+    time = source_time(options_.source, state.last_time_ms + (options_.source == SourceFormat::tasmota ? 1000 : 10));
+  }
   state.last_time_ms = time;
   auto reading = std::make_shared<Reading>(
       Reading{ingest::Event{ingest::DeviceId{device_ids_[device]}, ingest::DeviceSeq{n.seq}, ingest::EventTime{time},

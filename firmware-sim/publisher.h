@@ -19,6 +19,7 @@
 
 #include "firmware-sim/device.h"
 #include "firmware-sim/errc.h"
+#include "firmware-sim/source_formats.h"
 
 namespace gw::firmware_sim {
 
@@ -51,6 +52,12 @@ struct PublishOptions {
   // Fleet behaviours (all off by default; randomness is drawn from `seed`, so a run repeats):
   PayloadFormat format = PayloadFormat::flatbuffers;
   double json_fraction = 0.5;          // with format = mixed: share of devices that speak JSON
+  // Not native: every device publishes in that source's form on that source's topic
+  // (source_formats.h; topic_pattern and format are then not used). A source without a counter
+  // takes no retransmissions (re-stamped, they are new readings to it), and a Tasmota device no
+  // more than one reading a second (its time has whole seconds); Sparkplug needs seq_bits 8,
+  // seq_start 0 and no reordering (source_formats.h).
+  SourceFormat source = SourceFormat::native;
   std::chrono::milliseconds jitter{0};  // each send is delayed by up to this (uniform)
   std::uint32_t reorder_window = 0;    // a device sends its pending events shuffled within this many
   double duplicate_rate = 0;           // probability that a message is published twice (same bytes)

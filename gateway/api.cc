@@ -234,6 +234,7 @@ HttpResponse dead_letter_list(const ApiSources& sources, const HttpRequest& req)
     }
     out.push_back({{"id", d.id}, {"received_ms", d.received_ms}, {"topic", d.topic},
                    {"reason", std::string(ingest::reason_name(d.reason))}, {"size", d.size}, {"raw_hex", hex}});
+    if (!d.detail.empty()) out.back()["detail"] = d.detail;
   }
   return json_response(200, out);
 }

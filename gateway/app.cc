@@ -112,7 +112,8 @@ class GatewayApp final : public App {
       ingest::PluginServerOptions options;
       options.socket_path = plugin_socket(config_);
       options.socket_group = config_.plugin_socket_group;
-      options.admit = {config_.mqtt.device_pattern, config_.mqtt.limits};
+      options.admit = {config_.mqtt.device_pattern, config_.mqtt.limits,
+                       ingest::compile_sources(config_.mqtt.sources, config_.mqtt.sparkplug_state_dir)};
       auto server = ingest::PluginServer::start(options, *local_store_);
       if (!server) return std::unexpected("ingest: cannot listen on " + options.socket_path + ": " + server.error().message());
       plugin_ = std::move(*server);

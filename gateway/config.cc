@@ -1,6 +1,7 @@
 // The key table and the TOML reader (toml++). Every accepted key is one row of kKeys: its type,
 // its default (read back from a default Config, so the docs cannot drift) and its description.
 #include "gateway/config.h"
+#include "gateway/config_sources.h"
 
 #include <algorithm>
 #include <array>
@@ -579,7 +580,7 @@ std::expected<Config, ConfigError> parse_config(std::string_view text, const std
   } catch (const toml::parse_error& e) {
     return std::unexpected(error_at(file, e.source(), "", std::string(e.description())));
   }
-  std::set<std::string> known, tables;
+  std::set<std::string> known{"ingest.source"}, tables;  // [[ingest.source]]: config_sources.cc
   for (const Key& k : keys()) {
     known.insert(k.key);
     for (auto dot = k.key.find('.'); dot != std::string::npos; dot = k.key.find('.', dot + 1)) {
@@ -600,6 +601,7 @@ std::expected<Config, ConfigError> parse_config(std::string_view text, const std
                                     "must not be longer than windowing.size"));
   }
   if (auto e = fit_windowing_retention(config, root, file)) return std::unexpected(*e);
+  if (auto e = read_sources(config, root, file)) return std::unexpected(*e);
   // Keys without a usable default.
   if (root.at_path("buffer.path").node() == nullptr) {
     return std::unexpected(ConfigError{file, 0, 0, "buffer.path", "is required"});
@@ -654,13 +656,16 @@ std::string mosquitto_config(const Config& config, const std::string& plugin_pat
 std::vector<KeyInfo> config_keys() {
   std::vector<KeyInfo> out;
   for (const Key& k : keys()) out.push_back({k.key, k.type, k.show(Config{}), k.description});
+  for (KeyInfo& k : source_key_infos()) out.push_back(std::move(k));
   return out;
 }
 
 std::string config_reference_markdown() {
   std::string out = "| key | type | default | description |\n|---|---|---|---|\n";
   for (const KeyInfo& k : config_keys()) {
-    std::string def = k.default_value == "\"\"" ? "(none)" : "`" + k.default_value + "`";
+    std::string def = k.default_value == "\"\"" ? "(none)"
+                      : k.default_value.starts_with("(") ? k.default_value
+                                                          : "`" + k.default_value + "`";
     std::string type;
     for (char c : k.type) type += c == '|' ? std::string("\\|") : std::string(1, c);  // Markdown cell
     out += "| `" + k.key + "` | " + type + " | " + def + " | " + k.description + " |\n";

@@ -42,6 +42,8 @@ void add(ingest::MqttStats& total, const ingest::MqttStats& s) {
   total.store_retries += s.store_retries;
   total.unstored_at_stop += s.unstored_at_stop;
   total.device_mismatches += s.device_mismatches;
+  total.not_events += s.not_events;
+  total.arrival_times += s.arrival_times;
   total.dead_letter_failures += s.dead_letter_failures;
   total.reconnects += s.reconnects;
 }

@@ -94,6 +94,12 @@ void ingest_metrics(Writer& w, const Snapshot& s) {
   w.counter("gw_ingest_reconnects_total", "Successful MQTT reconnects after the first connect.", in.reconnects);
   w.counter("gw_ingest_device_mismatches_total", "Payload device ids that differed from the topic's (topic won).",
             in.device_mismatches);
+  w.counter("gw_ingest_not_events_total", "Mapped sources' messages that are not events (when), acknowledged.",
+            in.not_events);
+  w.counter("gw_ingest_arrival_times_total", "Mapped events whose payload had no time: stamped on arrival.",
+            in.arrival_times);
+  w.family("gw_ingest_sparkplug_deaths_total", "counter", "Sparkplug NDEATH and DDEATH messages, by device.");
+  for (const auto& [device, n] : in.sparkplug_deaths) w.sample("gw_ingest_sparkplug_deaths_total", {{"device", device}}, n);
   w.counter("gw_ingest_dead_letter_failures_total", "Rejected messages the dead-letter store could not keep.",
             in.dead_letter_failures);
 }

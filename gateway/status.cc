@@ -104,6 +104,8 @@ std::string status_json(const Snapshot& snap) {
                    {"store_retries", in.store_retries},   {"reconnects", in.reconnects},
                    {"subscribed", in.subscribed},         {"device_mismatches", in.device_mismatches},
                    {"dead_letter_failures", in.dead_letter_failures},
+                   {"not_events", in.not_events},         {"arrival_times", in.arrival_times},
+                   {"sparkplug_deaths", in.sparkplug_deaths},
                    {"duplicates", in.duplicates},         {"sessions", snap.mqtt_sessions},
                    {"last_error", in.last_error}};
     json reasons = json::object();

@@ -12,7 +12,9 @@
 // Rounds (--repeat) run the baseline and every variant in turn; the summary compares medians.
 //
 //   bench-ingest [--messages N] [--sessions 1,16,32] [--durability os,fsync] [--method live,drain]
-//                [--repeat R] [--quick]
+//                [--repeat R] [--quick] [--decode-only]
+// First, in process: the decode rate of each mapped source's preset against native JSON
+// (ingest/bench_decode.h).
 // Needs mosquitto (toolchains/setup.sh) and the edge-gateway and firmware-sim binaries of this build.
 #include <lmdb.h>
 #include <signal.h>
@@ -40,6 +42,7 @@
 #include <mqtt/async_client.h>
 #include <nlohmann/json.hpp>
 
+#include "ingest/bench_decode.h"
 #include "tests/support/support.h"
 
 namespace {
@@ -296,7 +299,7 @@ int main(int argc, char** argv) {
   std::vector<int> sessions{1, 4, 16};
   std::vector<std::string> modes{"os", "fsync"};
   std::vector<std::string> methods{"live", "drain"};
-  bool quick = false;
+  bool quick = false, decode_only = false;
   int repeat = 1;
   cli.add_option("--messages", messages, "Messages per run (at most 100000: the test broker's queue)");
   cli.add_option("--sessions", sessions, "Session counts to run (os and fsync)")->delimiter(',');
@@ -308,7 +311,9 @@ int main(int argc, char** argv) {
   cli.add_option("--repeat", repeat, "Rounds (baseline and every variant each); medians are compared")
       ->check(CLI::Range(1, 15));
   cli.add_flag("--quick", quick, "10,000 messages, sessions 1 and 4");
+  cli.add_flag("--decode-only", decode_only, "Only the in-process decode rates per source format");
   CLI11_PARSE(cli, argc, argv);
+  if (int rc = gw::ingest::bench_decode(quick ? 0.3 : 1.0, quick ? 2 : 3); rc != 0 || decode_only) return rc;
   if (quick) {
     messages = 10000;
     sessions = {1, 4};

@@ -14,7 +14,7 @@
 namespace gw::ingest {
 namespace {
 
-constexpr std::uint8_t kFormatVersion = 1;
+constexpr std::uint8_t kFormatVersion = 2;  // 2: a detail text after the topic (1 is still read)
 
 std::error_code lmdb_error(int rc) {
   if (rc == ENOSPC) return std::make_error_code(std::errc::no_space_on_device);
@@ -58,7 +58,7 @@ std::optional<DeadLetter> decode(std::uint64_t id, const MDB_val& v) {
   DeadLetter d;
   d.id = id;
   std::uint16_t topic_len = 0;
-  if (!get_raw(p, end, version) || version != kFormatVersion || !get_raw(p, end, reason) ||
+  if (!get_raw(p, end, version) || (version != 1 && version != kFormatVersion) || !get_raw(p, end, reason) ||
       !get_raw(p, end, d.received_ms) || !get_raw(p, end, d.size) || !get_raw(p, end, topic_len) ||
       static_cast<std::size_t>(end - p) < topic_len) {
     return std::nullopt;
@@ -66,6 +66,12 @@ std::optional<DeadLetter> decode(std::uint64_t id, const MDB_val& v) {
   d.reason = static_cast<errc>(reason);
   d.topic.assign(reinterpret_cast<const char*>(p), topic_len);
   p += topic_len;
+  if (version >= 2) {
+    std::uint16_t detail_len = 0;
+    if (!get_raw(p, end, detail_len) || static_cast<std::size_t>(end - p) < detail_len) return std::nullopt;
+    d.detail.assign(reinterpret_cast<const char*>(p), detail_len);
+    p += detail_len;
+  }
   d.raw.assign(p, end);
   return d;
 }
@@ -100,7 +106,7 @@ class LmdbDeadLetters final : public DeadLetters {
   }
 
   std::expected<void, std::error_code> add(std::string_view topic, errc reason, std::span<const std::uint8_t> payload,
-                                           std::int64_t received_ms) override {
+                                           std::int64_t received_ms, std::string_view detail) override {
     std::vector<std::uint8_t> value;
     const std::size_t keep = std::min(payload.size(), options_.max_raw_bytes);
     const std::size_t topic_len = std::min<std::size_t>(topic.size(), 65535);
@@ -111,6 +117,9 @@ class LmdbDeadLetters final : public DeadLetters {
     put_raw(value, static_cast<std::uint32_t>(std::min<std::size_t>(payload.size(), UINT32_MAX)));
     put_raw(value, static_cast<std::uint16_t>(topic_len));
     value.insert(value.end(), topic.begin(), topic.begin() + static_cast<std::ptrdiff_t>(topic_len));
+    const std::size_t detail_len = std::min<std::size_t>(detail.size(), 1024);
+    put_raw(value, static_cast<std::uint16_t>(detail_len));
+    value.insert(value.end(), detail.begin(), detail.begin() + static_cast<std::ptrdiff_t>(detail_len));
     value.insert(value.end(), payload.begin(), payload.begin() + static_cast<std::ptrdiff_t>(keep));
 
     std::lock_guard lock(write_mutex_);
@@ -231,6 +240,7 @@ std::string_view reason_name(errc reason) noexcept {
     case errc::bad_timestamp: return "bad_timestamp";
     case errc::conflicting_duplicate: return "conflicting_duplicate";
     case errc::stale_sequence: return "stale_sequence";
+    case errc::mapping: return "mapping";
   }
   return "unknown";
 }

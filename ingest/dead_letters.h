@@ -37,6 +37,7 @@ struct DeadLetter {
   errc reason = errc::malformed;
   std::uint32_t size = 0;           // the payload's original size
   std::vector<std::uint8_t> raw;    // its first max_raw_bytes bytes
+  std::string detail;               // what failed, when known (a mapping's path); empty otherwise
 };
 
 struct DeadLetterStats {
@@ -51,10 +52,12 @@ class DeadLetters {
   [[nodiscard]] static std::expected<std::unique_ptr<DeadLetters>, std::error_code> open(const DeadLetterOptions& options);
   virtual ~DeadLetters() = default;
 
-  // Stores one rejected message durably (synced) before returning.
+  // Stores one rejected message durably (synced) before returning; `detail` says what failed (at
+  // most 1024 bytes kept).
   [[nodiscard]] virtual std::expected<void, std::error_code> add(std::string_view topic, errc reason,
                                                                  std::span<const std::uint8_t> payload,
-                                                                 std::int64_t received_ms) = 0;
+                                                                 std::int64_t received_ms,
+                                                                 std::string_view detail = {}) = 0;
   // Newest first; only `reason` if given; at most `limit`.
   virtual std::vector<DeadLetter> list(std::optional<errc> reason, std::size_t limit) const = 0;
   virtual DeadLetterStats stats() const = 0;
@@ -63,10 +66,11 @@ class DeadLetters {
 // Every reason a dead letter can have.
 inline constexpr std::array kDeadLetterReasons = {errc::malformed,    errc::unsupported_version,   errc::missing_field,
                                                   errc::bad_value,    errc::oversize,              errc::bad_timestamp,
-                                                  errc::conflicting_duplicate, errc::stale_sequence};
+                                                  errc::conflicting_duplicate, errc::stale_sequence,
+                                                  errc::mapping};
 
 // Stable names of the reasons ("malformed", "unsupported_version", "missing_field", "bad_value",
-// "oversize", "bad_timestamp", "conflicting_duplicate", "stale_sequence"), used in the HTTP API and
+// "oversize", "bad_timestamp", "conflicting_duplicate", "stale_sequence", "mapping"), used in the HTTP API and
 // metrics.
 std::string_view reason_name(errc reason) noexcept;
 std::optional<errc> reason_from_name(std::string_view name) noexcept;

@@ -64,6 +64,7 @@ enum class errc {
   bad_timestamp,        // event time too far from the gateway clock (Limits::max_skew)
   conflicting_duplicate,  // a stored reading's identity (device, boot id, seq) with other values
   stale_sequence,       // no boot id, seq behind the dedup window, older than a reboot could be
+  mapping,              // a payload on a mapped source's topic that does not fit its mapping (ingest/mapping.h)
   // Stored values (dead letters) keep these numbers: append, never renumber.
 };
 const std::error_category& ingest_category() noexcept;

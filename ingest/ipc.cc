@@ -1,7 +1,8 @@
 // IpcStore and IpcHub (ingest/ipc.h). Frame bodies (all integers little-endian):
-//   1 STORE   u64 id | u8 record type | u8 has_dedup [u64 epoch | u64 seq | i64 time_ms | u32 digest | u16 n | source]
+//   1 STORE   u64 id | u8 record type | u8 has_dedup [u64 epoch | u64 seq | i64 time_ms | u32 digest
+//             | u8 seq_bits | u8 counter | u16 n | source]
 //             | u32 n | payload
-//   2 REJECT  u64 id | u8 reason (ingest::errc) | i64 received_ms | u16 n | topic | u32 n | payload
+//   2 REJECT  u64 id | u8 reason (ingest::errc) | i64 received_ms | u16 n | topic | u16 n | detail | u32 n | payload
 //   3 STATS   JSON object of MqttStats (no reply)
 //   4 REPLY   u64 id | u8 kind (0 ok, 1 buffer::errc, 2 errno) | u32 code | u64 seq (or buffer::kDropped*)
 // The protocol is private to one gateway binary (workers are the same executable), but versioned
@@ -28,7 +29,7 @@
 namespace gw::ingest {
 namespace {
 
-constexpr std::uint8_t kVersion = 2;  // 2: STORE carries the values' digest
+constexpr std::uint8_t kVersion = 3;  // 2: STORE carries the values' digest; 3: and the counter's width, REJECT a detail
 constexpr std::uint8_t kStore = 1, kReject = 2, kStats = 3, kReply = 4;
 constexpr std::uint32_t kMaxFrame = 64u << 20;
 constexpr int kPollMs = 100;
@@ -201,6 +202,8 @@ nlohmann::json stats_json(const MqttStats& s) {
           {"store_retries", s.store_retries},
           {"unstored_at_stop", s.unstored_at_stop},
           {"device_mismatches", s.device_mismatches},
+          {"not_events", s.not_events},
+          {"arrival_times", s.arrival_times},
           {"dead_letter_failures", s.dead_letter_failures},
           {"reconnects", s.reconnects},
           {"last_error", s.last_error}};
@@ -220,6 +223,8 @@ MqttStats stats_from_json(const nlohmann::json& j) {
   s.store_retries = j.value("store_retries", std::uint64_t{0});
   s.unstored_at_stop = j.value("unstored_at_stop", std::uint64_t{0});
   s.device_mismatches = j.value("device_mismatches", std::uint64_t{0});
+  s.not_events = j.value("not_events", std::uint64_t{0});
+  s.arrival_times = j.value("arrival_times", std::uint64_t{0});
   s.dead_letter_failures = j.value("dead_letter_failures", std::uint64_t{0});
   s.reconnects = j.value("reconnects", std::uint64_t{0});
   s.last_error = j.value("last_error", std::string{});
@@ -283,7 +288,7 @@ std::expected<buffer::Seq, std::error_code> IpcStore::store(const buffer::Record
   if (record.dedup) {
     const auto source = record.dedup->source.substr(0, 0xffff);
     w.u64(record.dedup->epoch).u64(record.dedup->seq).u64(static_cast<std::uint64_t>(record.dedup->time_ms));
-    w.u32(record.dedup->digest);
+    w.u32(record.dedup->digest).u8(record.dedup->seq_bits).u8(record.dedup->counter ? 1 : 0);
     w.u16(static_cast<std::uint16_t>(source.size())).text(source);
   }
   w.u32(static_cast<std::uint32_t>(record.payload.size())).bytes(record.payload);
@@ -293,13 +298,16 @@ std::expected<buffer::Seq, std::error_code> IpcStore::store(const buffer::Record
 }
 
 std::expected<void, std::error_code> IpcStore::reject(std::string_view topic, errc reason,
-                                                      std::span<const std::uint8_t> payload, std::int64_t received_ms) {
+                                                      std::span<const std::uint8_t> payload, std::int64_t received_ms,
+                                                      std::string_view detail) {
   std::lock_guard lock(call_mutex_);
   const std::uint64_t id = next_id_++;
   const auto t = topic.substr(0, 0xffff);
   Writer w(kReject);
   w.u64(id).u8(static_cast<std::uint8_t>(reason)).u64(static_cast<std::uint64_t>(received_ms));
   w.u16(static_cast<std::uint16_t>(t.size())).text(t);
+  const auto d = detail.substr(0, 0xffff);
+  w.u16(static_cast<std::uint16_t>(d.size())).text(d);
   w.u32(static_cast<std::uint32_t>(payload.size())).bytes(payload);
   auto body = call(w.finish(), id, std::stop_token{});
   if (!body) return std::unexpected(body.error());
@@ -445,6 +453,8 @@ bool IpcHub::read_from(Conn& c, std::vector<Pending>& batch) {
         k.seq = r.uint(8);
         k.time_ms = static_cast<std::int64_t>(r.uint(8));
         k.digest = static_cast<std::uint32_t>(r.uint(4));
+        k.seq_bits = static_cast<std::uint8_t>(r.uint(1));
+        k.counter = r.uint(1) != 0;
         k.source = r.text(static_cast<std::size_t>(r.uint(2)));
         p.record.dedup = k;
       }
@@ -457,9 +467,10 @@ bool IpcHub::read_from(Conn& c, std::vector<Pending>& batch) {
       const auto reason = static_cast<errc>(r.uint(1));
       const auto received = static_cast<std::int64_t>(r.uint(8));
       const auto topic = r.text(static_cast<std::size_t>(r.uint(2)));
+      const auto detail = r.text(static_cast<std::size_t>(r.uint(2)));
       const auto payload = r.bytes(static_cast<std::size_t>(r.uint(4)));
       if (!r.ok()) return false;
-      auto kept = store_.reject(topic, reason, payload, received);
+      auto kept = store_.reject(topic, reason, payload, received, detail);
       const auto frame_out = reply_frame(id, kept ? std::expected<buffer::Seq, std::error_code>(buffer::Seq{0})
                                                   : std::expected<buffer::Seq, std::error_code>(std::unexpected(kept.error())));
       if (!send_all(c.fd, frame_out)) return false;

@@ -51,7 +51,7 @@ class IpcStore final : public EventStore {
   // connection is std::errc::connection_reset (the worker should exit; nothing was acknowledged).
   std::expected<buffer::Seq, std::error_code> store(const buffer::RecordIn& record, std::stop_token stop) override;
   std::expected<void, std::error_code> reject(std::string_view topic, errc reason, std::span<const std::uint8_t> payload,
-                                              std::int64_t received_ms) override;
+                                              std::int64_t received_ms, std::string_view detail = {}) override;
   // Sends the worker's MQTT stats (no reply). False once the connection is gone.
   bool send_stats(const MqttStats& stats);
   // False once the gateway closed its end (or a send failed).

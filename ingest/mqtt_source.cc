@@ -164,7 +164,9 @@ class Core final : public std::enable_shared_from_this<Core> {
 
   MqttStats stats() const {
     std::lock_guard lock(mu_);
-    return stats_;
+    MqttStats s = stats_;
+    if (admit_options_.mapper) s.sparkplug_deaths = admit_options_.mapper->sparkplug_deaths();
+    return s;
   }
 
  private:
@@ -317,17 +319,19 @@ class Core final : public std::enable_shared_from_this<Core> {
 
   // Rejects a message for good: counted, logged (rate-limited), kept in the dead-letter store.
   // Returning afterwards acknowledges it, which is right: redelivery would be rejected again.
-  void reject(const mqtt::message& msg, std::span<const std::uint8_t> bytes, std::error_code why) {
+  void reject(const mqtt::message& msg, std::span<const std::uint8_t> bytes, std::error_code why,
+              const std::string& detail = {}) {
     const auto reason = static_cast<errc>(why.value());
-    const bool kept = store_.reject(msg.get_topic(), reason, bytes, options_.clock()).has_value();
+    const bool kept = store_.reject(msg.get_topic(), reason, bytes, options_.clock(), detail).has_value();
     std::lock_guard lock(mu_);
     ++stats_.decode_errors[reason];
     ++stats_.decode_errors_total;
     if (!kept) ++stats_.dead_letter_failures;
-    set_error("rejected (" + msg.get_topic() + "): " + why.message());
+    const std::string what = detail.empty() ? why.message() : why.message() + " (" + detail + ")";
+    set_error("rejected (" + msg.get_topic() + "): " + what);
     const auto now = Clock::now();
     if (now - last_decode_log_ >= kDecodeLogInterval) {
-      spdlog::warn("ingest: rejected a payload on {}: {} ({} rejected in total)", msg.get_topic(), why.message(),
+      spdlog::warn("ingest: rejected a payload on {}: {} ({} rejected in total)", msg.get_topic(), what,
                    stats_.decode_errors_total);
       last_decode_log_ = now;
     }
@@ -337,10 +341,16 @@ class Core final : public std::enable_shared_from_this<Core> {
     const auto& payload = msg.get_payload();
     const std::span<const std::uint8_t> received(reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size());
     auto admitted = admit(msg.get_topic(), received, options_.clock(), admit_options_);
-    if (!admitted) return reject(msg, received, admitted.error());
-    if (admitted->device_mismatch) {
+    if (!admitted && !admitted.error().reason) {
       std::lock_guard lock(mu_);
-      ++stats_.device_mismatches;
+      ++stats_.not_events;
+      return;
+    }
+    if (!admitted) return reject(msg, received, admitted.error().reason, admitted.error().detail);
+    if (admitted->device_mismatch || admitted->time_from_arrival) {
+      std::lock_guard lock(mu_);
+      stats_.device_mismatches += admitted->device_mismatch;
+      stats_.arrival_times += admitted->time_from_arrival;
     }
     // The buffer drops a copy of a stored reading in the same transaction that would store it, and
     // refuses one it cannot judge or that reuses a reading's identity for other values.
@@ -388,7 +398,8 @@ class Core final : public std::enable_shared_from_this<Core> {
   }
 
   MqttOptions options_;  // const after construction (the clock is filled in there)
-  AdmitOptions admit_options_{options_.device_pattern, options_.limits};
+  AdmitOptions admit_options_{options_.device_pattern, options_.limits,
+                              compile_sources(options_.sources, options_.sparkplug_state_dir)};
   std::unique_ptr<EventStore> owned_store_;  // set when created over a ring
   EventStore& store_;
 

@@ -30,6 +30,7 @@
 #include "buffer/ring.h"
 #include "ingest/dead_letters.h"
 #include "ingest/event.h"
+#include "ingest/mapping.h"
 #include "ingest/store.h"
 
 namespace gw::ingest {
@@ -56,6 +57,10 @@ struct MqttOptions {
   // device_mismatches. Empty, or a topic that does not match: the payload's device id.
   std::string device_pattern = "devices/{device}/telemetry";
   Limits limits;  // payload size and event-time skew (ingest/event.h)
+  // Mapped sources ([[ingest.source]], ingest/mapping.h): messages on their topics are decoded by
+  // their mapping. Checked by the gateway's config (Mapper::compile).
+  std::vector<SourceMapping> sources;
+  std::string sparkplug_state_dir;  // where Sparkplug sessions are saved (empty: not saved)
   // The gateway clock, in Unix ms (injected so that tests are deterministic).
   std::function<std::int64_t()> clock;
 };
@@ -71,6 +76,9 @@ struct MqttStats {
   std::uint64_t store_retries = 0;    // failed append attempts that were retried
   std::uint64_t unstored_at_stop = 0; // 1 if stop() parked an unstored message (see above)
   std::uint64_t device_mismatches = 0;   // payload device id differed from the topic's (topic won)
+  std::uint64_t not_events = 0;          // mapped sources' messages that are not events (`when`): acknowledged
+  std::uint64_t arrival_times = 0;       // mapped events without a time in the payload: stamped on arrival
+  std::map<std::string, std::uint64_t> sparkplug_deaths;  // Sparkplug NDEATH/DDEATH per device
   std::uint64_t dead_letter_failures = 0;  // rejected messages the dead-letter store could not keep
   std::uint64_t reconnects = 0;       // successful connects after the first
   std::string last_error;             // empty if none yet

@@ -95,6 +95,7 @@ class Server final : public PluginServer {
     std::lock_guard lock(mu_);
     MqttStats s = stats_;
     s.connected = s.subscribed = open_ > 0;
+    if (options_.admit.mapper) s.sparkplug_deaths = options_.admit.mapper->sparkplug_deaths();
     return s;
   }
 
@@ -176,21 +177,30 @@ class Server final : public PluginServer {
       payload.resize(n - proto::kFixedBytes - names.size());
       if (!read_exactly(fd, names.data(), names.size()) || !read_exactly(fd, payload.data(), payload.size())) return;
       const std::string_view topic(reinterpret_cast<const char*>(names.data()), f.topic_len);
-      const std::uint8_t reply = static_cast<std::uint8_t>(handle(topic, payload));
+      const std::string_view client(reinterpret_cast<const char*>(names.data()) + f.topic_len, f.client_len);
+      const std::uint8_t reply = static_cast<std::uint8_t>(handle(topic, client, payload));
       if (send(fd, &reply, 1, MSG_NOSIGNAL) != 1) return;  // the plugin gave up waiting: it was not acknowledged
     }
   }
 
-  proto::Reply handle(std::string_view topic, std::span<const std::uint8_t> received) {
+  proto::Reply handle(std::string_view topic, std::string_view client_id, std::span<const std::uint8_t> received) {
     {
       std::lock_guard lock(mu_);
       ++stats_.messages_received;
     }
-    auto admitted = admit(topic, received, options_.clock(), options_.admit);
-    if (!admitted) return reject(topic, received, static_cast<errc>(admitted.error().value()));
-    if (admitted->device_mismatch) {
+    auto admitted = admit(topic, received, options_.clock(), options_.admit, client_id);
+    if (!admitted && !admitted.error().reason) {
       std::lock_guard lock(mu_);
-      ++stats_.device_mismatches;
+      ++stats_.not_events;
+      return proto::Reply::acknowledged;
+    }
+    if (!admitted) {
+      return reject(topic, received, static_cast<errc>(admitted.error().reason.value()), admitted.error().detail);
+    }
+    if (admitted->device_mismatch || admitted->time_from_arrival) {
+      std::lock_guard lock(mu_);
+      stats_.device_mismatches += admitted->device_mismatch;
+      stats_.arrival_times += admitted->time_from_arrival;
     }
     auto stored = store_.store(admitted->record(), stop_.get_token());
     if (!stored) {
@@ -206,13 +216,15 @@ class Server final : public PluginServer {
   }
 
   // Kept as a dead letter, counted, and acknowledged: sent again, it would be rejected again.
-  proto::Reply reject(std::string_view topic, std::span<const std::uint8_t> payload, errc reason) {
-    const bool kept = store_.reject(topic, reason, payload, options_.clock()).has_value();
+  proto::Reply reject(std::string_view topic, std::span<const std::uint8_t> payload, errc reason,
+                      const std::string& detail = {}) {
+    const bool kept = store_.reject(topic, reason, payload, options_.clock(), detail).has_value();
     std::lock_guard lock(mu_);
     ++stats_.decode_errors[reason];
     ++stats_.decode_errors_total;
     if (!kept) ++stats_.dead_letter_failures;
-    stats_.last_error = "rejected (" + std::string(topic) + "): " + make_error_code(reason).message();
+    stats_.last_error = "rejected (" + std::string(topic) + "): " + make_error_code(reason).message() +
+                        (detail.empty() ? "" : " (" + detail + ")");
     return proto::Reply::acknowledged;
   }
 

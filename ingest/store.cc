@@ -20,9 +20,9 @@ class LocalStore final : public EventStore {
   }
 
   std::expected<void, std::error_code> reject(std::string_view topic, errc reason, std::span<const std::uint8_t> payload,
-                                              std::int64_t received_ms) override {
+                                              std::int64_t received_ms, std::string_view detail) override {
     if (dead_letters_ == nullptr) return {};
-    return dead_letters_->add(topic, reason, payload, received_ms);
+    return dead_letters_->add(topic, reason, payload, received_ms, detail);
   }
 
  private:

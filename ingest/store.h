@@ -45,7 +45,8 @@ class EventStore {
   // Keeps a rejected message in the dead-letter store (durably). Fails if it cannot.
   [[nodiscard]] virtual std::expected<void, std::error_code> reject(std::string_view topic, errc reason,
                                                                     std::span<const std::uint8_t> payload,
-                                                                    std::int64_t received_ms) = 0;
+                                                                    std::int64_t received_ms,
+                                                                    std::string_view detail = {}) = 0;
 };
 
 // The store of the gateway process itself. Both must outlive it; dead_letters may be null (then

@@ -30,6 +30,7 @@ class Category final : public std::error_category {
       case errc::bad_timestamp: return "event time out of range";
       case errc::conflicting_duplicate: return "a stored reading's identity with other values";
       case errc::stale_sequence: return "sequence number too old to judge";
+      case errc::mapping: return "payload does not fit its source mapping";
     }
     return "unknown ingest error";
   }

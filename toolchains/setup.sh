@@ -24,7 +24,11 @@ packages=(
   liblmdb-dev libzstd-dev libflatbuffers-dev flatbuffers-compiler
   libboost-dev librdkafka-dev
   libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
+  # mapped sources' JSON payloads (ingest/mapping.cc; header-only, Multi-Arch: foreign)
+  rapidjson-dev
   catch2
+  # Sparkplug B payloads (ingest/sparkplug.proto): the runtime library and the host's protoc
+  libprotobuf-dev protobuf-compiler
   # tests and demo: a real broker, a real Kafka client, the format tools
   mosquitto mosquitto-clients kcat zstd lmdb-utils curl jq procps python3
   # the mosquitto plugin (ingest mode "plugin"): the broker's plugin API v5 headers
@@ -43,7 +47,7 @@ packages=(
 # The architecture-dependent libraries: a cross build needs the :ARCH package of each of them.
 cross_libs=(
   libpaho-mqttpp-dev libpaho-mqtt-dev libssl-dev liblmdb-dev libzstd-dev libflatbuffers-dev
-  libboost-dev librdkafka-dev libtomlplusplus-dev libspdlog-dev libfmt-dev
+  libboost-dev librdkafka-dev libtomlplusplus-dev libspdlog-dev libfmt-dev libprotobuf-dev
 )
 
 arches=()

@@ -20,6 +20,7 @@ set -euo pipefail
 build=$1 src=$2 profile=$3
 source "$src/tests/e2e/lib.sh"
 source "$src/tests/e2e/uplink_lib.sh"
+source "$src/tests/e2e/devices_lib.sh"
 work=$(mktemp -d /tmp/gw-e2e-devices.XXXXXX)
 trap 'gw_stop_all; [[ ${KEEP:-} ]] || rm -rf "$work"' EXIT
 
@@ -49,26 +50,9 @@ client_id = "e2e-devices-gateway"
 [ingest]
 mode = "plugin"
 seq_bits = $bits
-[buffer]
-path = "$work/buffer"
-durability = "os"
-[windowing]
-size = "1s"
-idle_timeout = "2s"
-allowed_lateness = "1s"
-max_late = 100000
-[uplink.kafka]
-brokers = "$bootstrap"
-topic = "telemetry"
-aggregates_topic = "telemetry-aggregates"
-linger = "20ms"
-[http]
-listen = "127.0.0.1:$http_port"
 CONF
-"$build/gateway/edge-gateway" --check-config "$work/gateway.toml" >/dev/null
-"$build/gateway/edge-gateway" --config "$work/gateway.toml" >"$work/gateway.log" 2>&1 &
-gw_track $!
-gw_wait_box_ready plugin "$build" "$src" "$work" "$http_port"
+gw_devices_config_tail >>"$work/gateway.toml"
+gw_devices_start_gateway
 
 "$build/firmware-sim/firmware-sim" --broker "tcp://127.0.0.1:$mqtt_port" --devices "$devices" --count "$count" \
   --rate "$rate" --qos 1 --seed 23 "${sim[@]}" --manifest "$work/manifest.txt" --record "$work/published.jsonl" \
@@ -78,20 +62,6 @@ readings=$(wc -l <"$work/published.jsonl")
 acked=$(wc -l <"$work/manifest.txt")
 [[ $acked -eq $readings ]] || gw_die "the broker acknowledged $acked of $readings readings"
 
-# Wait (bounded) until every window closed and the windowing cursor and both sinks reached the
-# buffer's last seq, twice in a row.
-status=$(gw_wait_windows_settled "$http_port") \
-  || { echo "$status" >&2; gw_die "windows did not all close, or a sink did not catch up"; }
-echo "$status" >"$work/status.json"
-gw_http "http://127.0.0.1:$http_port/metrics" >"$work/metrics.txt"
-gw_http "http://127.0.0.1:$http_port/late?limit=10000" >"$work/late.json" || echo '[]' >"$work/late.json"
-gw_http "http://127.0.0.1:$http_port/dlq?reason=conflicting_duplicate&limit=1000" >"$work/dlq.json"
-
-"$build/uplink/uplink-cat" --kafka "$bootstrap" --topic telemetry --idle-exit-ms 2000 >"$work/records.jsonl"
-"$build/firmware-sim/firmware-sim" verify --manifest "$work/manifest.txt" --records "$work/records.jsonl" \
-  | tee "$work/verify.out"
-grep -q 'lost=0 duplicates=0 ' "$work/verify.out" || gw_die "verify: loss or duplicates"
-"$build/uplink/uplink-cat" --kafka "$bootstrap" --topic telemetry-aggregates --idle-exit-ms 2000 \
-  >"$work/aggregates.jsonl"
-python3 "$src/tests/e2e/devices_check.py" "$work" || gw_die "devices_check failed (work dir kept with KEEP=1)"
+gw_devices_settle
+gw_devices_verify
 echo "e2e.devices: profile=$profile OK"

@@ -19,6 +19,7 @@ args=(-G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-16
 if [[ ${CI:-} == true ]]; then args+=(-DGW_WERROR=ON); fi
 cmake -S "$root" -B "$build" "${args[@]}" >/dev/null
 # Only the fuzz targets and the libraries they link (not the programs).
-cmake --build "$build" -j 2 --target fuzz_telemetry fuzz_json fuzz_batch fuzz_config fuzz_http
+cmake --build "$build" -j 2 --target fuzz_telemetry fuzz_json fuzz_batch fuzz_config fuzz_http fuzz_mapping \
+  $(grep -q "GW_SPARKPLUG:BOOL=ON" "$build/CMakeCache.txt" && echo fuzz_sparkplug)
 cd "$build"
 ctest -L fuzz --output-on-failure "$@"

@@ -208,6 +208,55 @@ TEST_CASE("the config reference lists every key with its default") {
   CHECK(md.find("| `buffer.max_bytes` | bytes | `\"1GiB\"` |") != std::string::npos);
 }
 
+TEST_CASE("ingest sources: a preset with overrides and a custom mapping") {
+  auto c = parse_config(kMinimal + R"(
+[[ingest.source]]
+preset = "tasmota"
+time_zone = "+01:00"
+[[ingest.source]]
+topic = "site/+/sensors"
+device = "payload:id"
+seq = "payload:n"
+seq_bits = 16
+metrics = ["data", "extra"]
+tags = { site = "topic:1" }
+)", "t.toml");
+  INFO((c ? std::string() : c.error().to_string()));
+  REQUIRE(c.has_value());
+  REQUIRE(c->mqtt.sources.size() == 2);
+  CHECK(c->mqtt.sources[0].topic == "tele/+/SENSOR");
+  CHECK(c->mqtt.sources[0].time_zone == "+01:00");
+  CHECK(c->mqtt.sources[0].time_format == gw::ingest::TimeForm::local);
+  CHECK(c->mqtt.sources[1].seq_bits == 16);
+  CHECK(c->mqtt.sources[1].tags.size() == 1);
+  CHECK(c->mqtt.topics == std::vector<std::string>{"devices/+/telemetry", "tele/+/SENSOR", "site/+/sensors"});
+}
+
+TEST_CASE("ingest sources: a bad mapping names file line and key") {
+  auto error_of = [](const std::string& source) {
+    auto c = parse_config(kMinimal + "[[ingest.source]]\n" + source, "t.toml");
+    REQUIRE_FALSE(c.has_value());
+    return c.error();
+  };
+  auto preset = error_of("preset = \"homie\"\n");
+  CHECK(preset.key == "ingest.source[0].preset");
+  CHECK(preset.line == 8);
+  CHECK(error_of("preset = \"tts\"\nseq_bits = 12\n").key == "ingest.source[0].seq_bits");
+  CHECK(error_of("preset = \"tts\"\ncolour = 1\n").key == "ingest.source[0].colour");
+  CHECK(error_of("topic = \"a/+\"\n").key == "ingest.source[0].device");
+  auto zone = error_of("preset = \"tasmota\"\ntime_zone = \"Europe/Paris\"\n");
+  CHECK(zone.key == "ingest.source[0].time_zone");
+  CHECK(zone.line == 9);
+  CHECK(error_of("topic = \"a/+\"\ndevice = \"client_id\"\n").key == "ingest.source[0].device");  // mode subscribe
+  CHECK(error_of("preset = \"chirpstack\"\ntime_format = \"julian\"\n").key == "ingest.source[0].time_format");
+  auto sessions = parse_config(kMinimal + "[mqtt]\nsessions = 4\n[[ingest.source]]\npreset = \"sparkplug\"\n", "t.toml");
+  REQUIRE_FALSE(sessions.has_value());
+  CHECK(sessions.error().key == "ingest.source[0].preset");
+  auto one = parse_config(kMinimal + "[[ingest.source]]\npreset = \"sparkplug\"\n", "t.toml");
+  REQUIRE(one.has_value());
+  CHECK(one->mqtt.sparkplug_state_dir == "/tmp/x/sparkplug");
+}
+
 TEST_CASE("config: [uplink.pulsar] alone, beside Kafka, or malformed") {
   using gw::gateway::parse_config;
   SECTION("Pulsar only: no Kafka brokers needed") {

@@ -3,6 +3,8 @@
 
 #include <string>
 
+#include <lmdb.h>
+
 #include "ingest/dead_letters.h"
 #include "tests/support/support.h"
 
@@ -87,4 +89,43 @@ TEST_CASE("reason names are stable and round trip") {
   }
   CHECK(reason_name(errc::oversize) == "oversize");
   CHECK_FALSE(reason_from_name("nonsense").has_value());
+}
+
+TEST_CASE("a dead letter keeps what failed and entries of version 1 are still read") {
+  gw::test::TempDir dir;
+  {
+    auto store = DeadLetters::open({.path = dir.path().string()});
+    REQUIRE(store.has_value());
+    REQUIRE((*store)->add("tele/x/SENSOR", errc::mapping, bytes("{}"), 1000, "Time: missing").has_value());
+  }
+  {
+    // A value as the build before wrote it (version 1: no detail), put beside it under id 100.
+    MDB_env* env = nullptr;
+    REQUIRE(mdb_env_create(&env) == 0);
+    REQUIRE(mdb_env_set_maxdbs(env, 4) == 0);
+    REQUIRE(mdb_env_open(env, dir.path().c_str(), MDB_NOTLS, 0640) == 0);
+    MDB_txn* txn = nullptr;
+    MDB_dbi letters;
+    REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
+    REQUIRE(mdb_dbi_open(txn, "letters", 0, &letters) == 0);
+    const std::uint8_t key[8] = {0, 0, 0, 0, 0, 0, 0, 100};
+    const std::uint8_t value[] = {1, 1, 0xd0, 0x07, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 1, 0, 't', 'a', 'b', 'c'};
+    MDB_val k{sizeof(key), const_cast<std::uint8_t*>(key)}, v{sizeof(value), const_cast<std::uint8_t*>(value)};
+    REQUIRE(mdb_put(txn, letters, &k, &v, 0) == 0);
+    REQUIRE(mdb_txn_commit(txn) == 0);
+    mdb_env_close(env);
+  }
+  auto store = DeadLetters::open({.path = dir.path().string()});
+  REQUIRE(store.has_value());
+  auto all = (*store)->list(std::nullopt, 10);
+  REQUIRE(all.size() == 2);
+  CHECK(all[0].id == 100);
+  CHECK(all[0].reason == errc::malformed);
+  CHECK(all[0].received_ms == 2000);
+  CHECK(all[0].topic == "t");
+  CHECK(all[0].detail.empty());
+  CHECK(all[0].raw == std::vector<std::uint8_t>{'a', 'b', 'c'});
+  CHECK(all[1].reason == errc::mapping);
+  CHECK(all[1].detail == "Time: missing");
+  CHECK(reason_name(errc::mapping) == "mapping");
 }

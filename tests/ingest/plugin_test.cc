@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "buffer/ring.h"
+#include "ingest/admit.h"
 #include "ingest/dead_letters.h"
 #include "ingest/plugin_server.h"
 #include "ingest/store.h"
@@ -45,16 +46,32 @@ bool published(mqtt::async_client& client, const std::string& topic, const std::
   }
 }
 
+// What the gateway holds in plugin mode: a ring, dead letters and the store over both.
+struct Box {
+  Box() {
+    auto r = gw::buffer::Ring::open({.path = (dir.path() / "ring").string(), .durability = gw::buffer::Durability::os});
+    REQUIRE(r.has_value());
+    ring = std::move(*r);
+    auto d = gw::ingest::DeadLetters::open({.path = (dir.path() / "dlq").string()});
+    REQUIRE(d.has_value());
+    dlq = std::move(*d);
+    store = gw::ingest::make_local_store(*ring, dlq.get());
+  }
+  TempDir dir;
+  std::unique_ptr<gw::buffer::Ring> ring;
+  std::unique_ptr<gw::ingest::DeadLetters> dlq;
+  std::unique_ptr<gw::ingest::EventStore> store;
+  const std::string socket = (dir.path() / "ingest.sock").string();
+};
+
 }  // namespace
 
 TEST_CASE("plugin mode: the PUBACK follows the store, other topics pass, an unreachable gateway withholds it") {
-  TempDir dir;
-  auto ring = gw::buffer::Ring::open({.path = (dir.path() / "ring").string(), .durability = gw::buffer::Durability::os});
-  REQUIRE(ring.has_value());
-  auto dlq = gw::ingest::DeadLetters::open({.path = (dir.path() / "dlq").string()});
-  REQUIRE(dlq.has_value());
-  auto store = gw::ingest::make_local_store(**ring, dlq->get());
-  const std::string socket = (dir.path() / "ingest.sock").string();
+  Box box;
+  auto* ring = &box.ring;
+  auto* dlq = &box.dlq;
+  auto& store = box.store;
+  const std::string& socket = box.socket;
   gw::ingest::PluginServerOptions options;
   options.socket_path = socket;
   auto server = gw::ingest::PluginServer::start(options, *store);
@@ -124,6 +141,47 @@ TEST_CASE("plugin mode: the PUBACK follows the store, other topics pass, an unre
     std::this_thread::sleep_for(50ms);
   }
   CHECK(stored);
+  client.disconnect()->wait_for(2s);
+}
+
+TEST_CASE("plugin mode: a mapped source's device is the publisher's client id and a misfit is a mapping dead letter") {
+  Box box;
+  auto* ring = &box.ring;
+  auto* dlq = &box.dlq;
+  auto& store = box.store;
+  const std::string& socket = box.socket;
+  gw::ingest::SourceMapping source;
+  source.topic = "sensors/+/state";
+  source.device = "client_id";
+  source.time = "payload:ts";
+  source.seq = "payload:n";
+  source.tags = {{"room", "topic:1"}};
+  gw::ingest::PluginServerOptions options;
+  options.socket_path = socket;
+  options.admit.mapper = gw::ingest::compile_sources({source});
+  auto server = gw::ingest::PluginServer::start(options, *store);
+  REQUIRE(server.has_value());
+  Mosquitto broker(0, "/usr/sbin/mosquitto",
+                   std::string("plugin ") + GW_MOSQUITTO_PLUGIN + "\nplugin_opt_socket " + socket +
+                       "\nplugin_opt_topics sensors/+/state\nplugin_opt_timeout_ms 1000\n");
+  mqtt::async_client client(broker.url(), "kitchen-th-1", mqtt::create_options(MQTTVERSION_3_1_1));
+  REQUIRE(client.connect(mqtt::connect_options_builder().clean_session(true).finalize())->wait_for(5s));
+  const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch()).count();
+  REQUIRE(published(client, "sensors/kitchen/state", R"({"ts":)" + std::to_string(now) + R"(,"n":1,"t":21.5})", 1));
+  auto records = (*ring)->read(gw::buffer::Seq{0}, 10, 1 << 20);
+  REQUIRE(records.has_value());
+  REQUIRE(records->size() == 1);
+  auto event = gw::ingest::decode_telemetry(records->front().payload);
+  REQUIRE(event.has_value());
+  CHECK(event->device.value == "kitchen-th-1");
+  CHECK(event->tags == std::vector<gw::ingest::Tag>{{"room", "kitchen"}});
+  // Without its counter: acknowledged, kept as a dead letter naming the path.
+  REQUIRE(published(client, "sensors/kitchen/state", R"({"ts":)" + std::to_string(now) + R"(,"t":21.5})", 1));
+  const auto letters = (*dlq)->list(gw::ingest::errc::mapping, 10);
+  REQUIRE(letters.size() == 1);
+  CHECK(letters[0].detail == "n: missing");
+  CHECK((*ring)->last_seq().value == 1);
   client.disconnect()->wait_for(2s);
 }
 
