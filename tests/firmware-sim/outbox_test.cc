@@ -100,7 +100,9 @@ TEST_CASE("publish --outbox: what the broker did not acknowledge before it went 
   const std::string summary = slurp(out);
   INFO(summary);
   CHECK(summary_value(summary, "unacked") == 0);
-  CHECK(summary_value(summary, "resent") > 0);
+  // The restart cut the connection (the readings of that second waited in the outbox; whether some
+  // were in flight and had to be resent depends on timing).
+  CHECK(summary.find("connection(s) lost") != std::string::npos);
   std::size_t lines = 0, resent_marks = 0;
   const auto want = read_manifest_keys(manifest, lines, &resent_marks);
   CHECK(lines == want.size());  // each reading once, however often it was sent
