@@ -67,7 +67,8 @@ main() {
     export LSAN_OPTIONS="suppressions=$supp/lsan.supp:print_suppressions=0"
     export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$logs/ubsan"
     # package.install packages and installs this build: a sanitizer build is no product to ship.
-    # Kill loops of the broker and traced runs: once, natively (label native_only).
+    # Kill loops (of the gateway, the broker, the chaos run) and traced runs: once, natively (label
+    # native_only).
     label_args=(-LE '^(package|native_only)$')
   else
     export TSAN_OPTIONS="halt_on_error=0:second_deadlock_stack=1:history_size=4:suppressions=$supp/tsan.supp:log_path=$logs/tsan"
