@@ -35,6 +35,9 @@ packages=(
   mosquitto-dev libmosquitto-dev
   # e2e.plugin_order traces mosquitto and the gateway
   strace
+  # the real brokers the tests run (Apache Kafka; toolchains/fetch-brokers.sh resolves them from
+  # Maven Central with Maven; they run on the JRE)
+  default-jre-headless maven
   # the disk-full test: an ext4 image on a loop device (mkfs.ext4; mount and losetup from mount)
   e2fsprogs mount
   # HTTP tests and benchmark: promtool (checks /metrics), headless Chromium (the status page), wrk

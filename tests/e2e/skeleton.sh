@@ -4,6 +4,7 @@
 # plugin). firmware-sim publishes DEVICES x COUNT events at QoS 1; edge-gateway stores, windows and
 # forwards them; then every (device, seq) the broker acknowledged must be in Kafka exactly once
 # (uplink-cat + firmware-sim verify), and kcat, an outside client, must read the topic.
+# GW_KAFKA=real runs it against a real Apache Kafka instead (one KRaft node, tests/support/kafka.sh).
 #   tests/e2e/skeleton.sh BUILD_DIR SOURCE_DIR [DEVICES] [COUNT]
 set -euo pipefail
 build=$1 src=$2 devices=${3:-50} count=${4:-200}
@@ -14,8 +15,17 @@ trap 'gw_stop_all; [[ ${KEEP:-} ]] || rm -rf "$work"' EXIT
 expected=$((devices * count))
 
 http_port=$(gw_free_port)
-gw_start_brokers_for plugin "$build" "$src" "$work"
-gw_log "mosquitto 127.0.0.1:$mqtt_port, kafka-mock $bootstrap"
+if [[ ${GW_KAFKA:-mock} == real ]]; then
+  source "$src/tests/support/kafka.sh"
+  mqtt_port=$(gw_free_port)
+  gw_kafka_start "$work/kafka" 1
+  bootstrap=$KAFKA_BOOTSTRAP
+  gw_kafka_create_topic telemetry >/dev/null
+  gw_log "mosquitto 127.0.0.1:$mqtt_port, Apache Kafka $bootstrap"
+else
+  gw_start_brokers_for plugin "$build" "$src" "$work"
+  gw_log "mosquitto 127.0.0.1:$mqtt_port, kafka-mock $bootstrap"
+fi
 
 cat >"$work/gateway.toml" <<CONF
 gateway_id = "e2e-1"
