@@ -48,6 +48,8 @@ path = "$work/buffer"
 durability = "os"
 [windowing]
 size = "1s"
+# Devices idle for 1 s close their windows, so that the run settles (no aggregate record comes later).
+idle_timeout = "1s"
 [uplink.kafka]
 brokers = "$bootstrap"
 topic = "telemetry"
@@ -80,11 +82,13 @@ for ((i = 0; i < 120; i++)); do
   stored=$(jq -r '.ingest.events_stored // 0' <<<"$status" 2>/dev/null || echo 0)
   sent=$(jq -r '.uplink.kafka.last_acked_seq // 0' <<<"$status" 2>/dev/null || echo 0)
   last=$(jq -r '.buffer.last_seq // -1' <<<"$status" 2>/dev/null || echo -1)  # events + aggregate records
-  ((stored >= expected && sent == last)) && [[ $key == "$prev" ]] && break
+  open=$(jq -r '.windowing.open_windows // -1' <<<"$status" 2>/dev/null || echo -1)
+  ((stored >= expected && sent == last && open == 0)) && [[ $key == "$prev" ]] && break
   prev=$key
   sleep 0.5
 done
-((stored >= expected && sent == last)) || gw_die "did not settle: stored=$stored buffer last=$last acked=$sent"
+((stored >= expected && sent == last && open == 0)) ||
+  gw_die "did not settle: stored=$stored buffer last=$last acked=$sent open windows=$open"
 gw_log "settled: $key"
 
 if [[ $mode == metrics ]]; then
