@@ -17,12 +17,12 @@
 # `RATIO box_<variant>_<load>_vs_<floor> value` (the box's CPU per message against its mode's floor
 # at the same load).
 #   tests/bench/box.sh [BUILD_DIR]
-# Environment: LOADS (msg/s, "2000 5000 10000"), SECONDS (10), ROUNDS (3), SAMPLE (3; 0: no strace),
+# Environment: LOADS (msg/s, "2000 5000 10000"), SECONDS_PER (10), ROUNDS (3), SAMPLE (3; 0: no strace),
 # VARIANTS ("noop plugin_os plugin_fsync sub_floor subscribe_os subscribe_fsync").
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "${1:-$src/build}" && pwd)
-loads=${LOADS:-2000 5000 10000} seconds=${SECONDS_PER:-${SECONDS_RUN:-10}} rounds=${ROUNDS:-3} sample=${SAMPLE:-3}
+loads=${LOADS:-2000 5000 10000} seconds=${SECONDS_PER:-10} rounds=${ROUNDS:-3} sample=${SAMPLE:-3}
 variants=${VARIANTS:-noop plugin_os plugin_fsync sub_floor subscribe_os subscribe_fsync}
 source "$src/tests/e2e/lib.sh"
 source "$src/tests/e2e/uplink_lib.sh"

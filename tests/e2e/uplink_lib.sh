@@ -76,19 +76,32 @@ gw_wait_box_ready() {
   gw_start_box_broker "$build" "$src" "$work/mosquitto" "$mqtt_port" "$work/gateway.toml"
 }
 
-# gw_outbox_drained_and_verify HTTP_PORT WORK SIM_PID VERIFY_PID: the end of a plugin-mode test
-# whose devices keep an outbox (firmware-sim --outbox): the simulator ends with every reading
-# acknowledged (unacked=0; acknowledged means stored, so nothing waits in the broker), the uplink
-# catches up, and the verifier must report every published reading exactly once. Sets `acked`
-# (the readings published) and `status` in the caller's shell.
-gw_outbox_drained_and_verify() {
-  local port=$1 work=$2 sim_pid=$3 verify_pid=$4
+# gw_outbox_drained WORK SIM_PID: the simulator of a test whose devices keep an outbox
+# (firmware-sim --outbox) ends with every reading acknowledged (unacked=0). Sets `acked` (the
+# readings published) in the caller's shell.
+gw_outbox_drained() {
+  local work=$1 sim_pid=$2
   wait "$sim_pid" || gw_die "firmware-sim failed (see $work/sim.log)"
   cat "$work/sim.out"
   grep -q ' unacked=0 ' "$work/sim.out" || gw_die "readings left unacknowledged at the end"
   acked=$(gw_manifest_readings "$work/manifest.txt")
+}
+
+# gw_caught_up_and_verify HTTP_PORT WORK VERIFY_PID: once everything is stored, the uplink catches up
+# and the verifier must report every manifest reading exactly once (lost=0 duplicates=0
+# redelivered=0). Sets `status` (the last /status) in the caller's shell.
+gw_caught_up_and_verify() {
+  local port=$1 work=$2 verify_pid=$3
   status=$(gw_wait_caught_up "$port" 120) || gw_die "uplink did not catch up (see $work/gateway.log)"
   gw_finish_verify "$work" "$verify_pid" '^delivered=[0-9]* lost=0 duplicates=0 redelivered=0 '
+}
+
+# gw_outbox_drained_and_verify HTTP_PORT WORK SIM_PID VERIFY_PID: the end of a plugin-mode test whose
+# devices keep an outbox: acknowledged means stored, so nothing waits in the broker once the
+# simulator is drained. Sets `acked` and `status`.
+gw_outbox_drained_and_verify() {
+  gw_outbox_drained "$2" "$3"
+  gw_caught_up_and_verify "$1" "$2" "$4"
 }
 
 # gw_wait_caught_up HTTP_PORT SECONDS: until the uplink's cursor equals the buffer's last seq
