@@ -278,18 +278,18 @@ bool Stage::commit(buffer::Seq upto) {
   discard_.clear();
   uncommitted_ = 0;
   commit_limit_ = std::min(std::max<std::uint64_t>(1, options_.commit_events), commit_limit_ * 2);
-  {
-    std::lock_guard lock(mutex_);
-    ++stats_.commits;
-    stats_.aggregates_forwarded += append.size();
-    stats_.results_pruned += pruned;
-    stats_.acked = std::max(stats_.acked, upto);
-  }
-  publish();
+  // One critical section with the engine's figures: a reader that sees the new acked seq also
+  // sees the events it covers (two sections let a test read acked = last with events short of it).
+  publish([&](Stats& s) {
+    ++s.commits;
+    s.aggregates_forwarded += append.size();
+    s.results_pruned += pruned;
+    s.acked = std::max(s.acked, upto);
+  });
   return true;
 }
 
-void Stage::publish() {
+void Stage::publish(const std::function<void(Stats&)>& also) {
   const EngineStats e = engine_->stats();
   const bool devices_changed = [&] {
     std::lock_guard lock(mutex_);
@@ -311,6 +311,7 @@ void Stage::publish() {
   stats_.results_stored = next_result_ - oldest_result_;
   stats_.late_stored = next_late_ - oldest_late_;
   if (devices_changed) devices_ = std::move(devices);
+  if (also) also(stats_);
 }
 
 void Stage::run() {

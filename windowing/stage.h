@@ -140,7 +140,8 @@ class Stage {
   std::expected<void, std::error_code> restore();
   bool commit(buffer::Seq upto);
   void run();
-  void publish();
+  // Copies the engine's figures into stats_, and applies `also` under the same lock.
+  void publish(const std::function<void(Stats&)>& also = {});
 
   Options options_;
   buffer::Ring& ring_;
