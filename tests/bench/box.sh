@@ -6,6 +6,9 @@
 #                   floor of mode plugin;
 #   plugin_os, plugin_fsync        mosquitto with the gateway's plugin + edge-gateway (ingest mode
 #                   plugin) at that buffer durability;
+#   inproc_os       design (a) at its best (not in the default VARIANTS): mosquitto writing the ring
+#                   itself through the measuring prototype ingest/bench_inproc_plugin.cc, no gateway
+#                   process, no consumer: what mode plugin would cost without its socket round trip;
 #   sub_floor       mosquitto + one QoS 1 subscriber that does nothing (mosquitto_sub): the floor of
 #                   mode subscribe;
 #   subscribe_os, subscribe_fsync  mosquitto + edge-gateway subscribing (one session).
@@ -49,6 +52,12 @@ start() {
   case $v in
     noop)
       { cat "$src/gateway/mosquitto.conf"; echo "user root"; echo "plugin $build/ingest/bench_noop_plugin.so"; } >"$d/m.conf"
+      gw_start_mosquitto "$d/mosquitto" "$port" "$d/m.conf"
+      procs="mosquitto:${GW_PIDS[-1]}" ;;
+    inproc_os)
+      cmake --build "$build" --target bench-inproc-plugin >/dev/null
+      { cat "$src/gateway/mosquitto.conf"; echo "user root"; echo "plugin $build/ingest/bench_inproc_plugin.so"
+        echo "plugin_opt_path $d/buffer"; echo "plugin_opt_durability os"; } >"$d/m.conf"
       gw_start_mosquitto "$d/mosquitto" "$port" "$d/m.conf"
       procs="mosquitto:${GW_PIDS[-1]}" ;;
     sub_floor)
@@ -141,7 +150,7 @@ for v in $variants; do
   done
 done
 for load in $loads; do
-  for pair in plugin_os:noop plugin_fsync:noop subscribe_os:sub_floor subscribe_fsync:sub_floor; do
+  for pair in plugin_os:noop plugin_fsync:noop inproc_os:noop subscribe_os:sub_floor subscribe_fsync:sub_floor; do
     v=${pair%%:*} floor=${pair#*:}
     [[ -n ${fig[$v,$load,box]:-} && -n ${fig[$floor,$load,box]:-} ]] || continue
     echo "RATIO box_${v}_${load}_vs_${floor} $(awk -v a="$(median ${fig[$v,$load,box]})" -v b="$(median ${fig[$floor,$load,box]})" 'BEGIN { printf "%.2f", a / b }')"
