@@ -385,8 +385,9 @@ const std::vector<Key>& keys() {
               "one partition, and reads its tail back on start to resume without duplicates."),
       duration_key("uplink.kafka.message_timeout", [](Config& c) -> auto& { return c.kafka.message_timeout; },
                    milliseconds(100),
-                   "A batch not confirmed in this time counts as failed; the partition's tail is read back to "
-                   "learn whether the broker has it."),
+                   "A batch not confirmed in this time makes the uplink report itself down, with why "
+                   "(/status uplink.kafka.last_delivery_error); the batch is not given up: the producer "
+                   "retries it (same producer id and sequence numbers, so the broker keeps one copy)."),
       duration_key("uplink.kafka.read_back_timeout", [](Config& c) -> auto& { return c.kafka.read_back_timeout; },
                    milliseconds(100), "One read-back of the partition's tail gives up after this (then retried)."),
       duration_key("uplink.kafka.retry_backoff", [](Config& c) -> auto& { return c.kafka.retry_backoff; },

@@ -57,11 +57,16 @@ void Trends::update(Snapshot& s, std::chrono::steady_clock::time_point now) {
     }
   }
 
-  if (sink.stats.state == uplink::SinkState::down) {
-    if (!down_since_) down_since_ = now;
+  // Down from the first failure until a delivery succeeds: a sink that reconnects, reads back and
+  // fails again (connecting, down, connecting, ...) stays down all along.
+  if (sink.stats.state == uplink::SinkState::up) {
+    down_since_.reset();
+  } else if (sink.stats.state == uplink::SinkState::down && !down_since_) {
+    down_since_ = now;
+  }
+  if (down_since_) {
     s.uplink_down_ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - *down_since_).count();
   } else {
-    down_since_.reset();
     s.uplink_down_ms.reset();
   }
 }
@@ -78,8 +83,11 @@ std::vector<std::string> readiness(const Snapshot& s, const ReadinessOptions& op
   if (s.buffer.no_space) reasons.push_back("buffer: no space left on the filesystem; appends wait");
   if (s.buffer.blocked_appends > 0) reasons.push_back("buffer: full (max_bytes); appends wait for the consumers");
   if (options.uplink_down_max.count() > 0 && s.uplink_down_ms && *s.uplink_down_ms >= options.uplink_down_max.count()) {
+    // The failed delivery says more than the latest connection error (often a node that is down).
+    const auto& st = s.primary().stats;
+    const std::string& why = st.last_delivery_error.empty() ? st.last_error : st.last_delivery_error;
     reasons.push_back("uplink: down for " + std::to_string(*s.uplink_down_ms / 1000) + " s" +
-                      (s.primary().stats.last_error.empty() ? "" : " (" + s.primary().stats.last_error + ")"));
+                      (why.empty() ? "" : " (" + why + ")"));
   }
   return reasons;
 }
@@ -191,7 +199,7 @@ std::string status_json(const Snapshot& snap) {
                 {"rate_limited_ms", k.rate_limited_ms}, {"drain_paced_ms", k.drain_paced_ms},
                 {"max_bytes_per_s", sink.max_bytes_per_s},
                 {"batches_resent", k.batches_resent}, {"connects", k.connects},
-                {"last_error", k.last_error}};
+                {"last_error", k.last_error},          {"last_delivery_error", k.last_delivery_error}};
   };
   if (snap.kafka_aggregates) s["uplink"]["kafka_aggregates"] = sink_json(*snap.kafka_aggregates);
   // A telemetry sink: the same fields, plus the latency of delivery, and for the primary sink how

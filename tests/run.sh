@@ -7,6 +7,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/toolchains/setup.sh"
 # The real Apache Kafka the e2e.kafka_real_* tests run (Maven Central, pinned; cached).
 "$root/toolchains/fetch-brokers.sh" kafka >/dev/null
+# The venv of the independent verifiers (PyPI, pinned: toolchains/python/requirements.txt).
+"$root/toolchains/python-env.sh" >/dev/null
 "$root/toolchains/build.sh" "$root/build"
 cd "$root/build"
 ctest --output-on-failure --timeout 600 "$@"

@@ -38,6 +38,12 @@ std::string_view to_string(SinkState state) noexcept {
 
 namespace {
 
+// What a read of the partition that works while a batch waits for its acknowledgement says
+// (watch_stall(), the sink's last_delivery_error).
+constexpr std::string_view kNotAcked =
+    ": the partition's leader answers reads but did not acknowledge the writes in time; with acks=all "
+    "it waits for min.insync.replicas in-sync replicas, so too few of the topic's replicas may be up";
+
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
@@ -49,7 +55,8 @@ struct InFlight {
   std::size_t records = 0;
   bool reported = false;
   bool ok = false;
-  std::vector<std::int64_t> event_times{};  // telemetry: each record's event time (ms), for the latency histogram
+  std::vector<std::int64_t> event_times{};
+  Clock::time_point sent = Clock::now();  // telemetry: each record's event time (ms), for the latency histogram
 };
 
 int to_int_ms(milliseconds ms) { return static_cast<int>(std::clamp<std::int64_t>(ms.count(), 0, 1 << 30)); }
@@ -90,6 +97,7 @@ struct KafkaUplink::Impl {
   std::deque<HeldRange> held_ahead;  // batches the broker holds beyond a gap (resume()): not resent
   buffer::Seq acked;       // the cursor position
   bool rewind = false;     // a delivery failed: read back and resend once every report is in
+  Clock::time_point next_stall_check{};  // watch_stall(): not before this
   bool need_resume = true; // read the tail back before sending
   std::int32_t partition = -1;
   std::size_t max_records = 0;
@@ -180,12 +188,14 @@ struct KafkaUplink::Impl {
       ++st.delivery_errors;
       st.state = SinkState::down;
       st.last_error = std::string("delivery failed: ") + rd_kafka_err2name(err) + ": " + rd_kafka_err2str(err);
+      st.last_delivery_error = st.last_error;
       return;
     }
     {
       std::lock_guard lock(mu);
       st.state = SinkState::up;
       st.last_error.clear();
+      st.last_delivery_error.clear();
     }
     backoff.reset();
     ack_prefix();
@@ -239,8 +249,14 @@ struct KafkaUplink::Impl {
         {"enable.idempotence", "true"},
         {"acks", "all"},
         {"compression.codec", "none"},  // batches are zstd frames already
-        // Finite: a batch the broker never confirms is settled by reading the partition back.
-        {"message.timeout.ms", std::to_string(std::max<std::int64_t>(1, opt.message_timeout.count()))},
+        // Infinite: an unconfirmed batch is retried by the idempotent producer with the same
+        // producer id and sequence numbers, so the broker drops a copy it has already appended.
+        // Giving up and sending it again as a new message duplicates it in a real Kafka whenever
+        // the leader had appended it beyond the high watermark (acks=all with too few in-sync
+        // replicas): a read-back sees only up to the high watermark, and the uncommitted copies
+        // become committed once the replicas return (found with a 3-node cluster,
+        // tests/e2e/kafka_cluster.sh). message_timeout only reports the stall (watch_stall()).
+        {"message.timeout.ms", "0"},
         {"retry.backoff.ms", std::to_string(std::clamp<std::int64_t>(opt.retry_backoff.count(), 1, 300000))},
     });
     if (!conf || !detail::set_props(conf.get(), security)) return std::unexpected(make_error_code(errc::kafka));
@@ -501,6 +517,32 @@ struct KafkaUplink::Impl {
     }
   }
 
+  // The oldest batch in flight has waited message_timeout for its acknowledgement: the sink reports
+  // itself down, and why, without giving the batch up (the producer keeps retrying it). A read of
+  // the partition's tail tells a leader that answers (and waits for in-sync replicas) from none.
+  void watch_stall() {
+    const auto now = Clock::now();
+    if (now < next_stall_check) return;
+    auto oldest = std::find_if(fifo.begin(), fifo.end(), [](const InFlight& f) { return !f.reported; });
+    if (oldest == fifo.end() || now - oldest->sent < opt.message_timeout) return;
+    next_stall_check = now + opt.message_timeout;
+    const auto waited = std::chrono::duration_cast<std::chrono::seconds>(now - oldest->sent).count();
+    std::string why = "no acknowledgement of seq " + std::to_string(oldest->first.value) + ".." +
+                      std::to_string(oldest->last.value) + " for " + std::to_string(waited) +
+                      " s (kept in flight and retried)";
+    TailQuery q{opt.brokers, opt.topic, partition, gateway_id, security, opt.read_back_timeout, &stopping,
+                std::string(record_type_name(opt.records))};
+    if (auto tail = read_tail(q, acked)) {
+      why += kNotAcked;
+    } else {
+      why += "; reading the partition failed too (" + tail.error().message() + "): no leader reachable";
+    }
+    spdlog::warn("{}: {} [{}]: {}", opt.cursor, opt.topic, partition, why);
+    std::lock_guard lock(mu);
+    st.state = SinkState::down;
+    st.last_delivery_error = why;
+  }
+
   // While nothing is in flight and the state is not known good, asks a broker for metadata now
   // and then so that the state reflects the brokers even without traffic.
   void maybe_probe() {
@@ -563,6 +605,7 @@ struct KafkaUplink::Impl {
         }
         continue;
       }
+      watch_stall();
       if (fifo.size() >= opt.max_in_flight_batches) {
         rd_kafka_poll(rk, to_int_ms(tick));
         continue;

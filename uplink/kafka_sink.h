@@ -50,8 +50,9 @@ struct KafkaOptions {
   // uplink/FORMAT.md). Records of other types are acked without being sent (records_skipped).
   buffer::RecordType records = buffer::RecordType::telemetry;
   std::chrono::milliseconds stop_timeout{5000};  // stop() waits this long for confirmations at most
-  // A batch not confirmed in this time counts as failed: the sink reads the partition's tail back to
-  // learn whether the broker has it, and resumes after what it has (message.timeout.ms).
+  // A batch not confirmed in this time makes the sink report itself down, and why (stats()
+  // last_delivery_error); the batch is not given up: the idempotent producer retries it until the
+  // broker confirms it (librdkafka's message.timeout.ms is infinite, see kafka_sink.cc).
   std::chrono::milliseconds message_timeout{30000};
   std::chrono::milliseconds read_back_timeout{10000};  // one read-back of the tail gives up after this
   // After a failure, retries wait retry_backoff, doubling up to retry_backoff_max, each with a

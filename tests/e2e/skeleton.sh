@@ -75,6 +75,16 @@ gw_log "gateway stored $last records, uplink acknowledged up to $sent"
 "$build/uplink/uplink-cat" --kafka "$bootstrap" --topic telemetry --idle-exit-ms 2000 >"$work/records.jsonl"
 "$build/firmware-sim/firmware-sim" verify --manifest "$work/manifest.txt" --records "$work/records.jsonl"
 
+# Against a real broker, also the independent verifier (tests/support/kafka_verify.py: another
+# Kafka client, the batches decoded from their published format).
+if [[ ${GW_KAFKA:-mock} == real ]]; then
+  gw_kafka_verify "$work/manifest.txt" telemetry | tee "$work/kafka-verify.out" || gw_die "kafka_verify failed"
+  # And it can fail: one reading more in the manifest than on the topic is one lost.
+  { cat "$work/manifest.txt"; echo "device-0000 999999 0"; } >"$work/manifest-plus-one.txt"
+  if out=$(gw_kafka_verify "$work/manifest-plus-one.txt" telemetry); then gw_die "kafka_verify missed a lost reading: $out"; fi
+  grep -q ' lost=1 ' <<<"$out" || gw_die "kafka_verify: expected lost=1: $out"
+fi
+
 # kcat, a real outside client, reads the same topic and sees our headers.
 batches=$(jq -r '.uplink.kafka.batches_acked' <<<"$status")
 kcat_count=$(timeout 30 kcat -b "$bootstrap" -C -t telemetry -o beginning -e -q -f '%h\n' | grep -c 'gw-gateway-id=e2e-1' || true)

@@ -11,6 +11,8 @@
 #   gw_kafka_kill I / gw_kafka_start_node I    SIGKILL node I (1-based) / start it again
 #   gw_kafka_create_topic NAME [KEY=VALUE ...] create a topic (1 partition, the cluster's RF)
 #   gw_kafka_tool CLASS ARGS...                run one of Kafka's command-line tools' classes
+#   gw_kafka_verify MANIFEST TOPIC [ARGS...]   the independent verifier (kafka_verify.py, in the venv
+#                                              of toolchains/python-env.sh) over the whole topic
 # Nodes are tracked with gw_track, so gw_stop_all stops them. JVM heap: KAFKA_HEAP (default 384m).
 
 GW_KAFKA_DIR= GW_KAFKA_NODES=0
@@ -106,4 +108,12 @@ gw_kafka_tool() {
   local class=$1
   shift
   java -Xmx128m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Dlog4j2.level=WARN -cp "$KAFKA_LIB/*" "$class" "$@"
+}
+
+gw_kafka_verify() {
+  local manifest=$1 topic=$2 python
+  shift 2
+  python=$("$(dirname "${BASH_SOURCE[0]}")/../../toolchains/python-env.sh") || gw_die "making the Python venv failed"
+  "$python" "$(dirname "${BASH_SOURCE[0]}")/kafka_verify.py" --bootstrap "$KAFKA_BOOTSTRAP" --topic "$topic" \
+    --manifest "$manifest" --timeout "$(gw_scaled 120)" "$@"
 }

@@ -455,7 +455,11 @@ TEST_CASE("produce errors from the broker: retried, nothing lost, nothing twice"
   require_exactly_once(read_until((*cluster)->bootstrap(), all_of(seqs), 30s), all_of(seqs));
 }
 
-TEST_CASE("a delivery that times out is settled by reading back, not by resending", "[kafka]") {
+// A real Kafka leader may append a batch it cannot acknowledge (acks=all with too few in-sync
+// replicas) and commit it later: a sink that gave the batch up and sent it again as a new message
+// duplicated it (tests/e2e/kafka_cluster.sh). So a batch slower than message_timeout is reported,
+// not given up: the sink says it is down and why, and the producer's own retries deliver it once.
+TEST_CASE("a delivery slower than message_timeout is reported down and not given up or resent", "[kafka]") {
   auto cluster = gw::uplink::MockCluster::create(1);
   REQUIRE(cluster.has_value());
   REQUIRE((*cluster)->create_topic("telemetry", 1).has_value());
@@ -467,22 +471,27 @@ TEST_CASE("a delivery that times out is settled by reading back, not by resendin
   opt.read_back_timeout = 3000ms;
   auto sink = start_sink(*ring, (*cluster)->bootstrap(), opt);
   REQUIRE(wait_acked(*sink, seqs.back(), 30s).last_acked == seqs.back());
-  // Responses now come after the message timeout: the broker stores the batches but the producer
-  // gives up on them.
+  // Responses now come after the message timeout.
   REQUIRE((*cluster)->set_rtt(4000ms).has_value());
   auto more = append_events(*ring, 101, 300);
   seqs.insert(seqs.end(), more.begin(), more.end());
   auto st = sink->stats();
-  const auto deadline = Clock::now() + 60s;
-  while (st.delivery_errors == 0 && Clock::now() < deadline) {
+  const auto deadline = Clock::now() + 30s;
+  while (st.last_delivery_error.empty() && Clock::now() < deadline) {
     std::this_thread::sleep_for(50ms);
     st = sink->stats();
   }
-  CHECK(st.delivery_errors > 0);
+  INFO(st.last_delivery_error);
+  CHECK(st.state == gw::uplink::SinkState::down);
+  CHECK(st.last_delivery_error.find("no acknowledgement of seq") != std::string::npos);
+  CHECK(st.last_delivery_error.find("kept in flight and retried") != std::string::npos);
   REQUIRE((*cluster)->set_rtt(0ms).has_value());
   st = wait_acked(*sink, seqs.back(), 60s);
   REQUIRE(st.last_acked == seqs.back());
-  CHECK(st.read_backs >= 2);
+  CHECK(st.delivery_errors == 0);
+  CHECK(st.read_backs == 1);  // the start's only
+  CHECK(st.state == gw::uplink::SinkState::up);
+  CHECK(st.last_delivery_error.empty());
   sink->stop();
   require_exactly_once(read_until((*cluster)->bootstrap(), all_of(seqs), 30s), all_of(seqs));
 }
