@@ -13,6 +13,7 @@
 #include "gateway/app.h"
 #include "gateway/config.h"
 #include "gateway/worker.h"
+#include "uplink/kafka_sink.h"
 
 namespace {
 
@@ -56,7 +57,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(cli, argc, argv);
 
   if (version) {
-    std::cout << "edge-gateway " << gw::gateway::kVersion << "\n";
+    std::cout << "edge-gateway " << gw::gateway::kVersion << " (librdkafka " << gw::uplink::librdkafka_version() << ")\n";
     return 0;
   }
   if (help_config) {

@@ -13,8 +13,10 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <deque>
 #include <mutex>
+#include <string_view>
 #include <thread>
 
 #include "uplink/batch.h"
@@ -38,6 +40,12 @@ std::string_view to_string(SinkState state) noexcept {
 
 namespace {
 
+// The smallest message.max.bytes librdkafka accepts: the floor of a learned size cap.
+constexpr std::size_t kMinSizeCap = 1000;
+// What a message adds to its value in a record batch on the broker: the batch header, the key and
+// the gw-* headers (uplink/FORMAT.md), rounded up.
+constexpr std::size_t kFraming = 256;
+
 // What a read of the partition that works while a batch waits for its acknowledgement says
 // (watch_stall(), the sink's last_delivery_error).
 constexpr std::string_view kNotAcked =
@@ -56,7 +64,9 @@ struct InFlight {
   bool reported = false;
   bool ok = false;
   std::vector<std::int64_t> event_times{};
-  Clock::time_point sent = Clock::now();  // telemetry: each record's event time (ms), for the latency histogram
+  Clock::time_point sent = Clock::now();
+  std::size_t bytes = 0;  // the compressed value produced
+  // telemetry: each record's event time (ms), for the latency histogram
 };
 
 int to_int_ms(milliseconds ms) { return static_cast<int>(std::clamp<std::int64_t>(ms.count(), 0, 1 << 30)); }
@@ -98,6 +108,12 @@ struct KafkaUplink::Impl {
   buffer::Seq acked;       // the cursor position
   bool rewind = false;     // a delivery failed: read back and resend once every report is in
   Clock::time_point next_stall_check{};  // watch_stall(): not before this
+  std::size_t size_cap = 0;  // bytes a message may have, learned from MSG_SIZE_TOO_LARGE; 0: none
+  std::size_t too_large = 0; // the largest message refused as too large since the last rewind
+  // The latest error librdkafka reported about a broker connection (TLS, SASL, refused, ...):
+  // failures seen through the metadata or the read-back name it as their cause, since librdkafka's
+  // own error for them is only "Broker transport failure". Sink thread (error_cb runs in poll).
+  std::string broker_error;
   bool need_resume = true; // read the tail back before sending
   std::int32_t partition = -1;
   std::size_t max_records = 0;
@@ -145,14 +161,21 @@ struct KafkaUplink::Impl {
     auto* self = static_cast<Impl*>(opaque);
     const auto e = static_cast<rd_kafka_resp_err_t>(err);
     const std::string what = std::string(rd_kafka_err2name(e)) + ": " + reason;
+    if (e != RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) self->broker_error = what;
     if (e == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
       spdlog::warn("{}: all brokers down: {}", self->opt.cursor, reason);
       self->set_error(SinkState::down, what);
     } else if (e == RD_KAFKA_RESP_ERR__FATAL) {
       char why[512];
       const rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, why, sizeof why);
-      spdlog::error("{}: fatal producer error {}: {}", self->opt.cursor, rd_kafka_err2name(orig), why);
-      self->set_error(SinkState::down, std::string("fatal ") + rd_kafka_err2name(orig) + ": " + why);
+      std::string what_fatal = std::string("fatal ") + rd_kafka_err2name(orig) + ": " + why;
+      if (orig == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED || orig == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
+        // What a real Kafka with an authorizer answers the idempotent producer that may not write.
+        what_fatal += " (the credentials may not write: an idempotent producer needs the WRITE ACL on the topic, "
+                      "or IDEMPOTENT_WRITE on the cluster)";
+      }
+      spdlog::error("{}: {}", self->opt.cursor, what_fatal);
+      self->set_error(SinkState::down, what_fatal);
       self->rewind = true;  // the producer is restarted once every report is in
     } else if (e == RD_KAFKA_RESP_ERR__TRANSPORT) {
       spdlog::debug("{}: {}", self->opt.cursor, reason);  // librdkafka logged it and reconnects by itself
@@ -181,8 +204,16 @@ struct KafkaUplink::Impl {
       }
       spdlog::warn("{}: delivery of seq {}..{} failed: {}; reading the partition back", opt.cursor, it->first.value,
                    it->last.value, rd_kafka_err2str(err));
-      if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
+      if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
+        // The topic takes smaller messages (max.message.bytes) than the batches were: cap what the
+        // producer sends, in one message and in one record batch of several (librdkafka's
+        // message.max.bytes and batch.size, set when do_rewind() makes the producer again), at
+        // half the largest message that failed in this round (the smaller ones may have failed only
+        // for sharing a record batch with it), until what is sent fits. A lower cap is never
+        // raised again in this sink's life; batches then grow back only up to it (produce()).
+        too_large = std::max(too_large, it->bytes);
         max_records = std::max<std::size_t>(1, it->records / 2);
+      }
       rewind = true;
       std::lock_guard lock(mu);
       ++st.delivery_errors;
@@ -198,6 +229,7 @@ struct KafkaUplink::Impl {
       st.last_delivery_error.clear();
     }
     backoff.reset();
+    broker_error.clear();
     ack_prefix();
   }
 
@@ -259,6 +291,13 @@ struct KafkaUplink::Impl {
         {"message.timeout.ms", "0"},
         {"retry.backoff.ms", std::to_string(std::clamp<std::int64_t>(opt.retry_backoff.count(), 1, 300000))},
     });
+    if (conf && size_cap != 0) {
+      // Room for the record batch's framing, the key and the gw-* headers (about 200 bytes).
+      const std::string fit = std::to_string(std::max(kMinSizeCap, size_cap - std::min(size_cap, kFraming)));
+      if (!detail::set_props(conf.get(), {{"message.max.bytes", fit}, {"batch.size", fit}})) {
+        return std::unexpected(make_error_code(errc::kafka));
+      }
+    }
     if (!conf || !detail::set_props(conf.get(), security)) return std::unexpected(make_error_code(errc::kafka));
     rd_kafka_conf_set_opaque(conf.get(), this);
     rd_kafka_conf_set_dr_msg_cb(conf.get(), &Impl::on_delivery);
@@ -284,6 +323,62 @@ struct KafkaUplink::Impl {
 
   // --- resume: the partition and its tail ----------------------------------------------------
 
+  // The topic's max.message.bytes (DescribeConfigs), or 0 when it cannot be learned (no
+  // DESCRIBE_CONFIGS ACL, an error): then only a refusal teaches it (delivered()).
+  std::size_t topic_max_message_bytes() {
+    rd_kafka_ConfigResource_t* res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, opt.topic.c_str());
+    rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t* options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
+    const int timeout = to_int_ms(std::min(opt.read_back_timeout, milliseconds(5000)));
+    char err[256];
+    (void)rd_kafka_AdminOptions_set_request_timeout(options, timeout, err, sizeof err);
+    rd_kafka_DescribeConfigs(rk, &res, 1, options, queue);
+    rd_kafka_event_t* ev = rd_kafka_queue_poll(queue, timeout + 1000);
+    std::size_t out = 0;
+    if (ev != nullptr && rd_kafka_event_error(ev) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      std::size_t n = 0;
+      const rd_kafka_ConfigResource_t** rs =
+          rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev), &n);
+      if (n == 1 && rd_kafka_ConfigResource_error(rs[0]) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        std::size_t m = 0;
+        const rd_kafka_ConfigEntry_t** entries = rd_kafka_ConfigResource_configs(rs[0], &m);
+        for (std::size_t i = 0; i < m; ++i) {
+          const char* value = rd_kafka_ConfigEntry_value(entries[i]);
+          if (value != nullptr && std::string_view(rd_kafka_ConfigEntry_name(entries[i])) == "max.message.bytes") {
+            out = static_cast<std::size_t>(std::strtoull(value, nullptr, 10));
+          }
+        }
+      } else if (n == 1) {
+        spdlog::info("{}: cannot read the config of {} ({}): message sizes are learned from refusals", opt.cursor,
+                     opt.topic, rd_kafka_err2str(rd_kafka_ConfigResource_error(rs[0])));
+      }
+    }
+    if (ev != nullptr) rd_kafka_event_destroy(ev);
+    rd_kafka_AdminOptions_destroy(options);
+    rd_kafka_queue_destroy(queue);
+    rd_kafka_ConfigResource_destroy(res);
+    return out;
+  }
+
+  // A topic that takes smaller messages than librdkafka sends by default (message.max.bytes,
+  // batch.size: 1,000,000) gets a producer capped at its max.message.bytes before anything is
+  // sent: a message the broker refused as too large, with later ones of the same moment accepted,
+  // left the partition out of order (the refused records were sent again after them).
+  void fit_topic_limit() {
+    const std::size_t limit = topic_max_message_bytes();
+    if (limit == 0 || limit >= 1000000 || (size_cap != 0 && size_cap <= limit)) return;
+    size_cap = std::max(kMinSizeCap, limit);
+    spdlog::info("{}: {} takes messages of at most {} bytes (max.message.bytes): batches capped to fit", opt.cursor,
+                 opt.topic, limit);
+    destroy_producer();  // nothing is in flight before the first read-back
+    if (!create_producer()) stopping = true;
+  }
+
+  // `what`, and the latest broker connection error as its likely cause.
+  std::string with_cause(std::string what) const {
+    return broker_error.empty() ? what : what + " (last broker error: " + broker_error + ")";
+  }
+
   // The partition this gateway writes, from the topic's metadata; nullopt (state down) if unknown.
   std::optional<std::int32_t> find_partition() {
     rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, opt.topic.c_str(), nullptr);
@@ -291,11 +386,17 @@ struct KafkaUplink::Impl {
     const rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, to_int_ms(std::min(opt.read_back_timeout, milliseconds(2000))));
     std::optional<std::int32_t> out;
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      set_error(SinkState::down, std::string("metadata of topic ") + opt.topic + ": " + rd_kafka_err2str(e));
+      set_error(SinkState::down, with_cause(std::string("metadata of topic ") + opt.topic + ": " + rd_kafka_err2str(e)));
     } else if (md->topic_cnt != 1 || md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR ||
                md->topics[0].partition_cnt < 1) {
       const auto te = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
-      set_error(SinkState::down, "topic " + opt.topic + ": " + rd_kafka_err2str(te));
+      std::string why = "topic " + opt.topic + ": " + rd_kafka_err2name(te) + ": " + rd_kafka_err2str(te);
+      if (te == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || te == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) {
+        why += " (the topic does not exist, and the brokers do not create topics when asked; create it)";
+      } else if (te == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
+        why += " (the credentials may not describe the topic: an ACL is missing)";
+      }
+      set_error(SinkState::down, why);
     } else {
       const std::int32_t count = md->topics[0].partition_cnt;
       if (opt.partition >= count) {
@@ -318,15 +419,18 @@ struct KafkaUplink::Impl {
       auto p = find_partition();
       if (!p) return false;
       partition = *p;
-      std::lock_guard lock(mu);
-      st.partition = partition;
+      {
+        std::lock_guard lock(mu);
+        st.partition = partition;
+      }
+      fit_topic_limit();
     }
     TailQuery q{opt.brokers, opt.topic, partition, gateway_id, security, opt.read_back_timeout, &stopping,
                 std::string(record_type_name(opt.records))};
     auto tail = read_tail(q, acked);
     if (!tail) {
-      set_error(SinkState::down, "read-back of " + opt.topic + " [" + std::to_string(partition) +
-                                     "]: " + tail.error().message());
+      set_error(SinkState::down, with_cause("read-back of " + opt.topic + " [" + std::to_string(partition) +
+                                            "]: " + tail.error().message()));
       return false;
     }
     held_ahead.clear();
@@ -446,7 +550,8 @@ struct KafkaUplink::Impl {
       }
       if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && count > 1) {
         max_records = std::max<std::size_t>(1, count / 2);
-        spdlog::info("{}: batch of {} records too large ({} bytes), halving", opt.cursor, count, value.size());
+        spdlog::log(size_cap == 0 ? spdlog::level::info : spdlog::level::debug,
+                    "{}: batch of {} records too large ({} bytes), halving", opt.cursor, count, value.size());
         return false;
       }
       spdlog::error("{}: produce of seq {}..{} failed: {}", opt.cursor, first, last, rd_kafka_err2str(err));
@@ -454,15 +559,24 @@ struct KafkaUplink::Impl {
       ++st.delivery_errors;
       st.state = SinkState::down;
       st.last_error = std::string("produce failed: ") + rd_kafka_err2str(err);
+      if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
+        // One record alone is larger than the topic takes: it cannot be split. The sink keeps it
+        // and retries after the backoff, and says why (raise the topic's max.message.bytes).
+        st.last_error += " (the record of seq " + first + " alone is " + std::to_string(value.size()) +
+                         " bytes compressed: more than the topic's max.message.bytes takes)";
+      }
       rewind = true;
       return false;
     }
     ++next_id;
     tokens -= static_cast<double>(value.size());
     if (backlog()) drain_tokens -= static_cast<double>(count + skipped);
-    fifo.push_back({id, batch.first, batch.last, count, false, false, event_times(batch)});
+    fifo.push_back({id, batch.first, batch.last, count, false, false, event_times(batch), Clock::now(), value.size()});
     next_after = batch.last;
-    max_records = opt.batch_max_records;
+    // After a halving: back to full batches, or, under a learned size cap, a quarter more each
+    // time (a batch over the cap is refused by the producer at once and halved, with no round trip).
+    max_records = size_cap == 0 ? opt.batch_max_records
+                                : std::min(opt.batch_max_records, max_records + max_records / 4 + 1);
     std::lock_guard lock(mu);
     ++st.batches_sent;
     st.bytes_sent += value.size();
@@ -502,6 +616,15 @@ struct KafkaUplink::Impl {
     const bool fatal = rd_kafka_fatal_error(rk, nullptr, 0) != RD_KAFKA_RESP_ERR_NO_ERROR;
     if (!fatal && !std::all_of(fifo.begin(), fifo.end(), [](const InFlight& f) { return f.reported; })) return;
     ack_prefix();
+    if (too_large != 0) {
+      const std::size_t cap = std::max<std::size_t>(kMinSizeCap, too_large / 2);
+      if (size_cap == 0 || cap < size_cap) {
+        size_cap = cap;
+        spdlog::warn("{}: {} refused a message of {} bytes as too large (max.message.bytes): messages now capped "
+                     "at {} bytes", opt.cursor, opt.topic, too_large, size_cap);
+      }
+      too_large = 0;
+    }
     destroy_producer();  // purge reports of a fatal producer are for batches the read-back settles
     fifo.clear();
     {
@@ -587,6 +710,12 @@ struct KafkaUplink::Impl {
     while (!stopping.load()) {
       rd_kafka_poll(rk, 0);
       if (rewind) {
+        // Not before the backoff: a producer that fails at once (a fatal error such as a missing
+        // ACL) was otherwise restarted in a tight loop, ~150 times a second (e2e.kafka_secure).
+        if (Clock::now() < retry_at) {
+          rd_kafka_poll(rk, to_int_ms(tick));
+          continue;
+        }
         do_rewind();
         if (rewind) rd_kafka_poll(rk, to_int_ms(tick));
         continue;
@@ -691,5 +820,7 @@ SinkStats KafkaUplink::stats() const {
   std::lock_guard lock(impl_->mu);
   return impl_->st;
 }
+
+std::string librdkafka_version() { return rd_kafka_version_str(); }
 
 }  // namespace gw::uplink

@@ -101,4 +101,8 @@ class KafkaUplink final : public Sink {
   std::unique_ptr<Impl> impl_;
 };
 
+// The librdkafka the gateway runs with (rd_kafka_version_str()), for `edge-gateway --version`:
+// what a broker accepts depends on it (SCRAM against Kafka 4.x needs 2.6.1 or later).
+std::string librdkafka_version();
+
 }  // namespace gw::uplink

@@ -14,6 +14,11 @@
 #   gw_kafka_verify MANIFEST TOPIC [ARGS...]   the independent verifier (kafka_verify.py, in the venv
 #                                              of toolchains/python-env.sh) over the whole topic
 # Nodes are tracked with gw_track, so gw_stop_all stops them. JVM heap: KAFKA_HEAP (default 384m).
+# With GW_KAFKA_TLS_PEM set (a PEM file: the node's private key, unencrypted, and its certificate
+# chain), every node also gets a SASL_SSL listener (mechanisms SCRAM-SHA-512 and PLAIN) and
+# KAFKA_SECURE_BOOTSTRAP names those; GW_KAFKA_USERS ("user=password ...") are its users, for both
+# mechanisms (SCRAM credentials written at format time). The PLAINTEXT listener (KAFKA_BOOTSTRAP)
+# stays for the tests' tools and verifiers (principal ANONYMOUS).
 
 GW_KAFKA_DIR= GW_KAFKA_NODES=0
 declare -ga GW_KAFKA_PIDS=() GW_KAFKA_PORTS=()
@@ -24,10 +29,19 @@ gw_kafka_start() {
   GW_KAFKA_DIR=$dir GW_KAFKA_NODES=$nodes
   KAFKA_LIB=$("$(dirname "${BASH_SOURCE[0]}")/../../toolchains/fetch-brokers.sh" kafka) || gw_die "fetching Kafka failed"
   rf=$((nodes < 3 ? nodes : 3)) min_isr=$((nodes < 3 ? 1 : 2))
-  local controllers=()
+  local controllers=() secure=() format_args=() user plain_users=
+  for user in ${GW_KAFKA_USERS:-}; do
+    format_args+=(--add-scram "SCRAM-SHA-512=[name=${user%%=*},password=${user#*=}]")
+    plain_users+=" user_${user%%=*}=\"${user#*=}\""
+  done
+  KAFKA_SECURE_BOOTSTRAP=
   for ((i = 1; i <= nodes; i++)); do
     GW_KAFKA_PORTS[i]=$(gw_free_port)
     controllers[i]=$(gw_free_port)
+    if [[ -n ${GW_KAFKA_TLS_PEM:-} ]]; then
+      secure[i]=$(gw_free_port)
+      KAFKA_SECURE_BOOTSTRAP+="${KAFKA_SECURE_BOOTSTRAP:+,}127.0.0.1:${secure[i]}"
+    fi
     voters+="${voters:+,}$i@127.0.0.1:${controllers[i]}"
   done
   # A KRaft cluster id: 16 random bytes, base64url without padding.
@@ -39,11 +53,11 @@ gw_kafka_start() {
 process.roles=broker,controller
 node.id=$i
 controller.quorum.voters=$voters
-listeners=PLAINTEXT://127.0.0.1:${GW_KAFKA_PORTS[i]},CONTROLLER://127.0.0.1:${controllers[i]}
-advertised.listeners=PLAINTEXT://127.0.0.1:${GW_KAFKA_PORTS[i]}
+listeners=PLAINTEXT://127.0.0.1:${GW_KAFKA_PORTS[i]},CONTROLLER://127.0.0.1:${controllers[i]}${secure[i]:+,SASL_SSL://127.0.0.1:${secure[i]}}
+advertised.listeners=PLAINTEXT://127.0.0.1:${GW_KAFKA_PORTS[i]}${secure[i]:+,SASL_SSL://127.0.0.1:${secure[i]}}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
 log.dirs=$dir/node$i/data
 num.partitions=1
 default.replication.factor=$rf
@@ -53,6 +67,15 @@ transaction.state.log.replication.factor=$rf
 transaction.state.log.min.isr=$min_isr
 group.initial.rebalance.delay.ms=0
 PROPS
+    if [[ -n ${secure[i]:-} ]]; then
+      cat >>"$dir/node$i/server.properties" <<PROPS
+sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required$plain_users;
+ssl.keystore.type=PEM
+ssl.keystore.location=$GW_KAFKA_TLS_PEM
+PROPS
+    fi
     printf '%s\n' "$@" >>"$dir/node$i/server.properties"
     cat >"$dir/node$i/log4j2.properties" <<LOG
 appender.file.type=File
@@ -63,7 +86,7 @@ appender.file.layout.pattern=[%d] %p %m (%c)%n
 rootLogger.level=INFO
 rootLogger.appenderRef.file.ref=file
 LOG
-    java -cp "$KAFKA_LIB/*" kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/node$i/server.properties" \
+    java -cp "$KAFKA_LIB/*" kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/node$i/server.properties" "${format_args[@]}" \
       >"$dir/node$i/format.log" 2>&1 || gw_die "formatting Kafka node $i failed (see $dir/node$i/format.log)"
     KAFKA_BOOTSTRAP+="${KAFKA_BOOTSTRAP:+,}127.0.0.1:${GW_KAFKA_PORTS[i]}"
   done
