@@ -110,6 +110,7 @@ struct KafkaUplink::Impl {
   Clock::time_point next_stall_check{};  // watch_stall(): not before this
   std::size_t size_cap = 0;  // bytes a message may have, learned from MSG_SIZE_TOO_LARGE; 0: none
   std::size_t too_large = 0; // the largest message refused as too large since the last rewind
+  bool limit_checked = false;  // fit_topic_limit() ran (once per sink life, after the first read-back)
   // The latest error librdkafka reported about a broker connection (TLS, SASL, refused, ...):
   // failures seen through the metadata or the read-back name it as their cause, since librdkafka's
   // own error for them is only "Broker transport failure". Sink thread (error_cb runs in poll).
@@ -329,11 +330,13 @@ struct KafkaUplink::Impl {
     rd_kafka_ConfigResource_t* res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, opt.topic.c_str());
     rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
     rd_kafka_AdminOptions_t* options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
-    const int timeout = to_int_ms(std::min(opt.read_back_timeout, milliseconds(5000)));
+    // Short: a broker that does not answer (librdkafka's mock has no DescribeConfigs) only delays
+    // the first batch by this much.
+    const int timeout = to_int_ms(std::min(opt.read_back_timeout, milliseconds(1000)));
     char err[256];
     (void)rd_kafka_AdminOptions_set_request_timeout(options, timeout, err, sizeof err);
     rd_kafka_DescribeConfigs(rk, &res, 1, options, queue);
-    rd_kafka_event_t* ev = rd_kafka_queue_poll(queue, timeout + 1000);
+    rd_kafka_event_t* ev = rd_kafka_queue_poll(queue, timeout + 500);
     std::size_t out = 0;
     if (ev != nullptr && rd_kafka_event_error(ev) == RD_KAFKA_RESP_ERR_NO_ERROR) {
       std::size_t n = 0;
@@ -419,11 +422,8 @@ struct KafkaUplink::Impl {
       auto p = find_partition();
       if (!p) return false;
       partition = *p;
-      {
-        std::lock_guard lock(mu);
-        st.partition = partition;
-      }
-      fit_topic_limit();
+      std::lock_guard lock(mu);
+      st.partition = partition;
     }
     TailQuery q{opt.brokers, opt.topic, partition, gateway_id, security, opt.read_back_timeout, &stopping,
                 std::string(record_type_name(opt.records))};
@@ -462,6 +462,10 @@ struct KafkaUplink::Impl {
     }
     spdlog::info("{}: {} [{}]: resuming after seq {}", opt.cursor, opt.topic, partition, acked.value);
     next_after = acked;
+    if (!limit_checked) {
+      limit_checked = true;
+      fit_topic_limit();  // nothing is in flight yet
+    }
     std::lock_guard lock(mu);
     ++st.read_backs;
     if (newest) st.upstream_tail = *newest;
