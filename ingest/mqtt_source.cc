@@ -99,21 +99,14 @@ class Core final : public std::enable_shared_from_this<Core> {
     }
     if (!options_.username.empty()) builder.user_name(options_.username);
     if (!options_.password.empty()) builder.password(options_.password);
-    connect_options_ = builder.finalize();
     if (is_tls(options_)) {
       auto ssl = mqtt::ssl_options_builder();
       if (!options_.ca_file.empty()) ssl.trust_store(options_.ca_file);
       if (!options_.cert_file.empty()) ssl.key_store(options_.cert_file);
       if (!options_.key_file.empty()) ssl.private_key(options_.key_file);
-      // OpenSSL's own words (e.g. "certificate verify failed"), which Paho's connect failure lacks
-      // ("TCP/TLS connect failure" only). Set on the member, as the session expiry below: Paho
-      // C++ 1.2 points the callback's context at the ssl_options object that holds it.
-      ssl.error_handler([this](const std::string& what) {
-        std::lock_guard lock(tls_mu_);
-        if (tls_error_.empty()) tls_error_ = what.substr(0, what.find_last_not_of(" \r\n") + 1);
-      });
-      connect_options_.set_ssl(ssl.finalize());
+      builder.ssl(ssl.finalize());
     }
+    connect_options_ = builder.finalize();
     if (version == MQTTVERSION_5) {
       // Set on the member itself: Paho C++ 1.2's connect_options keeps a raw pointer to its own
       // properties, and copying/assigning a connect_options does not re-point it (the session
@@ -208,10 +201,6 @@ class Core final : public std::enable_shared_from_this<Core> {
       lock.unlock();
       bool ok = false;
       std::string error;
-      {
-        std::lock_guard tls_lock(tls_mu_);
-        tls_error_.clear();
-      }
       try {
         auto token = client_->connect(connect_options_);
         // Paho's connect_timeout bounds this; we do not give up on a pending connect, so that no
@@ -230,10 +219,6 @@ class Core final : public std::enable_shared_from_this<Core> {
         stats_.connected = true;
         backoff = options_.reconnect_min;
         continue;
-      }
-      {
-        std::lock_guard tls_lock(tls_mu_);
-        if (!tls_error_.empty()) error += " (TLS: " + tls_error_ + ")";
       }
       set_error("connect " + options_.url + ": " + error);
       if (!logged_connect_failure_) {
@@ -419,10 +404,6 @@ class Core final : public std::enable_shared_from_this<Core> {
   EventStore& store_;
 
   mutable std::mutex mu_;
-  // The first OpenSSL error of the current connect attempt (Paho's thread writes it). Its own
-  // mutex: Paho calls back while supervise() waits for the connect, never under mu_.
-  std::mutex tls_mu_;
-  std::string tls_error_;
   std::condition_variable cv_;
   MqttStats stats_;
   bool started_ = false;
