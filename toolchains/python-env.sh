@@ -11,7 +11,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 req=$here/python/requirements.txt
 cache=${GW_VENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/edge-gateway}
-dir=$cache/venv-$( (sha256sum "$req"; python3 --version) | sha256sum | cut -c1-12)
+dir=$cache/venv-$( (sha256sum <"$req"; python3 --version) | sha256sum | cut -c1-12)
 if [[ ! -f $dir/complete ]]; then
   rm -rf "$dir"
   mkdir -p "$cache"
