@@ -44,8 +44,11 @@ gw_kafka_start() {
     fi
     voters+="${voters:+,}$i@127.0.0.1:${controllers[i]}"
   done
-  # A KRaft cluster id: 16 random bytes, base64url without padding.
-  cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+  # A KRaft cluster id: 16 random bytes, base64url without padding; drawn again while it starts with
+  # '-' (the storage tool would take it for an option: 1 start in 64 failed so; Kafka's own
+  # Uuid.randomUuid() redraws the same way).
+  cluster_id=-
+  while [[ $cluster_id == -* ]]; do cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '='); done
   KAFKA_BOOTSTRAP=
   for ((i = 1; i <= nodes; i++)); do
     mkdir -p "$dir/node$i"
