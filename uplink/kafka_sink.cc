@@ -63,10 +63,9 @@ struct InFlight {
   std::size_t records = 0;
   bool reported = false;
   bool ok = false;
-  std::vector<std::int64_t> event_times{};
-  Clock::time_point sent = Clock::now();
-  std::size_t bytes = 0;  // the compressed value produced
-  // telemetry: each record's event time (ms), for the latency histogram
+  std::vector<std::int64_t> event_times{};  // telemetry: each record's event time (ms), for the latency histogram
+  Clock::time_point sent = Clock::now();    // when it was produced (watch_stall())
+  std::size_t bytes = 0;                    // the compressed value produced
 };
 
 int to_int_ms(milliseconds ms) { return static_cast<int>(std::clamp<std::int64_t>(ms.count(), 0, 1 << 30)); }
@@ -108,7 +107,8 @@ struct KafkaUplink::Impl {
   buffer::Seq acked;       // the cursor position
   bool rewind = false;     // a delivery failed: read back and resend once every report is in
   Clock::time_point next_stall_check{};  // watch_stall(): not before this
-  std::size_t size_cap = 0;  // bytes a message may have, learned from MSG_SIZE_TOO_LARGE; 0: none
+  std::size_t size_cap = 0;  // bytes a message may have: the topic's max.message.bytes, or learned
+                             // from MSG_SIZE_TOO_LARGE; 0: none
   std::size_t too_large = 0; // the largest message refused as too large since the last rewind
   bool limit_checked = false;  // fit_topic_limit() ran (once per sink life, after the first read-back)
   // The latest error librdkafka reported about a broker connection (TLS, SASL, refused, ...):
@@ -377,6 +377,12 @@ struct KafkaUplink::Impl {
     if (!create_producer()) stopping = true;
   }
 
+  // The read of this sink's partition tail (kafka_reader.h): the read-back, and watch_stall()'s probe.
+  TailQuery tail_query() {
+    return TailQuery{opt.brokers, opt.topic, partition, gateway_id, security, opt.read_back_timeout, &stopping,
+                     std::string(record_type_name(opt.records))};
+  }
+
   // `what`, and the latest broker connection error as its likely cause.
   std::string with_cause(std::string what) const {
     return broker_error.empty() ? what : what + " (last broker error: " + broker_error + ")";
@@ -425,9 +431,7 @@ struct KafkaUplink::Impl {
       std::lock_guard lock(mu);
       st.partition = partition;
     }
-    TailQuery q{opt.brokers, opt.topic, partition, gateway_id, security, opt.read_back_timeout, &stopping,
-                std::string(record_type_name(opt.records))};
-    auto tail = read_tail(q, acked);
+    auto tail = read_tail(tail_query(), acked);
     if (!tail) {
       set_error(SinkState::down, with_cause("read-back of " + opt.topic + " [" + std::to_string(partition) +
                                             "]: " + tail.error().message()));
@@ -657,9 +661,7 @@ struct KafkaUplink::Impl {
     std::string why = "no acknowledgement of seq " + std::to_string(oldest->first.value) + ".." +
                       std::to_string(oldest->last.value) + " for " + std::to_string(waited) +
                       " s (kept in flight and retried)";
-    TailQuery q{opt.brokers, opt.topic, partition, gateway_id, security, opt.read_back_timeout, &stopping,
-                std::string(record_type_name(opt.records))};
-    if (auto tail = read_tail(q, acked)) {
+    if (auto tail = read_tail(tail_query(), acked)) {
       why += kNotAcked;
     } else {
       why += "; reading the partition failed too (" + tail.error().message() + "): no leader reachable";

@@ -66,8 +66,9 @@ struct SinkStats {
   std::uint64_t batches_resent = 0;   // Pulsar: batches sent again (send error, dropped connection)
   std::uint64_t connects = 0;         // Pulsar: WebSocket connections made (the first included)
   std::string last_error;             // the latest connection/delivery problem; cleared by a delivery
-  std::string last_delivery_error;    // Kafka: the latest failed delivery, and what the read-back after
-                                      // it suggests; cleared by a delivery (connection errors keep it)
+  std::string last_delivery_error;    // Kafka: the latest failed delivery, or a batch unconfirmed for
+                                      // message_timeout and what a read of the partition then says;
+                                      // cleared by a delivery (connection errors keep it)
   LatencyHistogram latency;           // telemetry only: event time to delivery report
 };
 

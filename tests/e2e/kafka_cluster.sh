@@ -37,14 +37,7 @@ acked_seq() { status | jq -r '.uplink.kafka.last_acked_seq'; }
 stored_seq() { status | jq -r '.buffer.last_seq'; }
 leader() { timeout 10 kcat -L -J -b "$1" -t telemetry 2>/dev/null | jq -r '.topics[0].partitions[0].leader // -1'; }
 # advances SEQ SECONDS: until the uplink has acknowledged beyond SEQ.
-advances() {
-  local from=$1 deadline=$((SECONDS + $(gw_scaled "$2")))
-  while ((SECONDS < deadline)); do
-    (($(acked_seq) > from)) && return 0
-    sleep 0.5
-  done
-  return 1
-}
+advances() { gw_wait_status "http://127.0.0.1:$http_port" ".uplink.kafka.last_acked_seq > $1" "$2" >/dev/null; }
 
 sleep 6
 first=$(leader "$KAFKA_BOOTSTRAP")
@@ -76,8 +69,9 @@ for ((i = 0; i < $(gw_scaled 60); i++)); do
   ((stalled >= 5)) && [[ $(jq -r '.uplink.kafka.state' <<<"$s") != up ]] && break
 done
 ((stalled >= 5)) || gw_die "the uplink kept acknowledging with one node of three up"
-# /status says why: the delivery failed, and the read-back that worked after it shows the leader up
-# (kafka_sink.cc); /readyz, after ready_uplink_down, names the uplink and the same reason.
+# /status says why: no acknowledgement for message_timeout, and a read of the partition that works
+# shows its leader up (kafka_sink.cc watch_stall()); /readyz, after ready_uplink_down, names the
+# uplink and the same reason.
 for ((i = 0; i < $(gw_scaled 30); i++)); do
   s=$(status)
   why=$(jq -r '.uplink.kafka.last_delivery_error' <<<"$s")

@@ -61,23 +61,13 @@ gateway_config() {
   sed -i "s|^\[uplink.kafka\]\$|[uplink.kafka]\nsecurity.protocol = \"SASL_SSL\"\nsasl.mechanism = \"${4:-PLAIN}\"\nsasl.username = \"gw\"\nsasl.password = \"$3\"\nssl.ca.location = \"$2\"|" "$d/gateway.toml"
 }
 http_of() { awk -F'"' '/^listen = / { print $2 }' "$work/$1/gateway.toml"; }
-status_of() { gw_http "http://$(http_of "$1")/status"; }
 start_gateway() {
   "$build/gateway/edge-gateway" --config "$work/$1/gateway.toml" >"$work/$1/gateway.log" 2>&1 &
   gw_track $!
   gw_wait_http "http://$(http_of "$1")/healthz" 20 || gw_die "gateway $1 not healthy (see $work/$1/gateway.log)"
 }
-# wait_status NAME JQ_CONDITION SECONDS: until the condition holds on NAME's /status; prints it.
-wait_status() {
-  local s="" deadline=$((SECONDS + $(gw_scaled "$3")))
-  while ((SECONDS < deadline)); do
-    s=$(status_of "$1" 2>/dev/null || true)
-    jq -e "$2" <<<"$s" >/dev/null 2>&1 && { echo "$s"; return 0; }
-    sleep 0.5
-  done
-  echo "$s"
-  return 1
-}
+# wait_status NAME JQ_CONDITION SECONDS: gw_wait_status (lib.sh) on gateway NAME.
+wait_status() { gw_wait_status "http://$(http_of "$1")" "$2" "$3"; }
 
 mqtt_port=$(gw_free_port)
 gateway_config e2e-secure "$tls/ca.pem" gw-secret

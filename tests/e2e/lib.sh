@@ -104,6 +104,19 @@ gw_wait_http() {
   return 1
 }
 
+# gw_wait_status BASE_URL JQ_CONDITION SECONDS: until JQ_CONDITION holds on BASE_URL/status; prints
+# the last status (also on failure, for the message).
+gw_wait_status() {
+  local s="" deadline=$((SECONDS + $(gw_scaled "$3")))
+  while ((SECONDS < deadline)); do
+    s=$(gw_http "$1/status" 2>/dev/null || true)
+    jq -e "$2" <<<"$s" >/dev/null 2>&1 && { echo "$s"; return 0; }
+    sleep 0.5
+  done
+  echo "$s"
+  return 1
+}
+
 # gw_wait_subscribed BASE_URL SECONDS: until the gateway's /status says its MQTT subscriptions are
 # confirmed. Until then a brand-new session has no subscription at the broker, so what devices
 # publish is acknowledged to them but queued for nobody: wait before publishing.
