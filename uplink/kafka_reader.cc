@@ -275,13 +275,17 @@ std::expected<std::vector<HeldRange>, std::error_code> read_tail(const TailQuery
   auto cancelled = [&q] { return q.cancel != nullptr && q.cancel->load(); };
   std::int64_t low = 0, high = 0;
   rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR__TIMED_OUT;
-  // In slices, so that a cancel is noticed.
+  // In slices, so that a cancel is noticed. Every error that may pass (classify(): unreachable) is
+  // tried again until the deadline: librdkafka says "all brokers down" as soon as the first
+  // bootstrap broker it tries refuses, before it has tried the others, so with one broker of three
+  // up a read-back gave up after 0.5 s in two starts of three.
   while (Clock::now() < deadline && !cancelled()) {
     e = list_offset(rk, q.topic, q.partition, -2, std::min(ms_left(deadline), 500), low);
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
       e = list_offset(rk, q.topic, q.partition, -1, std::min(ms_left(deadline), 500), high);
     }
-    if (e != RD_KAFKA_RESP_ERR__TIMED_OUT && e != RD_KAFKA_RESP_ERR__TRANSPORT) break;
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR || classify(e) != errc::unreachable) break;
+    if (e != RD_KAFKA_RESP_ERR__TIMED_OUT) rd_kafka_poll(rk, std::min(ms_left(deadline), 100));  // no spin
   }
   if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
     spdlog::debug("uplink.tail: watermarks of {} [{}]: {}", q.topic, q.partition, rd_kafka_err2str(e));
