@@ -15,6 +15,7 @@
 
 #include "gateway/api.h"
 #include "gateway/ingest_workers.h"
+#include "gateway/instance_lock.h"
 #include "ingest/plugin_server.h"
 #include "gateway/metrics.h"
 #include "gateway/status.h"
@@ -31,6 +32,9 @@ class GatewayApp final : public App {
   ~GatewayApp() override { stop(); }
 
   std::expected<void, std::string> run() {
+    auto lock = InstanceLock::acquire(config_.buffer.path);
+    if (!lock) return std::unexpected("buffer: " + lock.error());
+    lock_ = std::move(*lock);
     auto ring = buffer::Ring::open(config_.buffer);
     if (!ring) return std::unexpected("buffer: cannot open " + config_.buffer.path + ": " + ring.error().message());
     ring_ = std::move(*ring);
@@ -252,6 +256,7 @@ class GatewayApp final : public App {
   Config config_;
   Clock::time_point started_ = Clock::now();
   std::atomic<bool> stopped_{false};
+  std::optional<InstanceLock> lock_;  // before ring_: held until the ring is closed
   std::unique_ptr<buffer::Ring> ring_;
   std::unique_ptr<uplink::MockCluster> mock_;
   std::unique_ptr<windowing::Stage> windowing_;

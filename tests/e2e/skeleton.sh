@@ -48,8 +48,17 @@ listen = "127.0.0.1:$http_port"
 CONF
 "$build/gateway/edge-gateway" --check-config "$work/gateway.toml"
 "$build/gateway/edge-gateway" --config "$work/gateway.toml" >"$work/gateway.log" 2>&1 &
-gw_track $!
+gateway_pid=$!
+gw_track $gateway_pid
 gw_wait_box_ready plugin "$build" "$src" "$work" "$http_port"
+
+# A second gateway on the same buffer refuses to start, naming the first (gateway/instance_lock.h).
+if second=$(timeout 10 "$build/gateway/edge-gateway" --config "$work/gateway.toml" 2>&1); then
+  gw_die "a second edge-gateway started on the buffer of the first"
+fi
+[[ $second == *"in use by another edge-gateway (pid $gateway_pid)"* ]] ||
+  gw_die "a second edge-gateway on the same buffer did not say why it stopped: $second"
+gw_log "a second edge-gateway on the same buffer: $(grep -o 'the buffer .*upstream' <<<"$second")"
 
 "$build/firmware-sim/firmware-sim" --broker "tcp://127.0.0.1:$mqtt_port" --devices "$devices" --count "$count" \
   --rate 100 --qos 1 --seed 7 --manifest "$work/manifest.txt" | tee "$work/sim.out"
