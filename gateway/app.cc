@@ -223,6 +223,7 @@ class GatewayApp final : public App {
     s.kafka.embedded = mock_ != nullptr;
     s.kafka.max_bytes_per_s = config_.kafka.max_bytes_per_s;
     s.kafka.batch_max_records = config_.kafka.batch_max_records;
+    s.kafka.exactly_once = config_.kafka.exactly_once;
     if (kafka_aggregates_) {
       Snapshot::Kafka a = s.kafka;
       a.stats = kafka_aggregates_->stats();

@@ -383,6 +383,18 @@ const std::vector<Key>& keys() {
       int_key("uplink.kafka.partition", [](Config& c) -> auto& { return c.kafka.partition; }, -1, 1000000,
               "The partition this gateway writes; -1: the partition of its key (the gateway id). One gateway writes "
               "one partition, and reads its tail back on start to resume without duplicates."),
+      bool_key("uplink.kafka.exactly_once", [](Config& c) -> auto& { return c.kafka.exactly_once; },
+               "Exactly once for read_committed consumers: batches go in Kafka transactions (transactional.id "
+               "edge-gateway.<gateway_id>.<telemetry|aggregate>; the principal needs WRITE and DESCRIBE on it), "
+               "the buffer is acked only for committed ones, and a restart aborts what a killed predecessor left "
+               "open before reading the tail back. A second process with the same gateway_id fences the first, "
+               "which then stops sending and says so in /status. Consumers must read with "
+               "isolation.level=read_committed. false: idempotent producer, at least once."),
+      duration_key("uplink.kafka.commit_interval", [](Config& c) -> auto& { return c.kafka.commit_interval; },
+                   milliseconds(1),
+                   "exactly_once: a transaction is committed this long after it began (sooner once it holds "
+                   "16 batches): the delay it adds to delivery, against one commit round trip and one marker "
+                   "record in the partition per transaction."),
       duration_key("uplink.kafka.message_timeout", [](Config& c) -> auto& { return c.kafka.message_timeout; },
                    milliseconds(100),
                    "A batch not confirmed in this time makes the uplink report itself down, with why "

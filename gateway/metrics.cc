@@ -263,6 +263,17 @@ void uplink_metrics(Writer& w, const Snapshot& s) {
            "Batches sent again after a send error or a lost connection (Pulsar; the Kafka sink resends "
            "after a read-back instead).",
            [](const uplink::SinkStats& x) { return x.batches_resent; });
+  per_sink("gw_uplink_transactions_committed_total", "counter",
+           "Kafka exactly_once: transactions committed.",
+           [](const uplink::SinkStats& x) { return x.transactions_committed; });
+  per_sink("gw_uplink_transactions_aborted_total", "counter",
+           "Kafka exactly_once: transactions left to be aborted after a failed delivery or commit (their "
+           "batches are sent again).",
+           [](const uplink::SinkStats& x) { return x.transactions_aborted; });
+  per_sink("gw_uplink_fenced", "gauge",
+           "1 when another producer took the sink's transactional.id (Kafka exactly_once): it sends nothing more "
+           "until restarted.",
+           [](const uplink::SinkStats& x) { return x.fenced ? 1 : 0; });
   per_sink("gw_uplink_last_acked_seq", "gauge", "The last buffer sequence number the upstream system acknowledged.",
            [](const uplink::SinkStats& x) { return x.last_acked.value; });
   gauge("gw_uplink_in_flight_batches", "Batches produced and not yet confirmed.", k.in_flight);

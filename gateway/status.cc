@@ -199,6 +199,8 @@ std::string status_json(const Snapshot& snap) {
                 {"rate_limited_ms", k.rate_limited_ms}, {"drain_paced_ms", k.drain_paced_ms},
                 {"max_bytes_per_s", sink.max_bytes_per_s},
                 {"batches_resent", k.batches_resent}, {"connects", k.connects},
+                {"exactly_once", sink.exactly_once},   {"transactions_committed", k.transactions_committed},
+                {"transactions_aborted", k.transactions_aborted}, {"fenced", k.fenced},
                 {"last_error", k.last_error},          {"last_delivery_error", k.last_delivery_error}};
   };
   if (snap.kafka_aggregates) s["uplink"]["kafka_aggregates"] = sink_json(*snap.kafka_aggregates);

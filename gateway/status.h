@@ -61,6 +61,7 @@ struct Snapshot {
     bool embedded = false;
     std::uint64_t max_bytes_per_s = 0;
     std::uint64_t batch_max_records = 0;
+    bool exactly_once = false;  // Kafka: transactions (uplink.kafka.exactly_once)
   };
   Kafka kafka;                           // the Kafka telemetry sink (when has_kafka)
   bool has_kafka = true;                 // false: [uplink.kafka] brokers not set (Pulsar only)

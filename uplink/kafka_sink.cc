@@ -48,6 +48,9 @@ constexpr std::size_t kFraming = 256;
 
 // What a read of the partition that works while a batch waits for its acknowledgement says
 // (watch_stall(), the sink's last_delivery_error).
+// exactly_once: librdkafka's transaction.timeout.ms and message.timeout.ms.
+constexpr std::chrono::milliseconds kTransactionTimeout{60000};
+
 constexpr std::string_view kNotAcked =
     ": the partition's leader answers reads but did not acknowledge the writes in time; with acks=all "
     "it waits for min.insync.replicas in-sync replicas, so too few of the topic's replicas may be up";
@@ -116,6 +119,13 @@ struct KafkaUplink::Impl {
   // own error for them is only "Broker transport failure". Sink thread (error_cb runs in poll).
   std::string broker_error;
   bool need_resume = true; // read the tail back before sending
+  // exactly_once: transactions of this producer are initialised (init_transactions, which also
+  // aborts what a predecessor with the same transactional.id left open); a transaction is open
+  // (since txn_began); this sink was fenced by another producer and sends nothing more.
+  bool txn_ready = false;
+  bool in_txn = false;
+  Clock::time_point txn_began{};
+  bool fenced = false;
   std::int32_t partition = -1;
   std::size_t max_records = 0;
   Clock::time_point next_probe{};
@@ -175,6 +185,10 @@ struct KafkaUplink::Impl {
         what_fatal += " (the credentials may not write: an idempotent producer needs the WRITE ACL on the topic, "
                       "or IDEMPOTENT_WRITE on the cluster)";
       }
+      if (self->opt.exactly_once && is_fenced(orig)) {
+        self->fence(what_fatal);
+        return;
+      }
       spdlog::error("{}: {}", self->opt.cursor, what_fatal);
       self->set_error(SinkState::down, what_fatal);
       self->rewind = true;  // the producer is restarted once every report is in
@@ -198,6 +212,10 @@ struct KafkaUplink::Impl {
     if (it == fifo.end()) return;  // a report from before a producer restart
     it->reported = true;
     it->ok = err == RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (fenced) {
+      it->ok = false;  // fence() said why; nothing of a fenced producer is committed
+      return;
+    }
     if (!it->ok) {
       if (stopping.load() &&
           (err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)) {
@@ -231,6 +249,11 @@ struct KafkaUplink::Impl {
     }
     backoff.reset();
     broker_error.clear();
+    // exactly_once: delivered is not yet visible to a read_committed consumer; the commit acks it.
+    if (opt.exactly_once) {
+      it->ok = false;
+      return;
+    }
     ack_prefix();
   }
 
@@ -292,6 +315,16 @@ struct KafkaUplink::Impl {
         {"message.timeout.ms", "0"},
         {"retry.backoff.ms", std::to_string(std::clamp<std::int64_t>(opt.retry_backoff.count(), 1, 300000))},
     });
+    if (conf && opt.exactly_once) {
+      // librdkafka wants message.timeout.ms within transaction.timeout.ms: a batch unconfirmed for
+      // that long fails, its transaction is left to be aborted and resent (commit()).
+      const std::string timeout = std::to_string(to_int_ms(kTransactionTimeout));
+      if (!detail::set_props(conf.get(), {{"transactional.id", transactional_id()},
+                                          {"transaction.timeout.ms", timeout},
+                                          {"message.timeout.ms", timeout}})) {
+        return std::unexpected(make_error_code(errc::kafka));
+      }
+    }
     if (conf && size_cap != 0) {
       // Room for the record batch's framing, the key and the gw-* headers (about 200 bytes).
       const std::string fit = std::to_string(std::max(kMinSizeCap, size_cap - std::min(size_cap, kFraming)));
@@ -314,12 +347,121 @@ struct KafkaUplink::Impl {
     return {};
   }
 
-  // Gives up on whatever is queued, serves the resulting reports, and destroys the producer.
+  // Gives up on whatever is queued, serves the resulting reports, and destroys the producer. An
+  // open transaction stays open on the broker until the next producer's init_transactions aborts it.
   void destroy_producer() {
     rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     rd_kafka_poll(rk, 0);
     rd_kafka_destroy(rk);
     rk = nullptr;
+    if (in_txn) {
+      std::lock_guard lock(mu);
+      ++st.transactions_aborted;
+    }
+    txn_ready = in_txn = false;
+  }
+
+  // --- exactly_once: transactions ---------------------------------------------------------------
+
+  std::string transactional_id() const {
+    return "edge-gateway." + gateway_id + "." + std::string(record_type_name(opt.records));
+  }
+
+  static bool is_fenced(rd_kafka_resp_err_t e) {
+    return e == RD_KAFKA_RESP_ERR__FENCED || e == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+           e == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+  }
+
+  // Another producer took this sink's transactional.id: sending again (a new producer, a new
+  // init_transactions) would fence that one in turn, so the sink stops sending for good and says
+  // why. What this process delivered but did not commit is aborted by the broker; the buffer keeps it.
+  void fence(const std::string& why) {
+    if (fenced) return;
+    fenced = true;
+    const std::string what = why + " (another producer took transactional.id " + transactional_id() +
+                             ": a second edge-gateway with gateway_id " + gateway_id +
+                             "?); this one sends nothing more until it is restarted";
+    spdlog::error("{}: {}", opt.cursor, what);
+    std::lock_guard lock(mu);
+    st.fenced = true;
+    st.state = SinkState::down;
+    st.last_error = what;
+    st.last_delivery_error = what;
+  }
+
+  // Handles a failed transactional call: true if it may simply be tried again.
+  bool txn_failed(const char* call, rd_kafka_error_t* error) {
+    const std::string what = std::string(call) + ": " + rd_kafka_error_name(error) + ": " + rd_kafka_error_string(error);
+    const bool retriable = rd_kafka_error_is_retriable(error);
+    const bool fatal = rd_kafka_error_is_fatal(error);
+    const rd_kafka_resp_err_t code = rd_kafka_error_code(error);
+    rd_kafka_error_destroy(error);
+    if (fatal && is_fenced(rd_kafka_fatal_error(rk, nullptr, 0))) {
+      fence(what);
+      return false;
+    }
+    if (is_fenced(code)) {
+      fence(what);
+      return false;
+    }
+    spdlog::warn("{}: {}", opt.cursor, what);
+    set_error(SinkState::down, with_cause(what));
+    if (retriable) return true;
+    // Abortable or fatal: the producer is made again (its open transaction is aborted by the next
+    // init_transactions) and everything uncommitted is read back and resent.
+    for (InFlight& f : fifo) f.reported = true;
+    rewind = true;
+    return false;
+  }
+
+  // init_transactions once per producer, before the read-back: it aborts a transaction a killed
+  // predecessor left open, so that the read-back (read_committed) and the partition's last stable
+  // offset are final. False: not yet (retried after the backoff) or fenced.
+  bool init_transactions() {
+    if (!opt.exactly_once || txn_ready) return true;
+    const milliseconds timeout = std::min(opt.read_back_timeout, milliseconds(5000));  // retriable: again later
+    if (rd_kafka_error_t* e = rd_kafka_init_transactions(rk, to_int_ms(timeout))) {
+      txn_failed("init_transactions", e);
+      return false;
+    }
+    txn_ready = true;
+    return true;
+  }
+
+  bool begin_transaction() {
+    if (!opt.exactly_once || in_txn) return true;
+    if (rd_kafka_error_t* e = rd_kafka_begin_transaction(rk)) {
+      txn_failed("begin_transaction", e);
+      return false;
+    }
+    in_txn = true;
+    txn_began = Clock::now();
+    return true;
+  }
+
+  // Not when the sink has caught up, as a batch's linger would: a commit costs a round trip to the
+  // transaction coordinator and a marker record in the partition, so at a few batches a second a
+  // commit per batch would double the records the topic takes. commit_interval bounds the latency.
+  bool commit_due() const {
+    return in_txn && (fifo.size() >= opt.max_in_flight_batches ||
+                      Clock::now() - txn_began >= opt.commit_interval || stopping.load());
+  }
+
+  // Commits the open transaction (waiting for every delivery of it) and acks what it held.
+  void commit(milliseconds timeout) {
+    if (rd_kafka_error_t* e = rd_kafka_commit_transaction(rk, to_int_ms(timeout))) {
+      txn_failed("commit_transaction", e);  // retriable: the next loop commits again
+      return;
+    }
+    in_txn = false;
+    for (InFlight& f : fifo) {
+      if (f.reported) f.ok = true;  // everything produced in it was delivered, or the commit failed
+    }
+    {
+      std::lock_guard lock(mu);
+      ++st.transactions_committed;
+    }
+    ack_prefix();
   }
 
   // --- resume: the partition and its tail ----------------------------------------------------
@@ -424,6 +566,7 @@ struct KafkaUplink::Impl {
 
   // Reads the tail back and acks up to it; true when sending may (re)start after `acked`.
   bool resume() {
+    if (!init_transactions()) return false;
     if (partition < 0) {
       auto p = find_partition();
       if (!p) return false;
@@ -538,6 +681,7 @@ struct KafkaUplink::Impl {
     const std::string& first = properties[1].second;
     const std::string& last = properties[2].second;
     const std::uint64_t id = next_id;
+    if (!begin_transaction()) return false;
     for (;;) {
       rd_kafka_headers_t* hdrs = rd_kafka_headers_new(properties.size());
       for (const auto& [name, v] : properties) {
@@ -561,6 +705,14 @@ struct KafkaUplink::Impl {
         spdlog::log(size_cap == 0 ? spdlog::level::info : spdlog::level::debug,
                     "{}: batch of {} records too large ({} bytes), halving", opt.cursor, count, value.size());
         return false;
+      }
+      if (opt.exactly_once && err == RD_KAFKA_RESP_ERR__FATAL) {
+        char why[512];
+        const rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, why, sizeof why);
+        if (is_fenced(orig)) {  // before on_error() told it
+          fence(std::string("fatal ") + rd_kafka_err2name(orig) + ": " + why);
+          return false;
+        }
       }
       spdlog::error("{}: produce of seq {}..{} failed: {}", opt.cursor, first, last, rd_kafka_err2str(err));
       std::lock_guard lock(mu);
@@ -715,6 +867,10 @@ struct KafkaUplink::Impl {
     const milliseconds tick{50};
     while (!stopping.load()) {
       rd_kafka_poll(rk, 0);
+      if (fenced) {
+        rd_kafka_poll(rk, to_int_ms(tick));
+        continue;
+      }
       if (rewind) {
         // Not before the backoff: a producer that fails at once (a fatal error such as a missing
         // ACL) was otherwise restarted in a tight loop, ~150 times a second (e2e.kafka_secure).
@@ -733,7 +889,7 @@ struct KafkaUplink::Impl {
         }
         if (resume()) {
           need_resume = false;
-        } else {
+        } else if (!fenced && !rewind) {
           schedule_retry();
           spdlog::warn("{}: cannot read the partition back yet; retrying in about {} ms", opt.cursor,
                        backoff.current().count());
@@ -741,6 +897,10 @@ struct KafkaUplink::Impl {
         continue;
       }
       watch_stall();
+      if (opt.exactly_once && commit_due()) {
+        commit(std::min(opt.message_timeout, milliseconds(1000)));  // in slices: stop() stays prompt
+        continue;
+      }
       if (fifo.size() >= opt.max_in_flight_batches) {
         rd_kafka_poll(rk, to_int_ms(tick));
         continue;
@@ -772,6 +932,7 @@ struct KafkaUplink::Impl {
     // Stopping: give in-flight batches a bounded time, then give up on them (settled by the
     // read-back after a restart).
     if (rk == nullptr) return;  // a failed producer restart stopped the sink
+    if (in_txn && !fenced && !rewind) commit(opt.stop_timeout);
     rd_kafka_flush(rk, to_int_ms(opt.stop_timeout));
     destroy_producer();
     std::lock_guard lock(mu);

@@ -66,6 +66,15 @@ struct KafkaOptions {
   // (read, for records of another type) at most this fast, so that draining after an outage leaves CPU and disk to ingest, which must
   // keep acknowledging live data. 0 = no limit. Live traffic below this rate is never held back.
   std::uint64_t drain_max_records_per_s = 50000;
+  // Exactly once for read_committed consumers: batches are produced in transactions (transactional.id
+  // "edge-gateway.<gateway id>.<record type>"), the cursor acks only committed ones, and a restarted
+  // sink first aborts what its predecessor left open (init_transactions) and then reads back only
+  // committed batches. A process whose transactional.id another one took over (a second gateway
+  // with the same id) is fenced by the broker: it stops sending and says so until restarted.
+  bool exactly_once = false;
+  // exactly_once: a transaction is committed this long after it began (what it holds is acked
+  // then: the latency this adds), or sooner once it holds max_in_flight_batches batches.
+  std::chrono::milliseconds commit_interval{200};
   // Passed to librdkafka unchanged when not empty (see librdkafka's CONFIGURATION.md).
   std::string security_protocol;           // plaintext, ssl, sasl_plaintext, sasl_ssl
   std::string sasl_mechanism;              // PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, ...

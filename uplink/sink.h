@@ -69,6 +69,11 @@ struct SinkStats {
   std::string last_delivery_error;    // Kafka: the latest failed delivery, or a batch unconfirmed for
                                       // message_timeout and what a read of the partition then says;
                                       // cleared by a delivery (connection errors keep it)
+  std::uint64_t transactions_committed = 0;  // Kafka exactly_once: committed transactions
+  std::uint64_t transactions_aborted = 0;    // Kafka exactly_once: left open for the next producer to
+                                             // abort (a delivery or commit failed); their batches are resent
+  bool fenced = false;                // Kafka exactly_once: another producer took this sink's
+                                      // transactional.id; it sends nothing more until restarted
   LatencyHistogram latency;           // telemetry only: event time to delivery report
 };
 

@@ -303,6 +303,40 @@ TEST_CASE("a restarted sink resumes after the broker's tail: no duplicates", "[k
   require_exactly_once(read_until(bootstrap, all_of(seqs), 30s), all_of(seqs));
 }
 
+// exactly_once against the mock: the transactional path (init, begin, commit, ack after commit) and
+// a restart that resumes after the committed tail. Aborts and fencing need a real broker
+// (tests/e2e/kafka_exactly_once.sh).
+TEST_CASE("exactly_once: records go in committed transactions and a restart resumes after them", "[kafka]") {
+  auto cluster = gw::uplink::MockCluster::create(1);
+  REQUIRE(cluster.has_value());
+  REQUIRE((*cluster)->create_topic("telemetry", 1).has_value());
+  const std::string bootstrap = (*cluster)->bootstrap();
+  gw::test::TempDir dir1, dir2;
+  gw::uplink::KafkaOptions opt;
+  opt.exactly_once = true;
+  auto ring1 = open_ring(dir1);
+  std::vector<Seq> seqs = append_events(*ring1, 1, 1000);
+  {
+    auto sink = start_sink(*ring1, bootstrap, opt);
+    const auto st = wait_acked(*sink, seqs.back(), 30s);
+    REQUIRE(st.last_acked == seqs.back());
+    CHECK(st.transactions_committed >= 1);
+    CHECK(st.transactions_committed <= st.batches_sent);
+    CHECK_FALSE(st.fenced);
+  }
+  auto ring2 = open_ring(dir2);
+  REQUIRE(append_events(*ring2, 1, 1000).back() == seqs.back());
+  auto more = append_events(*ring2, 1001, 300);
+  seqs.insert(seqs.end(), more.begin(), more.end());
+  auto sink = start_sink(*ring2, bootstrap, opt);
+  const auto st = wait_acked(*sink, seqs.back(), 30s);
+  REQUIRE(st.last_acked == seqs.back());
+  CHECK(st.upstream_tail == Seq{1000});
+  CHECK(st.records_acked == 300);
+  sink->stop();
+  require_exactly_once(read_until(bootstrap, all_of(seqs), 30s), all_of(seqs));
+}
+
 // Found by e2e.kafka_cluster with two brokers of three down: librdkafka reports "all brokers down"
 // as soon as the first bootstrap broker it tries refuses the connection, and the read gave up on
 // that after 0.5 s instead of trying the broker that is up.
