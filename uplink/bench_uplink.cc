@@ -1,6 +1,6 @@
 // bench-uplink: bytes per record on the wire, and delivery throughput of the Kafka sink.
 //
-//   bench-uplink [--quick] [--data DIR] [--records N]
+//   bench-uplink [--quick] [--data DIR] [--records N] [--brokers HOST:PORT]
 //
 // Sizes, on two data sets (the simulator's standard mix, and the Intel Lab sensor data replayed as
 // telemetry), in batches of 1000 records: the records as JSON lines (uplink-cat's form), JSON lines
@@ -8,7 +8,10 @@
 // columnar batch (format 2), each zstd level 3. Throughput: records/s the KafkaUplink delivers from
 // an LMDB ring to an in-process mock cluster, against a plain librdkafka producer (idempotent,
 // acks=all) in the same run sending the same records, each stored payload as one message (the
-// ratio), and sending our precomputed batch values (a ceiling for reference: no reading, no encoding).
+// ratio), and sending our precomputed batch values (a ceiling for reference: no reading, no encoding);
+// and the sink with exactly_once (transactions) against the same records. --brokers sends to a real
+// Kafka instead of the mock (topics uplink-idempotent, uplink-exactly-once, plain-per-record and
+// plain-batches, created by the caller or by the broker's auto-creation: tests/bench/uplink_real.sh).
 //
 // Prints `BENCH <name> <value> <unit>` and `RATIO <name> <value>` lines on stdout; logs on stderr.
 // Single-threaded apart from the sink's and librdkafka's threads.
@@ -167,12 +170,53 @@ double plain_producer(const std::string& bootstrap, const std::string& topic,
   return static_cast<double>(records) / s;
 }
 
-void throughput(const std::vector<gw::uplink::BatchRecord>& records) {
-  auto cluster = gw::uplink::MockCluster::create(1);
-  if (!cluster || !(*cluster)->create_topic("telemetry", 1) || !(*cluster)->create_topic("plain", 1)) {
-    std::fprintf(stderr, "bench-uplink: no mock cluster\n");
+// Records/s the sink delivers from `ring` through `cursor` (registered, at the start) to `topic`.
+double sink_rate(gw::buffer::Ring& ring, const std::string& bootstrap, const std::string& topic,
+                 const std::string& cursor, bool exactly_once, gw::uplink::SinkStats& st) {
+  gw::uplink::KafkaOptions opt;
+  opt.brokers = bootstrap;
+  opt.topic = topic;
+  opt.cursor = cursor;
+  opt.linger = 0ms;
+  opt.exactly_once = exactly_once;
+  opt.drain_max_records_per_s = 0;  // the whole ring is a backlog here: measure the sink, not its pacing
+  auto sink = gw::uplink::KafkaUplink::create(opt, "edge-1", ring);
+  if (!sink) std::exit(1);
+  const gw::buffer::Seq last = ring.last_seq();
+  if (!(*sink)->start()) std::exit(1);
+  // Timed from the end of the start-up (partition lookup, read-back, the topic's limits): a one-off
+  // cost of each start, not of sending (against the mock, which does not answer DescribeConfigs,
+  // it is about 1 s).
+  const auto deadline = Clock::now() + 300s;
+  while ((*sink)->stats().read_backs == 0 && Clock::now() < deadline) std::this_thread::sleep_for(1ms);
+  const auto t0 = Clock::now();
+  while ((*sink)->stats().last_acked < last && Clock::now() < deadline) std::this_thread::sleep_for(1ms);
+  const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  st = (*sink)->stats();
+  (*sink)->stop();
+  if (st.last_acked < last) {
+    std::fprintf(stderr, "bench-uplink: %s delivered up to seq %llu of %llu in 300 s\n", cursor.c_str(),
+                 static_cast<unsigned long long>(st.last_acked.value), static_cast<unsigned long long>(last.value));
     std::exit(1);
   }
+  return static_cast<double>(st.records_acked) / s;
+}
+
+void throughput(const std::vector<gw::uplink::BatchRecord>& records, std::string bootstrap) {
+  std::unique_ptr<gw::uplink::MockCluster> mock;
+  if (bootstrap.empty()) {
+    auto cluster = gw::uplink::MockCluster::create(1);
+    if (!cluster) {
+      std::fprintf(stderr, "bench-uplink: no mock cluster\n");
+      std::exit(1);
+    }
+    for (const char* topic : {"uplink-idempotent", "uplink-exactly-once", "plain-per-record", "plain-batches"}) {
+      if (!(*cluster)->create_topic(topic, 1)) std::exit(1);
+    }
+    mock = std::move(*cluster);
+    bootstrap = mock->bootstrap();
+  }
+  const std::string where = mock ? "" : "_real_kafka";
   const fs::path dir = fs::temp_directory_path() / ("bench-uplink-" + std::to_string(::getpid()));
   fs::remove_all(dir);
   gw::buffer::Options bopt;
@@ -193,7 +237,6 @@ void throughput(const std::vector<gw::uplink::BatchRecord>& records) {
     for (const auto& p : payloads) in.push_back({gw::buffer::RecordType::telemetry, p});
     if (!(*ring)->append(in)) std::exit(1);
   }
-  const gw::buffer::Seq last = (*ring)->last_seq();
 
   // The same message values the sink will send, for the plain producer.
   std::vector<std::vector<std::uint8_t>> values;
@@ -209,28 +252,20 @@ void throughput(const std::vector<gw::uplink::BatchRecord>& records) {
   std::vector<std::vector<std::uint8_t>> singles;
   singles.reserve(records.size());
   for (const auto& r : records) singles.push_back(gw::ingest::encode_telemetry(r.event));
-  const double plain = plain_producer((*cluster)->bootstrap(), "plain", singles, records.size());
-  const double plain_batches = plain_producer((*cluster)->bootstrap(), "plain", values, records.size());
+  const double plain = plain_producer(bootstrap, "plain-per-record", singles, records.size());
+  const double plain_batches = plain_producer(bootstrap, "plain-batches", values, records.size());
 
+  // Each sink reads the same records through a cursor of its own: all registered first, so that
+  // one sink's acks do not trim what another has still to read.
+  for (const char* cursor : {"uplink.idempotent", "uplink.exactly_once", "uplink.pulsar"}) {
+    if (!(*ring)->register_cursor(cursor)) std::exit(1);
+  }
+  gw::uplink::SinkStats st, eo_st;
+  const double ours = sink_rate(**ring, bootstrap, "uplink-idempotent", "uplink.idempotent", false, st);
+  const double eo = sink_rate(**ring, bootstrap, "uplink-exactly-once", "uplink.exactly_once", true, eo_st);
 #ifdef GW_BENCH_PULSAR
-  // The Pulsar sink reads the same records later through its own cursor: register it first, so
-  // that the Kafka sink's acks do not trim them.
-  if (!(*ring)->register_cursor("uplink.pulsar")) std::exit(1);
+  const gw::buffer::Seq last = (*ring)->last_seq();
 #endif
-  gw::uplink::KafkaOptions opt;
-  opt.brokers = (*cluster)->bootstrap();
-  opt.linger = 0ms;
-  auto sink = gw::uplink::KafkaUplink::create(opt, "edge-1", **ring);
-  if (!sink) std::exit(1);
-  const auto t0 = Clock::now();
-  if (!(*sink)->start()) std::exit(1);
-  const auto deadline = t0 + 300s;
-  while ((*sink)->stats().last_acked < last && Clock::now() < deadline) std::this_thread::sleep_for(1ms);
-  const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-  const auto st = (*sink)->stats();
-  (*sink)->stop();
-  sink->reset();
-  const double ours = static_cast<double>(st.records_acked) / s;
 #ifdef GW_BENCH_PULSAR
   // The Pulsar sink to the tests' WebSocket protocol server on loopback (not a broker: it keeps
   // messages in memory and answers at once, so this measures the sink, not Pulsar).
@@ -253,10 +288,19 @@ void throughput(const std::vector<gw::uplink::BatchRecord>& records) {
 #endif
   ring->reset();
   fs::remove_all(dir);
-  bench("deliver.kafka_uplink", ours, "records/s");
-  bench("deliver.plain_producer_per_record", plain, "records/s");
-  bench("deliver.plain_producer_our_batch_values", plain_batches, "records/s");
-  ratio("deliver.uplink_vs_plain_producer", ours / plain);
+  bench("deliver.kafka_uplink" + where, ours, "records/s");
+  bench("deliver.kafka_uplink_exactly_once" + where, eo, "records/s");
+  bench("deliver.kafka_uplink_exactly_once_transactions" + where, static_cast<double>(eo_st.transactions_committed),
+        "transactions");
+  bench("deliver.plain_producer_per_record" + where, plain, "records/s");
+  bench("deliver.plain_producer_our_batch_values" + where, plain_batches, "records/s");
+  std::size_t single_bytes = 0;
+  for (const auto& v : singles) single_bytes += v.size();
+  const double n = static_cast<double>(records.size());
+  bench("deliver.kafka_uplink_value_bytes" + where, static_cast<double>(st.bytes_sent) / n, "bytes/record");
+  bench("deliver.plain_producer_per_record_value_bytes" + where, static_cast<double>(single_bytes) / n, "bytes/record");
+  ratio("deliver.uplink_vs_plain_producer" + where, ours / plain);
+  ratio("deliver.exactly_once_vs_idempotent" + where, eo / ours);
 }
 
 }  // namespace
@@ -271,6 +315,8 @@ int main(int argc, char** argv) {
   app.add_flag("--quick", quick, "a run of a few seconds");
   app.add_option("--data", data, "the Intel Lab data directory (default: ../shared/data/intel-lab-ibrl from the source)");
   app.add_option("--records", n, "records per data set (default 100000, --quick 20000)");
+  std::string brokers;
+  app.add_option("--brokers", brokers, "deliver to this Kafka instead of an in-process mock cluster");
   CLI11_PARSE(app, argc, argv);
   if (n == 0) n = quick ? 20000 : 100000;
   if (data.empty()) data = (fs::path(GW_SOURCE_DIR) / ".." / "shared" / "data" / "intel-lab-ibrl").lexically_normal();
@@ -285,6 +331,6 @@ int main(int argc, char** argv) {
   } else {
     std::fprintf(stderr, "bench-uplink: no Intel Lab data in %s (--data DIR); skipped\n", data.c_str());
   }
-  throughput(sim);
+  throughput(sim, brokers);
   return 0;
 }
