@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # The demo: sets up (Debian packages), builds, then runs the whole pipeline on loopback:
 # mosquitto with the project's config and the gateway's plugin (ingest mode plugin), edge-gateway
-# with an embedded Kafka (librdkafka's mock cluster), and firmware-sim replaying the Intel Lab
-# sensor data. It prints the status URL, a kcat command that reads the topic, and live aggregates,
-# until Ctrl-C or --duration S; then it stops every process it started.
-#   gateway/demo.sh [--duration S] [--devices N] [--rate EVENTS_PER_S_PER_DEVICE]
+# with an embedded Kafka (librdkafka's mock cluster: no JVM needed) or, with --kafka real, a real
+# Apache Kafka (one KRaft node fetched from Maven Central and started on loopback,
+# tests/support/kafka.sh), and firmware-sim replaying the Intel Lab sensor data. It prints the status
+# URL, a kcat command that reads the topic, and live aggregates, until Ctrl-C or --duration S; then
+# it stops every process it started.
+#   gateway/demo.sh [--duration S] [--devices N] [--rate EVENTS_PER_S_PER_DEVICE] [--kafka embedded|real]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-duration=0 devices=16 rate=2
+duration=0 devices=16 rate=2 kafka=embedded
 while (($#)); do
   case $1 in
     --duration) duration=$2; shift 2 ;;
     --devices) devices=$2; shift 2 ;;
     --rate) rate=$2; shift 2 ;;
-    *) echo "usage: gateway/demo.sh [--duration S] [--devices N] [--rate R]" >&2; exit 2 ;;
+    --kafka) kafka=$2; shift 2 ;;
+    *) echo "usage: gateway/demo.sh [--duration S] [--devices N] [--rate R] [--kafka embedded|real]" >&2; exit 2 ;;
   esac
 done
 
@@ -29,6 +32,18 @@ trap 'exit 0' INT TERM
 
 mqtt_port=$(gw_free_port)
 http_port=$(gw_free_port)
+brokers=embedded
+case $kafka in
+  embedded) ;;
+  real)
+    source "$root/tests/support/kafka.sh"
+    gw_log "starting Apache Kafka (one KRaft node; the first run fetches it from Maven Central)"
+    gw_kafka_start "$run/kafka" 1
+    gw_kafka_create_topic telemetry >/dev/null
+    gw_kafka_create_topic telemetry-aggregates >/dev/null
+    brokers=$KAFKA_BOOTSTRAP ;;
+  *) gw_die "--kafka embedded or real" ;;
+esac
 cat >"$run/gateway.toml" <<CONF
 gateway_id = "demo-1"
 [ingest]
@@ -43,7 +58,7 @@ durability = "fsync"
 [windowing]
 size = "10s"
 [uplink.kafka]
-brokers = "embedded"
+brokers = "$brokers"
 topic = "telemetry"
 [http]
 listen = "127.0.0.1:$http_port"
@@ -70,6 +85,7 @@ gw_track $!
 cat <<INFO
 
   edge-gateway demo is running ($devices devices x $rate events/s, Intel Lab sensor data)
+  Kafka:       $bootstrap ($( [[ $kafka == real ]] && echo "Apache Kafka, one KRaft node; its log: $run/kafka/node1/server.log" || echo "embedded: librdkafka's mock cluster inside edge-gateway"))
   status page: http://127.0.0.1:$http_port/            (live figures and a chart; open it in a browser)
   status:      http://127.0.0.1:$http_port/status     (also /healthz, /readyz, /metrics, /aggregates, /devices, /dlq)
   read Kafka:  kcat -b $bootstrap -C -t telemetry -o beginning -e -f 'batch %o: %S bytes, headers %h\n'

@@ -132,7 +132,11 @@ std::expected<std::optional<KafkaMessage>, std::error_code> KafkaReader::next(
   } guard{m};
   const auto part = static_cast<std::size_t>(m->partition);
   if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-    if (part < impl_->eof.size()) impl_->eof[part] = true;
+    if (part < impl_->eof.size()) {
+      impl_->eof[part] = true;
+      // The end's offset: past a final transaction marker, which is no message (caught_up()).
+      impl_->next_offset[part] = std::max(impl_->next_offset[part], m->offset);
+    }
     return std::nullopt;
   }
   if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -156,9 +160,18 @@ std::expected<std::optional<KafkaMessage>, std::error_code> KafkaReader::next(
     impl_->eof[part] = false;
     std::int64_t& expected = impl_->next_offset[part];
     if (expected >= 0 && m->offset > expected) {
-      impl_->skipped += static_cast<std::uint64_t>(m->offset - expected);
-      spdlog::warn("uplink.reader: {} [{}]: offsets {}..{} were gone before they were read",
-                   rd_kafka_topic_name(m->rkt), m->partition, expected, m->offset - 1);
+      // Offsets without a message for us: transaction markers and aborted transactions (an
+      // exactly_once producer's), which a read_committed consumer never receives, or records
+      // retention dropped while this reader lagged: only those below the partition's start (the
+      // low watermark the last fetch reported) were lost to it.
+      std::int64_t low = -1, high = -1;
+      rd_kafka_get_watermark_offsets(impl_->rk, rd_kafka_topic_name(m->rkt), m->partition, &low, &high);
+      const std::int64_t gone_end = std::min(m->offset, low);
+      if (gone_end > expected) {
+        impl_->skipped += static_cast<std::uint64_t>(gone_end - expected);
+        spdlog::warn("uplink.reader: {} [{}]: offsets {}..{} were gone before they were read",
+                     rd_kafka_topic_name(m->rkt), m->partition, expected, gone_end - 1);
+      }
     }
     expected = std::max(expected, m->offset + 1);
   }

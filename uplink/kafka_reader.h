@@ -66,10 +66,10 @@ class KafkaReader {
   // Asks the partition leaders for their high watermarks: true if this reader has read up to each
   // (nothing on the topic is unread now). False if a broker did not answer within `timeout`.
   bool caught_up(std::chrono::milliseconds timeout);
-  // Offsets jumped over between consecutive messages of a partition: data the topic no longer had
-  // when this reader came to it (retention dropped it while the reader lagged, and the consumer
-  // reset to the earliest offset left). Our producer is idempotent, not transactional, so its
-  // topics have no control records: any jump means records this reader never saw.
+  // Offsets jumped over between consecutive messages of a partition that lie below the partition's
+  // start: data the topic no longer had when this reader came to it (retention dropped it while
+  // the reader lagged, and the consumer reset to the earliest offset left). Other jumps are
+  // transaction markers and aborted transactions (uplink.kafka exactly_once), not counted.
   std::uint64_t skipped() const;
   int partitions() const;
 

@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
 # Chaos run: for each overflow policy (block, drop-oldest, summarize), firmware-sim publishes a
 # fleet with its faults on (duplicates, reordering, offline bursts, malformed payloads) while
-# edge-gateway is SIGKILLed and restarted at random moments, kafka-mock goes down and up (once
-# until the small buffer is full) and adds latency. Consumers read both topics during the run.
+# edge-gateway is SIGKILLed and restarted at random moments and Kafka fails:
+# - --kafka real (the default): a real 3-node Apache Kafka cluster (tests/support/kafka.sh,
+#   replication factor 3, min.insync.replicas 2) whose nodes are SIGKILLed and restarted at random
+#   (one at a time), or frozen for 1-3 s (SIGSTOP, as a long GC pause does); once, two nodes are
+#   killed together (acks=all cannot be met, the controller quorum is lost) until the small buffer
+#   is full;
+# - --kafka mock: kafka-mock goes down and up (once until the buffer is full) and adds latency
+#   (round trips of 50-500 ms), what a real broker cannot be made to do.
+# Consumers read both topics during the run.
 # At the end, per policy (tests/chaos/check.py):
 # - block: firmware-sim verify lost=0 duplicates=0 (every acknowledged (device, seq) once);
 # - drop-oldest, summarize: every acknowledged event missing upstream is accounted for by the
@@ -20,6 +27,7 @@
 #
 #   tests/chaos/run.sh BUILD_DIR SOURCE_DIR [--short | --long MINUTES] [--minutes M] [--devices N]
 #                      [--rate R] [--seed S] [--policies block,drop-oldest,summarize] [--max-bytes B]
+#                      [--kafka real|mock]
 # --short (default): 35 s of publishing per policy (2-3 minutes in all; ctest label chaos). The buffer
 # (--max-bytes, default 4 MiB) is small so that one outage fills it.
 # --long MINUTES: MINUTES of publishing per policy (on demand). --minutes overrides either.
@@ -27,7 +35,7 @@
 set -euo pipefail
 build=$1 src=$2
 shift 2
-seconds=35 devices=20 rate=40 seed=$RANDOM max_bytes=4MiB policies=block,drop-oldest,summarize
+seconds=35 devices=20 rate=40 seed=$RANDOM max_bytes=4MiB policies=block,drop-oldest,summarize kafka=real
 while (($#)); do
   case $1 in
     --short) seconds=35 ;;
@@ -38,14 +46,46 @@ while (($#)); do
     --seed) seed=$2; shift ;;
     --policies) policies=$2; shift ;;
     --max-bytes) max_bytes=$2; shift ;;
+    --kafka) kafka=$2; shift ;;
     *) echo "chaos: unknown option $1" >&2; exit 2 ;;
   esac
   shift
 done
 source "$src/tests/e2e/lib.sh"
 source "$src/tests/e2e/uplink_lib.sh"
+[[ $kafka == real || $kafka == mock ]] || { echo "chaos: --kafka real or mock" >&2; exit 2; }
+[[ $kafka == real ]] && source "$src/tests/support/kafka.sh"
 RANDOM=$seed
-gw_log "chaos: seed=$seed devices=$devices rate=$rate publish_s=$seconds max_bytes=$max_bytes policies=$policies"
+gw_log "chaos: seed=$seed devices=$devices rate=$rate publish_s=$seconds max_bytes=$max_bytes policies=$policies kafka=$kafka"
+
+# The broker faults. Mock: through kafka-mock's stdin (fd 7). Real: nodes of the cluster, at most
+# one down at a time except in the fill outage; `down` lists the nodes killed and not restarted.
+down=()
+broker_fill_outage() {  # until brokers_back
+  if [[ $kafka == mock ]]; then echo down >&7; return; fi
+  local first=$((1 + RANDOM % 3))
+  down=("$first" "$((1 + first % 3))")
+  for n in "${down[@]}"; do gw_kafka_kill "$n"; done
+}
+brokers_back() {
+  if [[ $kafka == mock ]]; then echo up >&7; return; fi
+  for n in "${down[@]}"; do gw_kafka_start_node "$n"; done
+  down=()
+}
+broker_outage() {  # SECONDS
+  if [[ $kafka == mock ]]; then echo down >&7; sleep "$1"; echo up >&7; return; fi
+  down=("$((1 + RANDOM % 3))")
+  gw_kafka_kill "${down[0]}"
+  sleep "$1"
+  brokers_back
+}
+broker_slow() {  # SECONDS
+  if [[ $kafka == mock ]]; then echo "rtt $((50 + RANDOM % 450))" >&7; sleep "$1"; echo "rtt 0" >&7; return; fi
+  local n=$((1 + RANDOM % 3))
+  kill -STOP "${GW_KAFKA_PIDS[$n]}"
+  sleep "$1"
+  kill -CONT "${GW_KAFKA_PIDS[$n]}"
+}
 
 work=
 cleanup() { gw_stop_all; exec 7>&- 2>/dev/null || true; if [[ -n $work && -z ${KEEP:-} ]]; then rm -rf "$work"; fi; }
@@ -59,7 +99,16 @@ run_policy() {
   local http_port base
   http_port=$(gw_free_port)
   base=http://127.0.0.1:$http_port
-  gw_start_brokers "$build" "$src" "$work"
+  if [[ $kafka == real ]]; then
+    mqtt_port=$(gw_free_port)
+    gw_start_mosquitto "$work/mosquitto" "$mqtt_port" "$src/gateway/mosquitto.conf"
+    gw_kafka_start "$work/kafka" 3
+    gw_kafka_create_topic telemetry >/dev/null
+    gw_kafka_create_topic telemetry-aggregates >/dev/null
+    bootstrap=$KAFKA_BOOTSTRAP
+  else
+    gw_start_brokers "$build" "$src" "$work"
+  fi
   gw_uplink_config "$work/gateway.toml" "$work" "$mqtt_port" "$http_port" "$bootstrap"
   sed -i "s/^durability = \"os\"\$/durability = \"os\"\nmax_bytes = \"$max_bytes\"\noverflow = \"$policy\"/" "$work/gateway.toml"
   # Windows take events up to 1 s late (firmware-sim's reordering) and close 5 s after their device
@@ -69,6 +118,13 @@ run_policy() {
   # the small buffer with the few windowing results kept (check.py accounts for the older ones).
   sed -i "s/^size = \"1s\"\$/size = \"1s\"\nidle_timeout = \"5s\"\nallowed_lateness = \"1s\"\nmax_results = 400/" "$work/gateway.toml"
   sed -i "s/^topic = \"telemetry\"\$/topic = \"telemetry\"\naggregates_topic = \"telemetry-aggregates\"/" "$work/gateway.toml"
+  # Against the real cluster, exactly once: killed with two nodes down, a gateway in at-least-once
+  # resends on restart what the lone leader had appended uncommitted, and both copies commit once the
+  # nodes return (README, "Upstream batches"; seen here as 12 records and 2,156 aggregates twice
+  # with seed 4242). The consumers (firmware-sim verify, uplink-cat) read read_committed.
+  if [[ $kafka == real ]]; then
+    sed -i 's/^topic = "telemetry"$/&\nexactly_once = true/' "$work/gateway.toml"
+  fi
   "$build/gateway/edge-gateway" --check-config "$work/gateway.toml" >/dev/null
 
   local gateway_pid
@@ -80,7 +136,7 @@ run_policy() {
   start_gateway
   gw_wait_gateway_ready "$http_port" "$work/gateway.log"
 
-  # Consumers during the run (a mock partition keeps only about 5 MB).
+  # Consumers during the run (a mock partition keeps only about 5 MB; a real one keeps everything).
   local max_wait=$((seconds + 900))
   local verify_pid
   gw_start_verifier "$build" "$work" "$bootstrap" --max-wait-s "$max_wait"
@@ -108,7 +164,7 @@ run_policy() {
     kill -0 "$sim_pid" 2>/dev/null || break
     if ((!filled && SECONDS - t0 >= fill_at)); then
       filled=1 outages=$((outages + 1))
-      echo down >&7
+      broker_fill_outage
       # Down until the buffer is full and the policy has acted on it (appends blocked, records
       # evicted, records summarized away; bounded), then 3 s more (with a kill in the middle).
       for ((i = 0; i < 150; i++)); do
@@ -125,7 +181,7 @@ run_policy() {
       sleep 1.5
       kill -KILL "$gateway_pid"; wait "$gateway_pid" 2>/dev/null || true; kills=$((kills + 1)); start_gateway
       sleep 1.5
-      echo up >&7
+      brokers_back
       gw_log "chaos[$policy]: full outage done (full=$full_seen)"
       continue
     fi
@@ -138,18 +194,18 @@ run_policy() {
       start_gateway
     elif ((action < 8)); then
       outages=$((outages + 1))
-      echo down >&7
-      sleep "$((1 + RANDOM % 4)).$((RANDOM % 10))"
-      echo up >&7
+      broker_outage "$((1 + RANDOM % 4)).$((RANDOM % 10))"
     else
       latencies=$((latencies + 1))
-      echo "rtt $((50 + RANDOM % 450))" >&7
-      sleep "$((1 + RANDOM % 3))"
-      echo "rtt 0" >&7
+      broker_slow "$((1 + RANDOM % 3))"
     fi
   done
-  echo up >&7
-  echo "rtt 0" >&7
+  if [[ $kafka == real ]]; then
+    gw_kafka_wait_ready 120 || { gw_log "FAIL: chaos[$policy]: the cluster did not come back"; return 1; }
+  else
+    echo up >&7
+    echo "rtt 0" >&7
+  fi
   wait "$sim_pid" || { gw_log "FAIL: firmware-sim failed (see $work/sim.log)"; return 1; }
   gw_log "chaos[$policy]: $(cat "$work/sim.out")"
   gw_wait_http "$base/healthz" 30 || { gw_log "FAIL: gateway not healthy at the end"; return 1; }
@@ -186,7 +242,7 @@ run_policy() {
   wait "$cat_aggs_pid" || { gw_log "FAIL: uplink-cat (aggregates) failed (see $work/cat-aggregates.log)"; return 1; }
   gw_log "chaos[$policy]: verify (rc=$rc): $(tail -n1 "$work/verify.out")"
   gw_stop_all
-  exec 7>&-
+  if [[ $kafka == mock ]]; then exec 7>&-; fi
   python3 "$src/tests/chaos/check.py" --policy "$policy" --seconds "$seconds" --kills "$kills" --outages "$outages" \
     --full-seen "$full_seen" --work "$work" --verify-rc "$rc"
 }
