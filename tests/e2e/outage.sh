@@ -3,6 +3,8 @@
 # collecting (the buffer grows, /status says the uplink is down and why); when the brokers return it
 # drains the backlog in order. The verifier (consuming during the run) must report lost=0 and no
 # device's records out of order. Ingest mode plugin (the shipped box).
+# GW_KAFKA=real: a real Apache Kafka (one KRaft node, tests/support/kafka.sh), SIGKILLed for the
+# outage and started again; otherwise kafka-mock, told to go down and up.
 #   tests/e2e/outage.sh BUILD_DIR SOURCE_DIR [OUTAGE_S]
 set -euo pipefail
 build=$1 src=$2 outage=${3:-60}
@@ -12,7 +14,20 @@ work=$(mktemp -d /tmp/gw-e2e-outage.XXXXXX)
 trap 'gw_stop_all; [[ ${KEEP:-} ]] || rm -rf "$work"' EXIT
 
 http_port=$(gw_free_port)
-gw_start_brokers_for plugin "$build" "$src" "$work"
+if [[ ${GW_KAFKA:-mock} == real ]]; then
+  source "$src/tests/support/kafka.sh"
+  mqtt_port=$(gw_free_port)
+  gw_kafka_start "$work/kafka" 1
+  gw_kafka_create_topic telemetry >/dev/null
+  gw_kafka_create_topic telemetry-aggregates >/dev/null
+  bootstrap=$KAFKA_BOOTSTRAP
+  brokers_down() { gw_kafka_kill 1; }
+  brokers_up() { gw_kafka_start_node 1; }
+else
+  gw_start_brokers_for plugin "$build" "$src" "$work"
+  brokers_down() { echo down >&7; }
+  brokers_up() { echo up >&7; }
+fi
 gw_uplink_config "$work/gateway.toml" "$work" "$mqtt_port" "$http_port" "$bootstrap" plugin
 "$build/gateway/edge-gateway" --config "$work/gateway.toml" >"$work/gateway.log" 2>&1 &
 gw_track $!
@@ -28,7 +43,7 @@ sim_pid=$!
 gw_track $sim_pid
 
 sleep 8
-echo down >&7
+brokers_down
 gw_log "brokers down for $outage s"
 sleep 10
 status=$(gw_http "http://127.0.0.1:$http_port/status")
@@ -42,7 +57,7 @@ gw_log "during the outage: state=$state stored $before -> $during, last_error=$e
 [[ $state == down ]] || gw_die "uplink state during the outage: $state"
 [[ -n $error ]] || gw_die "no last_error in /status during the outage"
 ((during > before)) || gw_die "the gateway stopped collecting during the outage"
-echo up >&7
+brokers_up
 gw_log "brokers up"
 wait "$sim_pid" || gw_die "firmware-sim failed (see $work/sim.log)"
 cat "$work/sim.out"
