@@ -48,6 +48,7 @@
 #include <vector>
 
 #include "ingest/admit.h"
+#include "ingest/tls_probe.h"
 
 namespace gw::ingest {
 namespace {
@@ -218,7 +219,19 @@ class Core final : public std::enable_shared_from_this<Core> {
         connected_ = true;
         stats_.connected = true;
         backoff = options_.reconnect_min;
+        tls_reason_.reset();
         continue;
+      }
+      if (is_tls(options_) && error.find("TCP/TLS connect failure") != std::string::npos) {
+        // Paho does not say why a TLS connect failed (ingest/tls_probe.h): ask once per streak of
+        // failures, with the lock released (bounded by the probe's timeout).
+        if (!tls_reason_) {
+          lock.unlock();
+          std::string reason = tls_failure_reason({options_.url, options_.ca_file, options_.cert_file, options_.key_file});
+          lock.lock();
+          tls_reason_ = std::move(reason);
+        }
+        if (!tls_reason_->empty()) error += " (" + *tls_reason_ + ")";
       }
       set_error("connect " + options_.url + ": " + error);
       if (!logged_connect_failure_) {
@@ -415,6 +428,7 @@ class Core final : public std::enable_shared_from_this<Core> {
   bool storing_ = false;  // a callback is in a store-retry episode
   std::stop_source store_stop_;  // requested by stop()
   bool logged_connect_failure_ = false;
+  std::optional<std::string> tls_reason_;  // the TLS probe's answer for this streak of failed connects
   std::uint64_t connects_ = 0;
   Clock::time_point last_decode_log_{};
 

@@ -169,7 +169,8 @@ run_policy() {
       # evicted, records summarized away; bounded), then 3 s more (with a kill in the middle).
       for ((i = 0; i < 150; i++)); do
         st=$(gw_http "$base/status" 2>/dev/null || true)
-        if jq -e --arg p "$policy" '.buffer as $b | $b.full and
+        # (jq -e passes an empty answer, whatever the condition: -n first)
+        if [[ -n $st ]] && jq -e --arg p "$policy" '.buffer as $b | $b.full and
               (if $p == "block" then $b.blocked_appends > 0
                elif $p == "drop-oldest" then $b.evicted_total > 0 else $b.summarized_total > 0 end)' \
             <<<"$st" >/dev/null 2>&1; then
@@ -218,7 +219,7 @@ run_policy() {
     sleep 0.3
     [[ $stored == true ]] || { gw_markers_stored "$base" "$work" && stored=true; }
     status=$(gw_http "$base/status" 2>/dev/null || true)
-    if [[ $stored == true ]] && jq -e '.windowing.open_windows == 0
+    if [[ $stored == true && -n $status ]] && jq -e '.windowing.open_windows == 0
           and .windowing.acked_seq == .buffer.last_seq
           and .uplink.kafka.last_acked_seq == .buffer.last_seq
           and .uplink.kafka_aggregates.last_acked_seq == .buffer.last_seq

@@ -26,15 +26,7 @@ trap 'gw_stop_all; [[ ${KEEP:-} ]] || rm -rf "$work"' EXIT
 
 # A CA, the broker's certificate for 127.0.0.1 signed by it, and another CA nobody uses.
 tls=$work/tls
-mkdir -p "$tls"
-for ca in ca other-ca; do
-  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=edge-gateway test $ca" \
-    -keyout "$tls/$ca.key" -out "$tls/$ca.pem" 2>/dev/null
-done
-openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout "$tls/broker.key" -out "$tls/broker.csr" 2>/dev/null
-printf 'subjectAltName=IP:127.0.0.1\n' >"$tls/san.ext"
-openssl x509 -req -in "$tls/broker.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial -days 2 \
-  -extfile "$tls/san.ext" -out "$tls/broker.pem" 2>/dev/null
+gw_test_ca "$tls"
 openssl pkcs8 -topk8 -nocrypt -in "$tls/broker.key" -out "$tls/broker.pk8"
 cat "$tls/broker.pk8" "$tls/broker.pem" "$tls/ca.pem" >"$tls/broker-keystore.pem"
 

@@ -110,7 +110,8 @@ gw_wait_status() {
   local s="" deadline=$((SECONDS + $(gw_scaled "$3")))
   while ((SECONDS < deadline)); do
     s=$(gw_http "$1/status" 2>/dev/null || true)
-    jq -e "$2" <<<"$s" >/dev/null 2>&1 && { echo "$s"; return 0; }
+    # Not on an empty answer: jq -e exits 0 on empty input, whatever the condition.
+    [[ -n $s ]] && jq -e "$2" <<<"$s" >/dev/null 2>&1 && { echo "$s"; return 0; }
     sleep 0.5
   done
   echo "$s"
@@ -197,4 +198,20 @@ gw_wait_markers() {
   done
   gw_log "markers stored: $(gw_http "$base/dlq?limit=1000" | jq -r '.[].raw_hex' | grep -cxFf "$work/markers") of $(wc -l <"$work/markers")"
   return 1
+}
+
+# gw_test_ca DIR: a CA (DIR/ca.pem, ca.key), a certificate for 127.0.0.1 signed by it
+# (DIR/broker.pem, broker.key; SAN IP:127.0.0.1), and another CA nobody uses (DIR/other-ca.pem),
+# made by openssl for a test's TLS listeners.
+gw_test_ca() {
+  local tls=$1 ca
+  mkdir -p "$tls"
+  for ca in ca other-ca; do
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=edge-gateway test $ca" \
+      -keyout "$tls/$ca.key" -out "$tls/$ca.pem" 2>/dev/null
+  done
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout "$tls/broker.key" -out "$tls/broker.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1\n' >"$tls/san.ext"
+  openssl x509 -req -in "$tls/broker.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial -days 2 \
+    -extfile "$tls/san.ext" -out "$tls/broker.pem" 2>/dev/null
 }
