@@ -1,6 +1,7 @@
 // bench-uplink: bytes per record on the wire, and delivery throughput of the Kafka sink.
 //
 //   bench-uplink [--quick] [--data DIR] [--records N] [--brokers HOST:PORT]
+//   bench-uplink --rates [--seconds S] [--lingers 100ms,1s,...]
 //
 // Sizes, on two data sets (the simulator's standard mix, and the Intel Lab sensor data replayed as
 // telemetry), in batches of 1000 records: the records as JSON lines (uplink-cat's form), JSON lines
@@ -12,6 +13,12 @@
 // and the sink with exactly_once (transactions) against the same records. --brokers sends to a real
 // Kafka instead of the mock (topics uplink-idempotent, uplink-exactly-once, plain-per-record and
 // plain-batches, created by the caller or by the broker's auto-creation: tests/bench/uplink_real.sh).
+//
+// --rates: what a small fleet costs on the link. Records are stored at a paced 10, 100, 1,000 and
+// 10,000 events/s (the simulator's mix, each stamped with the time it is stored) for S seconds
+// (default 10) while the sink sends them to the mock with each linger; per rate and linger: bytes
+// per record sent (compressed values) and records per batch, and the mean delay from storing to
+// the broker's acknowledgement (what the linger costs).
 //
 // Prints `BENCH <name> <value> <unit>` and `RATIO <name> <value>` lines on stdout; logs on stderr.
 // Single-threaded apart from the sink's and librdkafka's threads.
@@ -303,6 +310,56 @@ void throughput(const std::vector<gw::uplink::BatchRecord>& records, std::string
   ratio("deliver.exactly_once_vs_idempotent" + where, eo / ours);
 }
 
+// One paced run: `rate` records/s stored for `seconds` while a sink with `linger` sends them.
+void paced(const std::vector<gw::uplink::BatchRecord>& records, double rate, std::chrono::milliseconds linger,
+           std::chrono::seconds seconds) {
+  auto cluster = gw::uplink::MockCluster::create(1);
+  if (!cluster || !(*cluster)->create_topic("telemetry", 1)) std::exit(1);
+  const fs::path dir = fs::temp_directory_path() / ("bench-uplink-paced-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  gw::buffer::Options bopt;
+  bopt.path = dir.string();
+  bopt.durability = gw::buffer::Durability::os;
+  auto ring = gw::buffer::Ring::open(bopt);
+  if (!ring) std::exit(1);
+  gw::uplink::KafkaOptions opt;
+  opt.brokers = (*cluster)->bootstrap();
+  opt.linger = linger;
+  auto sink = gw::uplink::KafkaUplink::create(opt, "edge-1", **ring);
+  if (!sink || !(*sink)->start()) std::exit(1);
+  while ((*sink)->stats().read_backs == 0) std::this_thread::sleep_for(1ms);
+  const auto interval = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(1.0 / rate));
+  const auto t0 = Clock::now();
+  auto next = t0;
+  std::size_t n = 0;
+  for (; Clock::now() - t0 < seconds; ++n) {
+    std::this_thread::sleep_until(next);
+    next += interval;
+    gw::ingest::Event e = records[n % records.size()].event;
+    e.time = gw::ingest::EventTime{std::chrono::duration_cast<std::chrono::milliseconds>(
+                                       std::chrono::system_clock::now().time_since_epoch())
+                                       .count()};
+    const auto payload = gw::ingest::encode_telemetry(e);
+    const gw::buffer::RecordIn in[] = {{gw::buffer::RecordType::telemetry, payload}};
+    if (!(*ring)->append(in)) std::exit(1);
+  }
+  const gw::buffer::Seq last = (*ring)->last_seq();
+  const auto deadline = Clock::now() + 60s;
+  while ((*sink)->stats().last_acked < last && Clock::now() < deadline) std::this_thread::sleep_for(5ms);
+  const auto st = (*sink)->stats();
+  (*sink)->stop();
+  sink->reset();
+  ring->reset();
+  fs::remove_all(dir);
+  const std::string name = "paced_" + std::to_string(static_cast<long>(rate)) + "_per_s_linger_" +
+                           std::to_string(linger.count()) + "ms";
+  bench(name + ".bytes_per_record", static_cast<double>(st.bytes_sent) / static_cast<double>(n), "bytes/record");
+  bench(name + ".records_per_batch", static_cast<double>(n) / static_cast<double>(std::max<std::uint64_t>(1, st.batches_acked)),
+        "records");
+  bench(name + ".mean_delay", st.latency.count ? 1000.0 * st.latency.sum_s / static_cast<double>(st.latency.count) : 0.0,
+        "ms");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -317,7 +374,24 @@ int main(int argc, char** argv) {
   app.add_option("--records", n, "records per data set (default 100000, --quick 20000)");
   std::string brokers;
   app.add_option("--brokers", brokers, "deliver to this Kafka instead of an in-process mock cluster");
+  bool rates = false;
+  int seconds = 10;
+  std::vector<std::string> lingers{"100ms", "1s", "5s"};
+  app.add_flag("--rates", rates, "bytes per record and delay at paced rates, per linger (only this)");
+  app.add_option("--seconds", seconds, "--rates: seconds per rate and linger (default 10)");
+  app.add_option("--lingers", lingers, "--rates: the lingers to compare (default 100ms,1s,5s)")->delimiter(',');
   CLI11_PARSE(app, argc, argv);
+  if (rates) {
+    auto source = gw::firmware_sim::synthetic_source(1);
+    const auto sim = make_records(*source, 1000, true);
+    for (double rate : {10.0, 100.0, 1000.0, 10000.0}) {
+      for (const std::string& l : lingers) {
+        const long ms = l.ends_with("ms") ? std::stol(l) : std::stol(l) * 1000;
+        paced(sim, rate, std::chrono::milliseconds(ms), std::chrono::seconds(seconds));
+      }
+    }
+    return 0;
+  }
   if (n == 0) n = quick ? 20000 : 100000;
   if (data.empty()) data = (fs::path(GW_SOURCE_DIR) / ".." / "shared" / "data" / "intel-lab-ibrl").lexically_normal();
 
