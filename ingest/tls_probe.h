@@ -20,8 +20,9 @@ struct TlsProbe {
 };
 
 // A TCP connection and a TLS handshake that verifies the broker's certificate, as Paho does.
-// Returns the reason it fails ("certificate verify failed: self-signed certificate in certificate
-// chain", "connection refused", ...), or an empty string if the handshake succeeds.
+// Returns the reason it fails ("TLS handshake: certificate verify failed (self-signed certificate
+// in certificate chain; ...)", "TCP connect: Connection refused", ...), or an empty string if the
+// handshake succeeds.
 std::string tls_failure_reason(const TlsProbe& probe);
 
 }  // namespace gw::ingest

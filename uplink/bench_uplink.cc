@@ -177,6 +177,21 @@ double plain_producer(const std::string& bootstrap, const std::string& topic,
   return static_cast<double>(records) / s;
 }
 
+// A fresh ring in `dir` (removed first; the caller removes it at the end), durability os.
+std::unique_ptr<gw::buffer::Ring> open_scratch_ring(const fs::path& dir) {
+  fs::remove_all(dir);
+  gw::buffer::Options bopt;
+  bopt.path = dir.string();
+  bopt.max_bytes = 2ull << 30;
+  bopt.durability = gw::buffer::Durability::os;
+  auto ring = gw::buffer::Ring::open(bopt);
+  if (!ring) {
+    std::fprintf(stderr, "bench-uplink: ring: %s\n", ring.error().message().c_str());
+    std::exit(1);
+  }
+  return std::move(*ring);
+}
+
 // Records/s the sink delivers from `ring` through `cursor` (registered, at the start) to `topic`.
 double sink_rate(gw::buffer::Ring& ring, const std::string& bootstrap, const std::string& topic,
                  const std::string& cursor, bool exactly_once, gw::uplink::SinkStats& st) {
@@ -225,16 +240,7 @@ void throughput(const std::vector<gw::uplink::BatchRecord>& records, std::string
   }
   const std::string where = mock ? "" : "_real_kafka";
   const fs::path dir = fs::temp_directory_path() / ("bench-uplink-" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  gw::buffer::Options bopt;
-  bopt.path = dir.string();
-  bopt.max_bytes = 2ull << 30;
-  bopt.durability = gw::buffer::Durability::os;
-  auto ring = gw::buffer::Ring::open(bopt);
-  if (!ring) {
-    std::fprintf(stderr, "bench-uplink: ring: %s\n", ring.error().message().c_str());
-    std::exit(1);
-  }
+  auto ring = open_scratch_ring(dir);
   std::vector<std::vector<std::uint8_t>> payloads;
   for (std::size_t at = 0; at < records.size(); at += kBatch) {
     payloads.clear();
@@ -242,7 +248,7 @@ void throughput(const std::vector<gw::uplink::BatchRecord>& records, std::string
     for (std::size_t i = at; i < std::min(records.size(), at + kBatch); ++i)
       payloads.push_back(gw::ingest::encode_telemetry(records[i].event));
     for (const auto& p : payloads) in.push_back({gw::buffer::RecordType::telemetry, p});
-    if (!(*ring)->append(in)) std::exit(1);
+    if (!ring->append(in)) std::exit(1);
   }
 
   // The same message values the sink will send, for the plain producer.
@@ -265,13 +271,13 @@ void throughput(const std::vector<gw::uplink::BatchRecord>& records, std::string
   // Each sink reads the same records through a cursor of its own: all registered first, so that
   // one sink's acks do not trim what another has still to read.
   for (const char* cursor : {"uplink.idempotent", "uplink.exactly_once", "uplink.pulsar"}) {
-    if (!(*ring)->register_cursor(cursor)) std::exit(1);
+    if (!ring->register_cursor(cursor)) std::exit(1);
   }
   gw::uplink::SinkStats st, eo_st;
-  const double ours = sink_rate(**ring, bootstrap, "uplink-idempotent", "uplink.idempotent", false, st);
-  const double eo = sink_rate(**ring, bootstrap, "uplink-exactly-once", "uplink.exactly_once", true, eo_st);
+  const double ours = sink_rate(*ring, bootstrap, "uplink-idempotent", "uplink.idempotent", false, st);
+  const double eo = sink_rate(*ring, bootstrap, "uplink-exactly-once", "uplink.exactly_once", true, eo_st);
 #ifdef GW_BENCH_PULSAR
-  const gw::buffer::Seq last = (*ring)->last_seq();
+  const gw::buffer::Seq last = ring->last_seq();
 #endif
 #ifdef GW_BENCH_PULSAR
   // The Pulsar sink to the tests' WebSocket protocol server on loopback (not a broker: it keeps
@@ -280,7 +286,7 @@ void throughput(const std::vector<gw::uplink::BatchRecord>& records, std::string
   gw::uplink::PulsarOptions popt;
   popt.service_url = server->url();
   popt.linger = 0ms;
-  auto psink = gw::uplink::PulsarUplink::create(popt, "edge-1", **ring);
+  auto psink = gw::uplink::PulsarUplink::create(popt, "edge-1", *ring);
   if (!psink) std::exit(1);
   const auto p0 = Clock::now();
   if (!(*psink)->start()) std::exit(1);
@@ -293,7 +299,7 @@ void throughput(const std::vector<gw::uplink::BatchRecord>& records, std::string
   bench("deliver.pulsar_uplink_ws_test_server", pulsar, "records/s");
   ratio("deliver.pulsar_uplink_vs_kafka_uplink", pulsar / ours);
 #endif
-  ring->reset();
+  ring.reset();
   fs::remove_all(dir);
   bench("deliver.kafka_uplink" + where, ours, "records/s");
   bench("deliver.kafka_uplink_exactly_once" + where, eo, "records/s");
@@ -316,16 +322,11 @@ void paced(const std::vector<gw::uplink::BatchRecord>& records, double rate, std
   auto cluster = gw::uplink::MockCluster::create(1);
   if (!cluster || !(*cluster)->create_topic("telemetry", 1)) std::exit(1);
   const fs::path dir = fs::temp_directory_path() / ("bench-uplink-paced-" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  gw::buffer::Options bopt;
-  bopt.path = dir.string();
-  bopt.durability = gw::buffer::Durability::os;
-  auto ring = gw::buffer::Ring::open(bopt);
-  if (!ring) std::exit(1);
+  auto ring = open_scratch_ring(dir);
   gw::uplink::KafkaOptions opt;
   opt.brokers = (*cluster)->bootstrap();
   opt.linger = linger;
-  auto sink = gw::uplink::KafkaUplink::create(opt, "edge-1", **ring);
+  auto sink = gw::uplink::KafkaUplink::create(opt, "edge-1", *ring);
   if (!sink || !(*sink)->start()) std::exit(1);
   while ((*sink)->stats().read_backs == 0) std::this_thread::sleep_for(1ms);
   const auto interval = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(1.0 / rate));
@@ -341,15 +342,15 @@ void paced(const std::vector<gw::uplink::BatchRecord>& records, double rate, std
                                        .count()};
     const auto payload = gw::ingest::encode_telemetry(e);
     const gw::buffer::RecordIn in[] = {{gw::buffer::RecordType::telemetry, payload}};
-    if (!(*ring)->append(in)) std::exit(1);
+    if (!ring->append(in)) std::exit(1);
   }
-  const gw::buffer::Seq last = (*ring)->last_seq();
+  const gw::buffer::Seq last = ring->last_seq();
   const auto deadline = Clock::now() + 60s;
   while ((*sink)->stats().last_acked < last && Clock::now() < deadline) std::this_thread::sleep_for(5ms);
   const auto st = (*sink)->stats();
   (*sink)->stop();
   sink->reset();
-  ring->reset();
+  ring.reset();
   fs::remove_all(dir);
   const std::string name = "paced_" + std::to_string(static_cast<long>(rate)) + "_per_s_linger_" +
                            std::to_string(linger.count()) + "ms";

@@ -177,6 +177,7 @@ struct KafkaUplink::Impl {
       spdlog::warn("{}: all brokers down: {}", self->opt.cursor, reason);
       self->set_error(SinkState::down, what);
     } else if (e == RD_KAFKA_RESP_ERR__FATAL) {
+      if (self->fenced_by_fatal_error()) return;
       char why[512];
       const rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, why, sizeof why);
       std::string what_fatal = std::string("fatal ") + rd_kafka_err2name(orig) + ": " + why;
@@ -184,10 +185,6 @@ struct KafkaUplink::Impl {
         // What a real Kafka with an authorizer answers the idempotent producer that may not write.
         what_fatal += " (the credentials may not write: an idempotent producer needs the WRITE ACL on the topic, "
                       "or IDEMPOTENT_WRITE on the cluster)";
-      }
-      if (self->opt.exactly_once && is_fenced(orig)) {
-        self->fence(what_fatal);
-        return;
       }
       spdlog::error("{}: {}", self->opt.cursor, what_fatal);
       self->set_error(SinkState::down, what_fatal);
@@ -389,6 +386,16 @@ struct KafkaUplink::Impl {
     st.last_delivery_error = what;
   }
 
+  // exactly_once: whether the producer's fatal error is a fencing; then fence() with it.
+  bool fenced_by_fatal_error() {
+    if (!opt.exactly_once || rk == nullptr) return false;
+    char why[512];
+    const rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, why, sizeof why);
+    if (!is_fenced(orig)) return false;
+    fence(std::string("fatal ") + rd_kafka_err2name(orig) + ": " + why);
+    return true;
+  }
+
   // Handles a failed transactional call: true if it may simply be tried again.
   bool txn_failed(const char* call, rd_kafka_error_t* error) {
     const std::string what = std::string(call) + ": " + rd_kafka_error_name(error) + ": " + rd_kafka_error_string(error);
@@ -396,10 +403,7 @@ struct KafkaUplink::Impl {
     const bool fatal = rd_kafka_error_is_fatal(error);
     const rd_kafka_resp_err_t code = rd_kafka_error_code(error);
     rd_kafka_error_destroy(error);
-    if (fatal && is_fenced(rd_kafka_fatal_error(rk, nullptr, 0))) {
-      fence(what);
-      return false;
-    }
+    if (fatal && fenced_by_fatal_error()) return false;
     if (is_fenced(code)) {
       fence(what);
       return false;
@@ -455,7 +459,7 @@ struct KafkaUplink::Impl {
     }
     in_txn = false;
     for (InFlight& f : fifo) {
-      if (f.reported) f.ok = true;  // everything produced in it was delivered, or the commit failed
+      if (f.reported) f.ok = true;  // the commit flushed first: every batch of it was delivered
     }
     {
       std::lock_guard lock(mu);
@@ -706,14 +710,7 @@ struct KafkaUplink::Impl {
                     "{}: batch of {} records too large ({} bytes), halving", opt.cursor, count, value.size());
         return false;
       }
-      if (opt.exactly_once && err == RD_KAFKA_RESP_ERR__FATAL) {
-        char why[512];
-        const rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, why, sizeof why);
-        if (is_fenced(orig)) {  // before on_error() told it
-          fence(std::string("fatal ") + rd_kafka_err2name(orig) + ": " + why);
-          return false;
-        }
-      }
+      if (err == RD_KAFKA_RESP_ERR__FATAL && fenced_by_fatal_error()) return false;  // before on_error() tells it
       spdlog::error("{}: produce of seq {}..{} failed: {}", opt.cursor, first, last, rd_kafka_err2str(err));
       std::lock_guard lock(mu);
       ++st.delivery_errors;

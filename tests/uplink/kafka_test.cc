@@ -273,7 +273,13 @@ void require_exactly_once(const Seen& seen, const std::set<std::uint64_t>& want,
 
 }  // namespace
 
+// In both delivery modes. exactly_once against the mock covers the transactional path (init,
+// begin, commit, acks after the commit) and a restart that resumes after the committed tail;
+// aborts and fencing need a real broker (tests/e2e/kafka_exactly_once.sh).
 TEST_CASE("a restarted sink resumes after the broker's tail: no duplicates", "[kafka]") {
+  gw::uplink::KafkaOptions opt;
+  opt.exactly_once = GENERATE(false, true);
+  INFO("exactly_once " << opt.exactly_once);
   auto cluster = gw::uplink::MockCluster::create(1);
   REQUIRE(cluster.has_value());
   REQUIRE((*cluster)->create_topic("telemetry", 3).has_value());
@@ -282,9 +288,17 @@ TEST_CASE("a restarted sink resumes after the broker's tail: no duplicates", "[k
   auto ring1 = open_ring(dir1);
   std::vector<Seq> seqs = append_events(*ring1, 1, 1000);
   {
-    auto sink = start_sink(*ring1, bootstrap);
-    REQUIRE(wait_acked(*sink, seqs.back(), 30s).last_acked == seqs.back());
-    CHECK(sink->stats().partition >= 0);
+    auto sink = start_sink(*ring1, bootstrap, opt);
+    const auto st = wait_acked(*sink, seqs.back(), 30s);
+    REQUIRE(st.last_acked == seqs.back());
+    CHECK(st.partition >= 0);
+    CHECK_FALSE(st.fenced);
+    if (opt.exactly_once) {
+      CHECK(st.transactions_committed >= 1);
+      CHECK(st.transactions_committed <= st.batches_sent);
+    } else {
+      CHECK(st.transactions_committed == 0);
+    }
   }
   // The same records in a buffer whose cursor never heard of the deliveries (as after a kill -9
   // between the broker's confirmation and the cursor's commit), plus 500 new ones.
@@ -292,47 +306,13 @@ TEST_CASE("a restarted sink resumes after the broker's tail: no duplicates", "[k
   REQUIRE(append_events(*ring2, 1, 1000).back() == seqs.back());
   auto more = append_events(*ring2, 1001, 500);
   seqs.insert(seqs.end(), more.begin(), more.end());
-  auto sink = start_sink(*ring2, bootstrap);
+  auto sink = start_sink(*ring2, bootstrap, opt);
   const auto st = wait_acked(*sink, seqs.back(), 30s);
   REQUIRE(st.last_acked == seqs.back());
   CHECK(st.read_backs >= 1);
   CHECK(st.upstream_tail == Seq{1000});
   CHECK(st.records_found_upstream == 1000);
   CHECK(st.records_acked == 500);  // only the new ones were sent
-  sink->stop();
-  require_exactly_once(read_until(bootstrap, all_of(seqs), 30s), all_of(seqs));
-}
-
-// exactly_once against the mock: the transactional path (init, begin, commit, ack after commit) and
-// a restart that resumes after the committed tail. Aborts and fencing need a real broker
-// (tests/e2e/kafka_exactly_once.sh).
-TEST_CASE("exactly_once: records go in committed transactions and a restart resumes after them", "[kafka]") {
-  auto cluster = gw::uplink::MockCluster::create(1);
-  REQUIRE(cluster.has_value());
-  REQUIRE((*cluster)->create_topic("telemetry", 1).has_value());
-  const std::string bootstrap = (*cluster)->bootstrap();
-  gw::test::TempDir dir1, dir2;
-  gw::uplink::KafkaOptions opt;
-  opt.exactly_once = true;
-  auto ring1 = open_ring(dir1);
-  std::vector<Seq> seqs = append_events(*ring1, 1, 1000);
-  {
-    auto sink = start_sink(*ring1, bootstrap, opt);
-    const auto st = wait_acked(*sink, seqs.back(), 30s);
-    REQUIRE(st.last_acked == seqs.back());
-    CHECK(st.transactions_committed >= 1);
-    CHECK(st.transactions_committed <= st.batches_sent);
-    CHECK_FALSE(st.fenced);
-  }
-  auto ring2 = open_ring(dir2);
-  REQUIRE(append_events(*ring2, 1, 1000).back() == seqs.back());
-  auto more = append_events(*ring2, 1001, 300);
-  seqs.insert(seqs.end(), more.begin(), more.end());
-  auto sink = start_sink(*ring2, bootstrap, opt);
-  const auto st = wait_acked(*sink, seqs.back(), 30s);
-  REQUIRE(st.last_acked == seqs.back());
-  CHECK(st.upstream_tail == Seq{1000});
-  CHECK(st.records_acked == 300);
   sink->stop();
   require_exactly_once(read_until(bootstrap, all_of(seqs), 30s), all_of(seqs));
 }
