@@ -15,6 +15,10 @@
 //                [--repeat R] [--quick] [--decode-only]
 // First, in process: the decode rate of each mapped source's preset against native JSON
 // (ingest/bench_decode.h).
+//   bench-ingest --floor-subscriber URL
+// Only the do-nothing Paho subscriber, as a process of its own (the same client, session and
+// subscription as the baseline), until SIGTERM or SIGINT: the floor tests/bench/box.sh measures the
+// gateway's process against.
 // Needs mosquitto (toolchains/setup.sh) and the edge-gateway and firmware-sim binaries of this build.
 #include <lmdb.h>
 #include <signal.h>
@@ -229,6 +233,27 @@ Result baseline(Method method, const std::string& url, const fs::path& sim, std:
   return r;
 }
 
+// The baseline as a process of its own: subscribed until SIGTERM or SIGINT, then prints the count.
+int floor_subscriber(const std::string& url) {
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);  // before Paho starts its threads, which inherit it
+  std::atomic<std::uint64_t> received{0};
+  mqtt::async_client client(url, "bench-floor-subscriber", mqtt::create_options(MQTTVERSION_3_1_1));
+  client.set_message_callback([&](mqtt::const_message_ptr) { received.fetch_add(1, std::memory_order_relaxed); });
+  client.connect(mqtt::connect_options_builder().clean_session(false).finalize())->wait();
+  client.subscribe("devices/+/telemetry", 1)->wait();
+  std::printf("subscribed\n");
+  std::fflush(stdout);
+  int signal = 0;
+  sigwait(&stop, &signal);
+  client.disconnect()->wait();
+  std::printf("received=%llu\n", static_cast<unsigned long long>(received.load()));
+  return 0;
+}
+
 // The gateway with a durability and a number of sessions.
 Result gateway(Method method, const std::string& url, const fs::path& exe, const fs::path& sim, std::uint64_t n,
                const std::string& durability, int sessions, const fs::path& dir) {
@@ -301,6 +326,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> methods{"live", "drain"};
   bool quick = false, decode_only = false;
   int repeat = 1;
+  std::string floor_url;
   cli.add_option("--messages", messages, "Messages per run (at most 100000: the test broker's queue)");
   cli.add_option("--sessions", sessions, "Session counts to run (os and fsync)")->delimiter(',');
   cli.add_option("--durability", modes, "Durability modes to run (os, fsync)")->delimiter(',');
@@ -312,7 +338,17 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 15));
   cli.add_flag("--quick", quick, "10,000 messages, sessions 1 and 4");
   cli.add_flag("--decode-only", decode_only, "Only the in-process decode rates per source format");
+  cli.add_option("--floor-subscriber", floor_url,
+                 "Only run the do-nothing Paho subscriber against this broker until SIGTERM (bench-box's floor)");
   CLI11_PARSE(cli, argc, argv);
+  if (!floor_url.empty()) {
+    try {
+      return floor_subscriber(floor_url);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "bench-ingest: %s\n", e.what());
+      return 1;
+    }
+  }
   if (int rc = gw::ingest::bench_decode(quick ? 0.3 : 1.0, quick ? 2 : 3); rc != 0 || decode_only) return rc;
   if (quick) {
     messages = 10000;

@@ -73,11 +73,19 @@ void disconnect(State& s) {
   s.fd = -1;
 }
 
+bool set_timeout(int fd, int option, long long ms) {
+  const timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>(ms % 1000 * 1000)};
+  return setsockopt(fd, SOL_SOCKET, option, &tv, sizeof(tv)) == 0;
+}
+
 bool connect_gateway(State& s) {
   if (s.fd >= 0) return true;
   const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return false;
-  if (connect(fd, reinterpret_cast<const sockaddr*>(&s.address), sizeof(s.address)) != 0) {
+  // Blocking calls with timeouts: a gateway that stops reading or answering holds the broker's
+  // thread at most timeout_ms per call.
+  if (!set_timeout(fd, SO_RCVTIMEO, s.timeout_ms) || !set_timeout(fd, SO_SNDTIMEO, s.timeout_ms) ||
+      connect(fd, reinterpret_cast<const sockaddr*>(&s.address), sizeof(s.address)) != 0) {
     close(fd);
     return false;
   }
@@ -127,15 +135,17 @@ bool exchange(State& s, const mosquitto_evt_message& m, const char* client_id, p
     disconnect(s);
     return false;
   }
+  // The read waits at most the socket's receive timeout (the whole wait, set at connect): one call
+  // per answer, where poll-then-read took two. Only an interrupted read sets the time left again.
   for (;;) {
-    pollfd p{s.fd, POLLIN, 0};
-    const long long left = deadline - now_ms();
-    const int ready = left > 0 ? poll(&p, 1, static_cast<int>(left)) : 0;
-    if (ready < 0 && errno == EINTR) continue;
-    if (ready <= 0) break;  // no answer in time: the connection is dropped, so a late one cannot be taken for the next
     std::uint8_t code = 0;
     const ssize_t r = read(s.fd, &code, 1);
-    if (r < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (r < 0 && errno == EINTR) {
+      const long long left = deadline - now_ms();
+      if (left <= 0 || !set_timeout(s.fd, SO_RCVTIMEO, left)) break;
+      continue;
+    }
+    // No answer in time (EAGAIN): the connection is dropped, so a late one cannot be taken for the next.
     if (r != 1 || code > static_cast<std::uint8_t>(proto::Reply::refused)) break;
     reply = static_cast<proto::Reply>(code);
     return true;

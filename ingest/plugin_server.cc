@@ -148,38 +148,46 @@ class Server final : public PluginServer {
     }
   }
 
-  static bool read_exactly(int fd, std::uint8_t* out, std::size_t n) {
-    while (n > 0) {
-      const ssize_t r = read(fd, out, n);
+  // Reads from fd until in[0, have) holds at least `need` bytes, as much as the socket has at each
+  // read: a whole request (the plugin writes it at once) usually takes one read call.
+  static bool fill(int fd, std::vector<std::uint8_t>& in, std::size_t& have, std::size_t need) {
+    if (in.size() < need) in.resize(need);
+    while (have < need) {
+      const ssize_t r = read(fd, in.data() + have, in.size() - have);
       if (r < 0 && errno == EINTR) continue;
       if (r <= 0) return false;
-      out += r;
-      n -= static_cast<std::size_t>(r);
+      have += static_cast<std::size_t>(r);
     }
     return true;
   }
 
   void serve(int fd) {
-    // The payload is read into a buffer of its own: a FlatBuffer must start at an aligned address
+    // One request at a time (the plugin waits for each answer), so nothing follows a request in `in`.
+    // The payload is copied into a buffer of its own: a FlatBuffer must start at an aligned address
     // (the verifier reads it in place), which an offset after the topic would not give.
-    std::vector<std::uint8_t> names, payload;
+    std::vector<std::uint8_t> in(64 * 1024), payload;
     while (!stop_.stop_requested()) {
-      std::uint8_t first[4], fixed[proto::kFixedBytes];
-      if (!read_exactly(fd, first, 4)) return;
-      const std::uint32_t n = proto::rest_length(first);
+      std::size_t have = 0;
+      if (!fill(fd, in, have, proto::kHeaderBytes)) return;
+      const std::uint32_t n = proto::rest_length(in.data());
       proto::Fixed f;
-      if (n > proto::kMaxRequestBytes || n < proto::kFixedBytes || !read_exactly(fd, fixed, sizeof(fixed)) ||
-          !proto::parse_fixed(fixed, f) || n - proto::kFixedBytes < f.topic_len + f.client_len) {
+      if (n > proto::kMaxRequestBytes || n < proto::kFixedBytes || !proto::parse_fixed(in.data() + 4, f) ||
+          n - proto::kFixedBytes < f.topic_len + f.client_len) {
         spdlog::error("ingest: a plugin request that is not the plugin's protocol (another version?); connection closed");
         return;
       }
-      names.resize(f.topic_len + f.client_len);
-      payload.resize(n - proto::kFixedBytes - names.size());
-      if (!read_exactly(fd, names.data(), names.size()) || !read_exactly(fd, payload.data(), payload.size())) return;
-      const std::string_view topic(reinterpret_cast<const char*>(names.data()), f.topic_len);
-      const std::string_view client(reinterpret_cast<const char*>(names.data()) + f.topic_len, f.client_len);
+      if (!fill(fd, in, have, 4 + std::size_t{n})) return;
+      const char* names = reinterpret_cast<const char*>(in.data()) + proto::kHeaderBytes;
+      const std::string_view topic(names, f.topic_len);
+      const std::string_view client(names + f.topic_len, f.client_len);
+      const std::uint8_t* body = in.data() + proto::kHeaderBytes + f.topic_len + f.client_len;
+      payload.assign(body, static_cast<const std::uint8_t*>(in.data()) + 4 + n);
       const std::uint8_t reply = static_cast<std::uint8_t>(handle(topic, client, payload));
       if (send(fd, &reply, 1, MSG_NOSIGNAL) != 1) return;  // the plugin gave up waiting: it was not acknowledged
+      if (in.size() > 1024 * 1024) {  // a rare large request does not keep its buffer
+        in.resize(64 * 1024);
+        in.shrink_to_fit();
+      }
     }
   }
 

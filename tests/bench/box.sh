@@ -4,13 +4,20 @@
 # publishes for SECONDS to a box on loopback, kafka-mock upstream in its own process (not counted):
 #   noop            mosquitto with a plugin that does nothing (ingest/bench_noop_plugin.cc): the
 #                   floor of mode plugin;
+#   echo            mosquitto with the gateway's plugin handing every message to a server that
+#                   acknowledges it at once (ingest/bench_plugin_echo.cc): the floor of mode plugin's
+#                   design, the hand-over alone, without decoding or storing (not in the default
+#                   VARIANTS);
 #   plugin_os, plugin_fsync        mosquitto with the gateway's plugin + edge-gateway (ingest mode
 #                   plugin) at that buffer durability;
 #   inproc_os       design (a) at its best (not in the default VARIANTS): mosquitto writing the ring
 #                   itself through the measuring prototype ingest/bench_inproc_plugin.cc, no gateway
 #                   process, no consumer: what mode plugin would cost without its socket round trip;
-#   sub_floor       mosquitto + one QoS 1 subscriber that does nothing (mosquitto_sub): the floor of
-#                   mode subscribe;
+#   paho_floor      mosquitto + one QoS 1 subscriber that does nothing, with the gateway's client
+#                   (Paho, callback mode, persistent session: bench-ingest --floor-subscriber): the
+#                   floor of mode subscribe;
+#   sub_floor       the same with mosquitto_sub (libmosquitto) as the subscriber (not in the default
+#                   VARIANTS);
 #   subscribe_os, subscribe_fsync  mosquitto + edge-gateway subscribing (one session).
 # Per process (mosquitto, the gateway, the subscriber) from /proc over the measured run: CPU-µs per
 # acknowledged message (utime + stime), voluntary and involuntary context switches per message (all
@@ -18,18 +25,19 @@
 # -f` (round 1 only; strace slows the processes, so this counts calls, not time), syscalls per
 # message. Medians over ROUNDS. Prints `BENCH box_<variant>_<load>_<figure> value unit` lines and
 # `RATIO box_<variant>_<load>_vs_<floor> value` (the box's CPU per message against its mode's floor
-# at the same load).
+# at the same load); for mode subscribe also `RATIO box_<variant>_<load>_gateway_vs_paho_floor` (the
+# gateway's process against the do-nothing Paho subscriber's).
 #   tests/bench/box.sh [BUILD_DIR]
 # Environment: LOADS (msg/s, "2000 5000 10000"), SECONDS_PER (10), ROUNDS (3), SAMPLE (3; 0: no strace),
-# VARIANTS ("noop plugin_os plugin_fsync sub_floor subscribe_os subscribe_fsync").
+# VARIANTS ("noop plugin_os plugin_fsync paho_floor subscribe_os subscribe_fsync").
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "${1:-$src/build}" && pwd)
 loads=${LOADS:-2000 5000 10000} seconds=${SECONDS_PER:-10} rounds=${ROUNDS:-3} sample=${SAMPLE:-3}
-variants=${VARIANTS:-noop plugin_os plugin_fsync sub_floor subscribe_os subscribe_fsync}
+variants=${VARIANTS:-noop plugin_os plugin_fsync paho_floor subscribe_os subscribe_fsync}
 source "$src/tests/e2e/lib.sh"
 source "$src/tests/e2e/uplink_lib.sh"
-cmake --build "$build" --target bench-noop-plugin >/dev/null
+cmake --build "$build" --target bench-noop-plugin bench-ingest >/dev/null
 work=$(mktemp -d /tmp/gw-bench-box.XXXXXX)
 trap 'gw_stop_all; exec 7>&- 2>/dev/null || true; [[ ${KEEP:-} ]] || rm -rf "$work"' EXIT
 hz=$(getconf CLK_TCK)
@@ -54,6 +62,17 @@ start() {
       { cat "$src/gateway/mosquitto.conf"; echo "user root"; echo "plugin $build/ingest/bench_noop_plugin.so"; } >"$d/m.conf"
       gw_start_mosquitto "$d/mosquitto" "$port" "$d/m.conf"
       procs="mosquitto:${GW_PIDS[-1]}" ;;
+    echo)
+      cmake --build "$build" --target bench-plugin-echo edge-gateway-mosquitto >/dev/null
+      "$build/ingest/bench-plugin-echo" "$d/echo.sock" >"$d/echo.log" 2>&1 &
+      gw_track $!
+      local echo_pid=$!
+      for ((i = 0; i < 50; i++)); do [[ -S $d/echo.sock ]] && break; sleep 0.1; done
+      { cat "$src/gateway/mosquitto.conf"; echo "user root"; echo "per_listener_settings false"
+        echo "plugin $build/ingest/edge_gateway_mosquitto.so"; echo "plugin_opt_socket $d/echo.sock"
+        echo "plugin_opt_topics devices/+/telemetry"; } >"$d/m.conf"
+      gw_start_mosquitto "$d/mosquitto" "$port" "$d/m.conf"
+      procs="mosquitto:${GW_PIDS[-1]} echo:$echo_pid" ;;
     inproc_os)
       cmake --build "$build" --target bench-inproc-plugin >/dev/null
       { cat "$src/gateway/mosquitto.conf"; echo "user root"; echo "plugin $build/ingest/bench_inproc_plugin.so"
@@ -68,6 +87,15 @@ start() {
       gw_track $!
       procs+=" subscriber:$!"
       sleep 0.5 ;;
+    paho_floor)
+      { cat "$src/gateway/mosquitto.conf"; echo "user root"; } >"$d/m.conf"
+      gw_start_mosquitto "$d/mosquitto" "$port" "$d/m.conf"
+      procs="mosquitto:${GW_PIDS[-1]}"
+      "$build/ingest/bench-ingest" --floor-subscriber "tcp://127.0.0.1:$port" >"$d/subscriber.log" 2>&1 &
+      gw_track $!
+      procs+=" subscriber:$!"
+      for ((i = 0; i < 100; i++)); do grep -q subscribed "$d/subscriber.log" && break; sleep 0.1; done
+      grep -q subscribed "$d/subscriber.log" || gw_die "the floor subscriber did not subscribe: $(<"$d/subscriber.log")" ;;
     plugin_* | subscribe_*)
       local mode=${v%%_*}
       http_port=$(gw_free_port)
@@ -150,9 +178,12 @@ for v in $variants; do
   done
 done
 for load in $loads; do
-  for pair in plugin_os:noop plugin_fsync:noop inproc_os:noop subscribe_os:sub_floor subscribe_fsync:sub_floor; do
+  for pair in echo:noop plugin_os:echo plugin_os:noop plugin_fsync:noop inproc_os:noop subscribe_os:paho_floor subscribe_fsync:paho_floor \
+    subscribe_os:sub_floor subscribe_fsync:sub_floor; do
     v=${pair%%:*} floor=${pair#*:}
     [[ -n ${fig[$v,$load,box]:-} && -n ${fig[$floor,$load,box]:-} ]] || continue
     echo "RATIO box_${v}_${load}_vs_${floor} $(awk -v a="$(median ${fig[$v,$load,box]})" -v b="$(median ${fig[$floor,$load,box]})" 'BEGIN { printf "%.2f", a / b }')"
+    [[ $floor == paho_floor ]] &&
+      echo "RATIO box_${v}_${load}_gateway_vs_paho_floor $(awk -v a="$(median ${fig[$v,$load,gateway,cpu]})" -v b="$(median ${fig[$floor,$load,subscriber,cpu]})" 'BEGIN { printf "%.2f", a / b }')"
   done
 done

@@ -5,8 +5,8 @@ gateway read the message's request from the plugin socket.
     plugin_order.py GATEWAY_TRACE MOSQUITTO_TRACE EXPECTED_PUBACKS
 
 Events, by wall-clock time (strace -ttt; -T gives a call's duration, so a sync's end is known):
-- R: the gateway's read of a request's 4-byte length from a Unix socket (the plugin's connection)
-  returns (the request is there);
+- R: the gateway's first read of a request from a Unix socket (the plugin's connection: the first
+  read on it since the gateway's last 1-byte answer on it) returns (the request is there);
 - S: the gateway's fdatasync/fsync of the buffer's data.mdb, or an msync (its map), ends;
 - P: mosquitto writes a PUBACK (0x40 0x02) to a TCP socket.
 The plugin's requests are one at a time, so the k-th R and the k-th P belong to the same message.
@@ -43,9 +43,15 @@ def events(path):
 
 
 requests, syncs, pubacks = [], [], []
-for start, end, call, args, ret in events(sys.argv[1]):
-    if call == "read" and "<UNIX-STREAM:" in args and ret == "4":
-        requests.append(end)  # the read returns when the request is there
+answered = {}  # a plugin connection (fd and socket) -> its last request has been answered
+for start, end, call, args, ret in sorted(events(sys.argv[1])):
+    connection = args.split(",", 1)[0]
+    if call == "read" and "<UNIX-STREAM:" in args and ret not in ("?", "0") and int(ret) > 0:
+        if answered.get(connection, True):
+            requests.append(end)  # the read returns when the request is there
+        answered[connection] = False
+    elif call in ("sendto", "write") and "<UNIX-STREAM:" in args and ret == "1":
+        answered[connection] = True
     elif call in ("fdatasync", "fsync") and "data.mdb" in args and ret == "0":
         syncs.append(end)
     elif call == "msync" and ret == "0":
