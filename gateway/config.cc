@@ -435,7 +435,7 @@ const std::vector<Key>& keys() {
       string_key("uplink.pulsar.topic", [](Config& c) -> auto& { return c.pulsar.topic; },
                  "Persistent topic of the raw batches: persistent://TENANT/NAMESPACE/TOPIC."),
       string_key("uplink.pulsar.producer_name", [](Config& c) -> auto& { return c.pulsar.producer_name; },
-                 "producerName of the WebSocket producer (unique per topic); empty: the service picks one.", true),
+                 "producerName of the WebSocket producer (unique per topic and fixed: the broker then fences a previous producer of this gateway before the read-back); empty: edge-gateway.GATEWAY_ID.telemetry.", true),
       string_key("uplink.pulsar.token", [](Config& c) -> auto& { return c.pulsar.token; },
                  "Token sent as \"Authorization: Bearer TOKEN\" on the WebSocket upgrade (empty: none). A secret: "
                  "never logged nor shown in /status.",

@@ -5,8 +5,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/toolchains/setup.sh"
-# The real Apache Kafka the e2e.kafka_real_* tests run (Maven Central, pinned; cached).
-"$root/toolchains/fetch-brokers.sh" kafka >/dev/null
+# The real Apache Kafka and Apache Pulsar the e2e tests run (Maven Central, pinned; cached).
+"$root/toolchains/fetch-brokers.sh" kafka pulsar >/dev/null
 # The venv of the independent verifiers (PyPI, pinned: toolchains/python/requirements.txt).
 "$root/toolchains/python-env.sh" >/dev/null
 "$root/toolchains/build.sh" "$root/build"

@@ -3,7 +3,7 @@
 # toolchains/brokers/<broker>/pom.xml, from Maven Central into a cache folder, and prints each
 # broker's class-path folder (one line per broker asked for):
 #
-#   toolchains/fetch-brokers.sh [kafka ...]        (default: kafka)
+#   toolchains/fetch-brokers.sh [kafka|pulsar ...]  (default: kafka)
 #
 # The cache is ${GW_BROKERS_CACHE:-${XDG_CACHE_HOME:-~/.cache}/edge-gateway/brokers}/<broker>-<pom
 # digest>/lib: a changed pom gets a new folder, an unchanged one is not resolved again (idempotent;

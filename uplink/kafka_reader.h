@@ -20,6 +20,7 @@
 
 #include "buffer/ring.h"
 #include "uplink/error.h"
+#include "uplink/resume.h"
 
 namespace gw::uplink {
 
@@ -91,12 +92,6 @@ struct TailQuery {
   // Only batches of this record type count (gw-record-type header; absent = "telemetry"), so that
   // the telemetry and aggregate sinks resume independently even if they share a topic.
   std::string record_type = "telemetry";
-};
-
-// The sequence range of one batch in the partition (its gw-first-seq and gw-last-seq headers).
-struct HeldRange {
-  buffer::Seq first, last;
-  bool operator==(const HeldRange&) const = default;
 };
 
 // The batches of `gateway_id` (and `record_type`) in the partition's tail that end after `after`,

@@ -586,31 +586,26 @@ struct KafkaUplink::Impl {
     }
     held_ahead.clear();
     std::uint64_t found = 0;
-    std::optional<buffer::Seq> newest;
-    for (const HeldRange& r : *tail) newest = std::max(newest.value_or(r.last), r.last);
-    if (newest) {
-      const buffer::Seq last = ring.last_seq();
-      if (*newest > last) {
-        // The topic holds more from this gateway id than the buffer ever stored: another gateway
-        // with the same id, or a replaced buffer. Skipping would lose new records: send them.
-        spdlog::error("{}: {} [{}] holds seq {} from gateway {} but the buffer ends at seq {} "
-                      "(duplicate gateway_id or replaced buffer?); not skipping", opt.cursor,
-                      opt.topic, partition, newest->value, gateway_id, last.value);
-      } else {
-        const buffer::Seq before = acked;
-        const buffer::Seq upto = held_run(*tail);
-        if (upto > acked) {
-          if (!ack_to(upto)) return false;
-          found = acked.value - before.value;
-          spdlog::info("{}: the broker already holds seq {}..{}; acked without resending", opt.cursor,
-                       before.value + 1, acked.value);
-        }
-        for (const HeldRange& r : held_ahead) {
-          spdlog::warn("{}: the broker holds seq {}..{} but not all before it (a batch failed while a later one "
-                       "was delivered); resending what is missing, not that", opt.cursor, r.first.value, r.last.value);
-        }
+    ResumePlan plan = plan_resume(ring, acked, *tail);
+    if (plan.foreign) {
+      spdlog::error("{}: {} [{}] holds seq {} from gateway {} but the buffer ends at seq {} "
+                    "(duplicate gateway_id or replaced buffer?); not skipping", opt.cursor,
+                    opt.topic, partition, plan.newest->value, gateway_id, ring.last_seq().value);
+    } else if (plan.newest) {
+      const buffer::Seq before = acked;
+      if (plan.upto > acked) {
+        if (!ack_to(plan.upto)) return false;
+        found = acked.value - before.value;
+        spdlog::info("{}: the broker already holds seq {}..{}; acked without resending", opt.cursor,
+                     before.value + 1, acked.value);
+      }
+      held_ahead = std::move(plan.held_ahead);
+      for (const HeldRange& r : held_ahead) {
+        spdlog::warn("{}: the broker holds seq {}..{} but not all before it (a batch failed while a later one "
+                     "was delivered); resending what is missing, not that", opt.cursor, r.first.value, r.last.value);
       }
     }
+    const std::optional<buffer::Seq> newest = plan.newest;
     spdlog::info("{}: {} [{}]: resuming after seq {}", opt.cursor, opt.topic, partition, acked.value);
     next_after = acked;
     if (!limit_checked) {
@@ -624,38 +619,6 @@ struct KafkaUplink::Impl {
     st.last_acked = acked;
     if (st.state != SinkState::up) st.state = SinkState::connecting;
     return true;
-  }
-
-  // Whether the buffer still stores a record after `after` and before `before` (one the partition
-  // would have to hold for the batches to be without a gap). A read error counts as yes: resending
-  // costs a duplicate at worst, assuming costs a loss.
-  bool stored_between(buffer::Seq after, buffer::Seq before) {
-    auto r = ring.read(after, 1, 1);
-    return !r || (!r->empty() && r->front().seq < before);
-  }
-
-  // Whether a batch starting at `first` follows seq `end` without a gap: right after it, or with
-  // only records between that are gone from the buffer (trimmed or evicted).
-  bool adjoins(buffer::Seq end, buffer::Seq first) {
-    return first.value <= end.value + 1 || !stored_between(end, first);
-  }
-
-  // The end of the run of held batches that follows the cursor without a gap (the cursor itself if
-  // the first is missing); the batches held beyond a gap go to held_ahead, merged, in order.
-  buffer::Seq held_run(std::vector<HeldRange> ranges) {
-    std::sort(ranges.begin(), ranges.end(), [](const HeldRange& a, const HeldRange& b) { return a.first < b.first; });
-    buffer::Seq upto = acked;
-    for (const HeldRange& r : ranges) {
-      if (r.last <= upto) continue;
-      if (held_ahead.empty() && adjoins(upto, r.first)) {
-        upto = r.last;
-      } else if (!held_ahead.empty() && adjoins(held_ahead.back().last, r.first)) {
-        held_ahead.back().last = std::max(held_ahead.back().last, r.last);
-      } else {
-        held_ahead.push_back(r);
-      }
-    }
-    return upto;
   }
 
   // The next wait of the retry loop: doubling, capped, with up to 50% random jitter.
@@ -746,7 +709,7 @@ struct KafkaUplink::Impl {
   void send_next() {
     // A batch the broker already holds (beyond a gap, see resume()) is not sent again: it enters
     // the FIFO as delivered once everything before it has been sent.
-    if (!held_ahead.empty() && adjoins(next_after, held_ahead.front().first)) {
+    if (!held_ahead.empty() && adjoins(ring, next_after, held_ahead.front().first)) {
       const HeldRange r = held_ahead.front();
       held_ahead.pop_front();
       if (r.last > next_after) {

@@ -3,10 +3,16 @@
 // Threads: everything but stats() runs on the sink's thread, so the in-flight FIFO needs no lock;
 // only the stats snapshot is shared, under a mutex.
 //
-// The cycle: connect (retrying with backoff) -> send every unanswered batch of the FIFO again, in
-// order -> read new batches after the last one read, while fewer than max_in_flight wait -> on an
-// "ok", ack the longest answered prefix; on a send error, send that batch again after a backoff;
-// on a lost connection or an answer overdue, close and start over.
+// The cycle: connect (retrying with backoff) -> read the topic's end back (uplink/pulsar_tail.h)
+// and ack what it already holds from this gateway -> read batches after the cursor, while fewer
+// than max_in_flight wait -> on an "ok", ack the longest answered prefix; on a send error, send
+// that batch again after a backoff; on a lost connection or an answer overdue, close and start over
+// (the in-flight batches are forgotten: the next read-back tells which of them arrived).
+//
+// Why connect first: the producer has a fixed name, and the broker accepts a producer of that name
+// only once the previous one (the same gateway before a crash or a lost connection) is closed,
+// which the broker does only after that producer's pending messages are stored or failed. So
+// nothing sent before can land after the read-back, and the read-back sees all of it.
 #include "uplink/pulsar_sink.h"
 
 #include <spdlog/spdlog.h>
@@ -20,6 +26,8 @@
 
 #include "uplink/batch.h"
 #include "uplink/batch_source.h"
+#include "uplink/pulsar_tail.h"
+#include "uplink/resume.h"
 
 namespace gw::uplink {
 namespace {
@@ -42,6 +50,12 @@ struct InFlight {
   std::vector<std::int64_t> event_times{};
 };
 
+// The producer name when none is configured: fixed per gateway and record type, so that the broker
+// fences a previous producer of this gateway (see the top of this file).
+std::string default_producer_name(const std::string& gateway_id, buffer::RecordType records) {
+  return "edge-gateway." + gateway_id + "." + std::string(record_type_name(records));
+}
+
 }  // namespace
 
 struct PulsarUplink::Impl {
@@ -57,6 +71,8 @@ struct PulsarUplink::Impl {
   // Sink-thread state.
   std::unique_ptr<WsClient> ws;
   std::deque<InFlight> fifo;
+  std::deque<HeldRange> held_ahead;  // batches the topic holds beyond a gap (resume()): not resent
+  bool need_resume = true;           // read the topic's end back before sending
   std::uint64_t next_id = 1;
   buffer::Seq next_after;  // the last seq read into a batch
   buffer::Seq acked;       // the cursor position
@@ -73,7 +89,8 @@ struct PulsarUplink::Impl {
     ws_options.target = ws_options.service.prefix + pulsar_topic_path("producer", opt.tenant, opt.ns, opt.topic) +
                         "?sendTimeoutMillis=" + std::to_string(opt.send_timeout.count()) +
                         "&batchingEnabled=false";
-    if (!opt.producer_name.empty()) ws_options.target += "&producerName=" + url_encode(opt.producer_name);
+    if (opt.producer_name.empty()) opt.producer_name = default_producer_name(gateway_id, opt.records);
+    ws_options.target += "&producerName=" + url_encode(opt.producer_name);
     ws_options.token = opt.token;
     ws_options.tls = opt.tls;
     ws_options.connect_timeout = opt.connect_timeout;
@@ -99,10 +116,8 @@ struct PulsarUplink::Impl {
       return false;
     }
     ws = std::move(*c);
-    for (InFlight& f : fifo) f.due = !f.ok;
-    spdlog::info("{}: connected to {}{}; {} batch(es) to send again", opt.cursor, opt.service_url,
-                 ws_options.target,
-                 std::count_if(fifo.begin(), fifo.end(), [](const InFlight& f) { return !f.ok; }));
+    need_resume = true;
+    spdlog::info("{}: connected to {}{}", opt.cursor, opt.service_url, ws_options.target);
     std::lock_guard lock(mu);
     ++st.connects;
     if (st.state != SinkState::up) st.state = SinkState::connecting;
@@ -116,6 +131,57 @@ struct PulsarUplink::Impl {
     ws.reset();
     schedule_retry();
     set_error(SinkState::down, why);
+  }
+
+  // Reads the topic's end back and acks what it holds after the cursor; true when sending may
+  // start after `acked`. Whatever was in flight is forgotten first: the topic says what arrived.
+  bool resume() {
+    fifo.clear();
+    held_ahead.clear();
+    linger_since.reset();
+    next_after = acked;
+    PulsarTailQuery q{ws_options.service, opt.tenant, opt.ns, opt.topic, opt.token, opt.tls, gateway_id,
+                      std::string(record_type_name(opt.records)), opt.connect_timeout};
+    auto tail = read_pulsar_tail(q, acked);
+    if (!tail) {
+      spdlog::warn("{}: reading back persistent://{}/{}/{} failed: {}", opt.cursor, opt.tenant, opt.ns, opt.topic,
+                   tail.error().message);
+      set_error(SinkState::down, "read-back: " + tail.error().message);
+      return false;
+    }
+    ResumePlan plan = plan_resume(ring, acked, *tail);
+    std::uint64_t found = 0;
+    if (plan.foreign) {
+      spdlog::error("{}: the topic holds seq {} from gateway {} but the buffer ends at seq {} "
+                    "(duplicate gateway_id or replaced buffer?); not skipping", opt.cursor, plan.newest->value,
+                    gateway_id, ring.last_seq().value);
+    } else if (plan.newest) {
+      if (plan.upto > acked) {
+        if (auto r = ring.ack(opt.cursor, plan.upto); !r) {
+          spdlog::error("{}: ack to seq {} failed: {}", opt.cursor, plan.upto.value, r.error().message());
+          set_error(SinkState::down, "ack: " + r.error().message());
+          return false;
+        }
+        found = plan.upto.value - acked.value;
+        spdlog::info("{}: the topic already holds seq {}..{}; acked without resending", opt.cursor, acked.value + 1,
+                     plan.upto.value);
+        acked = next_after = plan.upto;
+        if (auto t = ring.trim(); !t) spdlog::warn("{}: trim failed: {}", opt.cursor, t.error().message());
+      }
+      held_ahead = std::move(plan.held_ahead);
+      for (const HeldRange& r : held_ahead) {
+        spdlog::warn("{}: the topic holds seq {}..{} but not all before it (a batch failed while a later one "
+                     "was stored); resending what is missing, not that", opt.cursor, r.first.value, r.last.value);
+      }
+    }
+    spdlog::info("{}: resuming after seq {}", opt.cursor, acked.value);
+    std::lock_guard lock(mu);
+    ++st.read_backs;
+    if (plan.newest) st.upstream_tail = *plan.newest;
+    st.records_found_upstream += found;  // an upper bound: seqs of skipped records count too
+    st.last_acked = acked;
+    st.in_flight = 0;
+    return true;
   }
 
   // Acks the longest prefix of answered batches, then trims the ring.
@@ -184,7 +250,26 @@ struct PulsarUplink::Impl {
 
   // Reads the next batch after next_after and queues it (or accounts for it as skipped).
   void read_next() {
-    auto read = read_batch(ring, next_after, gateway_id, {opt.records, opt.batch_max_records, opt.batch_max_bytes, opt.cursor});
+    // A batch the topic already holds (beyond a gap, see resume()) is not sent again: it enters the
+    // FIFO answered once everything before it has been read.
+    if (!held_ahead.empty() && adjoins(ring, next_after, held_ahead.front().first)) {
+      const HeldRange r = held_ahead.front();
+      held_ahead.pop_front();
+      if (r.last > next_after) {
+        InFlight f;
+        f.id = next_id++;
+        f.first = next_after.next();
+        f.last = next_after = r.last;
+        f.ok = true;
+        f.due = false;
+        fifo.push_back(std::move(f));
+        ack_prefix();
+      }
+      return;
+    }
+    BatchLimits limits{opt.records, opt.batch_max_records, opt.batch_max_bytes, opt.cursor};
+    if (!held_ahead.empty()) limits.before = held_ahead.front().first;
+    auto read = read_batch(ring, next_after, gateway_id, limits);
     if (!read || read->empty()) return;
     const Batch& batch = read->batch;
     InFlight f;
@@ -287,6 +372,15 @@ struct PulsarUplink::Impl {
           schedule_retry();
           continue;
         }
+      }
+      if (need_resume) {
+        if (!resume()) {
+          if (ws) ws->close();
+          ws.reset();
+          schedule_retry();
+          continue;
+        }
+        need_resume = false;
       }
       while (batch_ready()) read_next();
       send_due();

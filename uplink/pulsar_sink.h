@@ -10,12 +10,18 @@
 // longest prefix of batches answered {"result":"ok"}. A send error ({"result":"send-error:..."})
 // makes that batch go again after a backoff; a dropped connection, a failed upgrade or an answer
 // that does not come within send_timeout closes the connection, and after a backoff (doubling,
-// with jitter) the sink reconnects and sends every unanswered batch again, in order.
+// with jitter) the sink reconnects.
 //
-// At least once, not exactly once: the WebSocket API lets the proxy choose the Pulsar sequence ids,
-// so broker-side deduplication cannot recognise a resend, and a batch whose "ok" was lost with the
-// connection (or that was stored before a kill -9 of the gateway) is on the topic twice. Consumers
-// dedup by (gateway id, seq): uplink-cat --pulsar and firmware-sim verify --pulsar do.
+// No duplicates across restarts and lost connections: after each (re)connect, before sending, the
+// sink reads the topic's end back (uplink/pulsar_tail.h: the admin API's position, the WebSocket
+// reader API's messages) and acknowledges what the topic already holds from this gateway
+// (uplink/resume.h, the Kafka sink's rule), so a batch stored before a kill -9, or whose "ok" was
+// lost with the connection, is not sent again. The producer's name is fixed (producer_name, by
+// default edge-gateway.GATEWAY_ID.RECORD_TYPE): the broker accepts it only once the previous
+// producer of that name is closed, after its pending messages, so the read-back sees all of them.
+// The token's role needs produce and consume permission on the topic (the reader), and the WebSocket
+// service must run inside a broker (its admin API on the same host and port). Broker-side
+// deduplication cannot help: the WebSocket API lets the proxy choose the sequence ids.
 //
 // Thread-safety: start()/stop() from the owner thread; stats() from any thread. One thread of its
 // own runs everything else (reading the ring, the WebSocket I/O). The Ring must outlive the sink.
@@ -39,7 +45,7 @@ struct PulsarOptions {
   std::string tenant = "public";
   std::string ns = "default";              // the Pulsar namespace
   std::string topic = "telemetry";         // a persistent topic: persistent://tenant/ns/topic
-  std::string producer_name;               // producerName query parameter; empty: the proxy picks one
+  std::string producer_name;               // producerName; empty: edge-gateway.GATEWAY_ID.RECORD_TYPE
   std::string token;                       // "Authorization: Bearer TOKEN" on the upgrade; empty: none
   PulsarTls tls;                           // wss:// only
   int zstd_level = 3;                      // 1..19

@@ -14,9 +14,11 @@
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/core/detail/base64.hpp>
+#include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
+#include <algorithm>
 #include <charconv>
 #include <deque>
 #include <variant>
@@ -178,24 +180,26 @@ struct WsClient::Impl {
     });
   }
 
-  template <class Stream>
-  std::expected<void, WsFailure> handshake(Stream& s, const Options& o, Clock::time_point deadline) {
-    auto timed_out = [](const char* step) {
-      return std::unexpected(WsFailure{make_error_code(errc::unreachable), 0, std::string(step) + " timed out"});
-    };
+  static std::unexpected<WsFailure> timed_out(const char* step) {
+    return std::unexpected(WsFailure{make_error_code(errc::unreachable), 0, std::string(step) + " timed out"});
+  }
+
+  // Resolves, connects and (for TLS) shakes hands on `next`: a tcp_stream or an ssl_stream over one.
+  template <class Next>
+  std::expected<void, WsFailure> open_transport(Next& next, const ServiceUrl& service, const PulsarTls& tls,
+                                                Clock::time_point deadline) {
     bool done = false;
     beast::error_code ec;
     tcp::resolver resolver(ioc);
     tcp::resolver::results_type endpoints;
-    resolver.async_resolve(o.service.host, o.service.port,
-                           [&](const beast::error_code& e, tcp::resolver::results_type r) {
-                             ec = e;
-                             endpoints = std::move(r);
-                             done = true;
-                           });
+    resolver.async_resolve(service.host, service.port, [&](const beast::error_code& e, tcp::resolver::results_type r) {
+      ec = e;
+      endpoints = std::move(r);
+      done = true;
+    });
     if (!run_until(done, deadline)) return timed_out("resolving the host");
-    if (ec) return std::unexpected(WsFailure{make_error_code(errc::unreachable), 0, "resolve " + o.service.host + ": " + ec.message()});
-    auto& tcp_layer = beast::get_lowest_layer(s);
+    if (ec) return std::unexpected(WsFailure{make_error_code(errc::unreachable), 0, "resolve " + service.host + ": " + ec.message()});
+    auto& tcp_layer = beast::get_lowest_layer(next);
     tcp_layer.expires_at(deadline);
     done = false;
     tcp_layer.async_connect(endpoints, [&](const beast::error_code& e, const tcp::endpoint&) {
@@ -204,19 +208,43 @@ struct WsClient::Impl {
     });
     if (!run_until(done, deadline)) return timed_out("connecting");
     if (ec) return std::unexpected(WsFailure{make_error_code(errc::unreachable), 0, "connect: " + ec.message()});
-    if constexpr (std::is_same_v<Stream, Secure>) {
-      if (SSL_set_tlsext_host_name(s.next_layer().native_handle(), o.service.host.c_str()) != 1) {
+    if constexpr (!std::is_same_v<Next, beast::tcp_stream>) {
+      if (SSL_set_tlsext_host_name(next.native_handle(), service.host.c_str()) != 1) {
         return std::unexpected(WsFailure{make_error_code(errc::protocol), 0, "TLS: cannot set the server name"});
       }
-      if (o.tls.verify) s.next_layer().set_verify_callback(ssl::host_name_verification(o.service.host));
+      if (tls.verify) next.set_verify_callback(ssl::host_name_verification(service.host));
       done = false;
-      s.next_layer().async_handshake(ssl::stream_base::client, [&](const beast::error_code& e) {
+      next.async_handshake(ssl::stream_base::client, [&](const beast::error_code& e) {
         ec = e;
         done = true;
       });
       if (!run_until(done, deadline)) return timed_out("the TLS handshake");
       if (ec) return std::unexpected(WsFailure{make_error_code(errc::protocol), 0, "TLS handshake: " + ec.message()});
     }
+    return {};
+  }
+
+  // The TLS context for a wss:// (https://) service.
+  std::expected<void, WsFailure> load_tls(const PulsarTls& tls) {
+    beast::error_code ec;
+    ctx.set_verify_mode(tls.verify ? ssl::verify_peer : ssl::verify_none);
+    if (tls.ca_file.empty()) {
+      ctx.set_default_verify_paths(ec);
+    } else {
+      ctx.load_verify_file(tls.ca_file, ec);
+    }
+    if (!ec && !tls.cert_file.empty()) ctx.use_certificate_chain_file(tls.cert_file, ec);
+    if (!ec && !tls.key_file.empty()) ctx.use_private_key_file(tls.key_file, ssl::context::pem, ec);
+    if (ec) return std::unexpected(WsFailure{make_error_code(errc::protocol), 0, "TLS files: " + ec.message()});
+    return {};
+  }
+
+  template <class Stream>
+  std::expected<void, WsFailure> handshake(Stream& s, const Options& o, Clock::time_point deadline) {
+    if (auto r = open_transport(s.next_layer(), o.service, o.tls, deadline); !r) return r;
+    bool done = false;
+    beast::error_code ec;
+    auto& tcp_layer = beast::get_lowest_layer(s);
     s.set_option(websocket::stream_base::decorator([token = o.token](websocket::request_type& req) {
       req.set(beast::http::field::user_agent, "edge-gateway");
       if (!token.empty()) req.set(beast::http::field::authorization, "Bearer " + token);
@@ -235,9 +263,16 @@ struct WsClient::Impl {
         return std::unexpected(WsFailure{make_error_code(errc::unauthorized), status,
                                          "upgrade refused with HTTP " + std::to_string(status) + " (token rejected)"});
       }
+      if (status == 409) {
+        return std::unexpected(WsFailure{make_error_code(errc::protocol), status,
+                                         "upgrade refused with HTTP 409: a producer or consumer of that name is "
+                                         "still connected to the topic"});
+      }
+      std::string body = res.body().substr(0, 200);
+      std::replace(body.begin(), body.end(), '\n', ' ');
       return std::unexpected(WsFailure{make_error_code(errc::protocol), status,
                                        status != 0 && status != 101
-                                           ? "upgrade refused with HTTP " + std::to_string(status) + ": " + res.body()
+                                           ? "upgrade refused with HTTP " + std::to_string(status) + ": " + body
                                            : "WebSocket upgrade: " + ec.message()});
     }
     tcp_layer.expires_never();
@@ -253,22 +288,54 @@ struct WsClient::Impl {
       ws = std::move(p);
       return r;
     }
-    beast::error_code ec;
-    ctx.set_verify_mode(o.tls.verify ? ssl::verify_peer : ssl::verify_none);
-    if (o.tls.ca_file.empty()) {
-      ctx.set_default_verify_paths(ec);
-    } else {
-      ctx.load_verify_file(o.tls.ca_file, ec);
-    }
-    if (!ec && !o.tls.cert_file.empty()) ctx.use_certificate_chain_file(o.tls.cert_file, ec);
-    if (!ec && !o.tls.key_file.empty()) ctx.use_private_key_file(o.tls.key_file, ssl::context::pem, ec);
-    if (ec) return std::unexpected(WsFailure{make_error_code(errc::protocol), 0, "TLS files: " + ec.message()});
+    if (auto r = load_tls(o.tls); !r) return r;
     auto p = std::make_unique<Secure>(ioc, ctx);
     auto r = handshake(*p, o, deadline);
     ws = std::move(p);
     return r;
   }
 };
+
+std::expected<HttpAnswer, WsFailure> http_get(const ServiceUrl& service, const std::string& target,
+                                              const std::string& token, const PulsarTls& tls,
+                                              std::chrono::milliseconds timeout) {
+  namespace http = beast::http;
+  WsClient::Impl io;  // its io_context, TLS context and timed steps; declared before the streams below
+  const auto deadline = Clock::now() + timeout;
+  auto exchange = [&](auto& stream) -> std::expected<HttpAnswer, WsFailure> {
+    if (auto r = io.open_transport(stream, service, tls, deadline); !r) return std::unexpected(r.error());
+    http::request<http::empty_body> req{http::verb::get, service.prefix + target, 11};
+    req.set(http::field::host, service.host + ":" + service.port);
+    req.set(http::field::user_agent, "edge-gateway");
+    req.set(http::field::accept, "application/json");
+    if (!token.empty()) req.set(http::field::authorization, "Bearer " + token);
+    bool done = false;
+    beast::error_code ec;
+    http::async_write(stream, req, [&](const beast::error_code& e, std::size_t) {
+      ec = e;
+      done = true;
+    });
+    if (!io.run_until(done, deadline)) return WsClient::Impl::timed_out("the HTTP request");
+    if (ec) return std::unexpected(WsFailure{make_error_code(errc::unreachable), 0, "HTTP request: " + ec.message()});
+    beast::flat_buffer buffer;
+    http::response<http::string_body> res;
+    done = false;
+    http::async_read(stream, buffer, res, [&](const beast::error_code& e, std::size_t) {
+      ec = e;
+      done = true;
+    });
+    if (!io.run_until(done, deadline)) return WsClient::Impl::timed_out("the HTTP answer");
+    if (ec) return std::unexpected(WsFailure{make_error_code(errc::unreachable), 0, "HTTP answer: " + ec.message()});
+    return HttpAnswer{static_cast<int>(res.result_int()), std::move(res.body())};
+  };
+  if (!service.tls) {
+    beast::tcp_stream stream(io.ioc);
+    return exchange(stream);
+  }
+  if (auto r = io.load_tls(tls); !r) return std::unexpected(r.error());
+  beast::ssl_stream<beast::tcp_stream> stream(io.ioc, io.ctx);
+  return exchange(stream);
+}
 
 WsClient::WsClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 

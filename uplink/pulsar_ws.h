@@ -57,6 +57,18 @@ struct WsFailure {
   std::string message;    // what happened, for logs and SinkStats::last_error
 };
 
+struct HttpAnswer {
+  int status = 0;
+  std::string body;
+};
+
+// One HTTP GET to the service's host and port (https for a wss:// service), `target` after its
+// prefix: the broker's admin REST API where the WebSocket service runs inside the broker. The same
+// failures as WsClient::connect(); any status is an answer.
+[[nodiscard]] std::expected<HttpAnswer, WsFailure> http_get(const ServiceUrl& service, const std::string& target,
+                                                            const std::string& token, const PulsarTls& tls,
+                                                            std::chrono::milliseconds timeout);
+
 class WsClient {
  public:
   struct Options {

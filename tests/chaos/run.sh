@@ -128,12 +128,7 @@ run_policy() {
   "$build/gateway/edge-gateway" --check-config "$work/gateway.toml" >/dev/null
 
   local gateway_pid
-  start_gateway() {
-    "$build/gateway/edge-gateway" --config "$work/gateway.toml" >>"$work/gateway.log" 2>&1 &
-    gateway_pid=$!
-    gw_track $gateway_pid
-  }
-  start_gateway
+  gw_start_gateway "$build" "$work"
   gw_wait_gateway_ready "$http_port" "$work/gateway.log"
 
   # Consumers during the run (a mock partition keeps only about 5 MB; a real one keeps everything).
@@ -192,7 +187,7 @@ run_policy() {
       wait "$gateway_pid" 2>/dev/null || true
       kills=$((kills + 1))
       sleep "0.$((RANDOM % 10))"
-      start_gateway
+      gw_start_gateway "$build" "$work"
     elif ((action < 8)); then
       outages=$((outages + 1))
       broker_outage "$((1 + RANDOM % 4)).$((RANDOM % 10))"

@@ -36,11 +36,6 @@ fi
 gw_uplink_config "$work/gateway.toml" "$work" "$mqtt_port" "$http_port" "$bootstrap"
 sed -i "s/^\[mqtt\]\$/[mqtt]\nsessions = $sessions/" "$work/gateway.toml"
 
-start_gateway() {
-  "$build/gateway/edge-gateway" --config "$work/gateway.toml" >>"$work/gateway.log" 2>&1 &
-  gateway_pid=$!
-  gw_track $gateway_pid
-}
 
 # The verifier consumes while the run goes (a mock partition keeps only about 5 MB).
 "$build/firmware-sim/firmware-sim" verify --manifest "$work/manifest.txt" --kafka "$bootstrap" --topic telemetry \
@@ -48,7 +43,7 @@ start_gateway() {
 verify_pid=$!
 gw_track $verify_pid
 
-start_gateway
+gw_start_gateway "$build" "$work"
 gw_wait_gateway_ready "$http_port" "$work/gateway.log"
 "$build/firmware-sim/firmware-sim" --broker "tcp://127.0.0.1:$mqtt_port" --devices 20 --rate 25 --duration 45 \
   --qos 1 --seed 3 --manifest "$work/manifest.txt" "${sim_flags[@]}" >"$work/sim.out" 2>"$work/sim.log" &
@@ -77,7 +72,7 @@ for ((k = 1; k <= kills; k++)); do
   fi
   kill -KILL "$gateway_pid"
   wait "$gateway_pid" 2>/dev/null || true
-  start_gateway
+  gw_start_gateway "$build" "$work"
 done
 gw_log "$kills SIGKILLs done ($worker_kills of them ingest workers), and $broker_kills of the Kafka broker"
 wait "$sim_pid" || gw_die "firmware-sim failed (see $work/sim.log)"

@@ -40,6 +40,14 @@ gw_wait_port() {
 
 gw_track() { GW_PIDS+=("$1"); }
 
+# gw_start_gateway BUILD WORK: edge-gateway with WORK/gateway.toml in the background, its log
+# appended to WORK/gateway.log; tracked; sets gateway_pid in the caller's shell.
+gw_start_gateway() {
+  "$1/gateway/edge-gateway" --config "$2/gateway.toml" >>"$2/gateway.log" 2>&1 &
+  gateway_pid=$!
+  gw_track $gateway_pid
+}
+
 # gw_manifest_readings FILE: the readings a firmware-sim manifest lists (its "resent" marks left out).
 gw_manifest_readings() { grep -vc ' resent$' "$1" || true; }
 

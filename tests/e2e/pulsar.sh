@@ -83,11 +83,15 @@ for ((i = 0; i < 300; i++)); do
 done
 ((last >= expected && p == last && k == last)) || gw_die "sinks did not catch up: stored=$last pulsar=$p kafka=$k"
 jq '.uplink.pulsar | {state, batches_sent, batches_acked, batches_resent, delivery_errors, connects, records_acked}' <<<"$status"
+# The send errors are sent again as they were (resent); the batches in flight at the drop are read
+# again from the buffer after the read-back that follows the reconnect (which finds nothing here:
+# this server has no admin API; against a real broker it finds what was stored, e2e.pulsar_kill).
 resent=$(jq -r '.uplink.pulsar.batches_resent' <<<"$status")
 errors=$(jq -r '.uplink.pulsar.delivery_errors' <<<"$status")
 connects=$(jq -r '.uplink.pulsar.connects' <<<"$status")
-((resent >= 5 && errors >= 3 && connects >= 2)) ||
-  gw_die "expected resends after the drop and the send errors: resent=$resent errors=$errors connects=$connects"
+read_backs=$(jq -r '.uplink.pulsar.read_backs' <<<"$status")
+((resent >= 2 && errors >= 3 && connects >= 2 && read_backs >= 2)) ||
+  gw_die "expected resends after the drop and the send errors: resent=$resent errors=$errors connects=$connects read_backs=$read_backs"
 gw_http "http://127.0.0.1:$http_port/metrics" | grep -q 'gw_uplink_records_acked_total{sink="pulsar"}' ||
   gw_die "/metrics has no sink=\"pulsar\" series"
 

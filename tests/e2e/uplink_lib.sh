@@ -104,14 +104,14 @@ gw_outbox_drained_and_verify() {
   gw_caught_up_and_verify "$1" "$2" "$4"
 }
 
-# gw_wait_caught_up HTTP_PORT SECONDS: until the uplink's cursor equals the buffer's last seq
-# (twice in a row, 1 s apart). Prints the last status.
+# gw_wait_caught_up HTTP_PORT SECONDS [SINK]: until the cursor of the uplink's SINK (kafka, pulsar;
+# default kafka) equals the buffer's last seq (twice in a row, 1 s apart). Prints the last status.
 gw_wait_caught_up() {
-  local port=$1 deadline=$((SECONDS + $(gw_scaled "$2"))) status last acked prev=-1
+  local port=$1 deadline=$((SECONDS + $(gw_scaled "$2"))) sink=${3:-kafka} status last acked prev=-1
   while ((SECONDS < deadline)); do
     status=$(gw_http "http://127.0.0.1:$port/status" 2>/dev/null || true)
     last=$(jq -r '.buffer.last_seq // -1' <<<"$status" 2>/dev/null || echo -1)
-    acked=$(jq -r '.uplink.kafka.last_acked_seq // -2' <<<"$status" 2>/dev/null || echo -2)
+    acked=$(jq -r --arg s "$sink" '.uplink[$s].last_acked_seq // -2' <<<"$status" 2>/dev/null || echo -2)
     if ((last > 0 && last == acked && last == prev)); then
       echo "$status"
       return 0

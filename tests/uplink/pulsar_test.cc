@@ -179,9 +179,15 @@ TEST_CASE("pulsar: send errors are sent again - nothing lost, nothing twice", "[
   CHECK(stored.duplicates() == 0);
 }
 
-TEST_CASE("pulsar: a connection dropped with messages in flight: resent, duplicates downstream only", "[pulsar]") {
+TEST_CASE("pulsar: a connection dropped with messages in flight: sent again after the read-back", "[pulsar]") {
+  // The protocol server stores two batches, never answers them and resets the connection: a fault a
+  // real broker cannot be made to show on cue (e2e.pulsar_kill shows the real broker's side: a
+  // gateway killed with batches stored and unanswered). The server has no admin API (404, as for a
+  // topic that does not exist), so the read-back after the reconnect finds nothing and the sink
+  // sends both batches again: on this server they are on the topic twice. Against a real broker the
+  // read-back finds them and nothing is sent twice (e2e.pulsar_kill).
   auto server = gw::test::PulsarWsServer::start();
-  server->drop_after(2);  // two batches stored, never answered, then the connection is reset
+  server->drop_after(2);
   gw::test::TempDir dir;
   auto ring = open_ring(dir);
   const auto seqs = append_events(*ring, 1, 2000);
@@ -192,11 +198,10 @@ TEST_CASE("pulsar: a connection dropped with messages in flight: resent, duplica
   const auto st = (*sink)->stats();
   CHECK(server->stats().drops == 1);
   CHECK(st.connects == 2);
-  CHECK(st.batches_resent >= 2);
+  CHECK(st.read_backs == 2);  // after each connect, before sending
+  CHECK(st.records_found_upstream == 0);
   CHECK(st.delivery_errors >= 1);
   CHECK(st.records_acked == 2000);  // each record acked once, from the answer to its resend
-  // At least once: the two unanswered batches are on the topic twice; dedup by (gateway, seq)
-  // leaves every record once.
   const Copies stored = topic_copies(*server);
   CHECK(stored.per_seq.size() == 2000);
   CHECK(stored.duplicates() == 400);  // 2 batches x 200 records

@@ -1,0 +1,36 @@
+#include "uplink/resume.h"
+
+#include <algorithm>
+
+namespace gw::uplink {
+
+bool adjoins(buffer::Ring& ring, buffer::Seq end, buffer::Seq first) {
+  if (first.value <= end.value + 1) return true;
+  auto r = ring.read(end, 1, 1);  // is a record still stored after `end` and before `first`?
+  return r && (r->empty() || r->front().seq >= first);
+}
+
+ResumePlan plan_resume(buffer::Ring& ring, buffer::Seq acked, std::vector<HeldRange> held) {
+  ResumePlan plan;
+  plan.upto = acked;
+  for (const HeldRange& r : held) plan.newest = std::max(plan.newest.value_or(r.last), r.last);
+  if (!plan.newest) return plan;
+  if (*plan.newest > ring.last_seq()) {
+    plan.foreign = true;
+    return plan;
+  }
+  std::sort(held.begin(), held.end(), [](const HeldRange& a, const HeldRange& b) { return a.first < b.first; });
+  for (const HeldRange& r : held) {
+    if (r.last <= plan.upto) continue;
+    if (plan.held_ahead.empty() && adjoins(ring, plan.upto, r.first)) {
+      plan.upto = r.last;
+    } else if (!plan.held_ahead.empty() && adjoins(ring, plan.held_ahead.back().last, r.first)) {
+      plan.held_ahead.back().last = std::max(plan.held_ahead.back().last, r.last);
+    } else {
+      plan.held_ahead.push_back(r);
+    }
+  }
+  return plan;
+}
+
+}  // namespace gw::uplink
