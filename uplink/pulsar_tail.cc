@@ -1,6 +1,7 @@
 #include "uplink/pulsar_tail.h"
 
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <charconv>
@@ -71,7 +72,18 @@ std::expected<Ledgers, WsFailure> ledgers_of(const PulsarTailQuery& q, Clock::ti
   auto answer = http_get(q.service, target, q.token, q.tls, std::max(left, std::chrono::milliseconds(1)));
   if (!answer) return std::unexpected(answer.error());
   Ledgers out;
-  if (answer->status == 404) return out;  // no such topic yet: nothing held
+  if (answer->status == 404) {
+    // Pulsar answers a topic it does not have with {"reason": "Topic ... not found"}: nothing held.
+    // Any other 404 is a service without the admin API (a separate WebSocket proxy): nothing can be
+    // read back, so a batch in flight at a crash may go to the topic twice.
+    const auto j = nlohmann::json::parse(answer->body, nullptr, false);
+    if (!j.is_object() || !j.contains("reason")) {
+      spdlog::warn("Pulsar read-back: {} has no admin API on {}:{} (a separate WebSocket proxy?); resuming from "
+                   "the cursor: a batch in flight at a crash may be on the topic twice",
+                   target, q.service.host, q.service.port);
+    }
+    return out;
+  }
   if (answer->status == 401 || answer->status == 403) {
     return std::unexpected(WsFailure{make_error_code(errc::unauthorized), answer->status,
                                      "the topic's stats refused with HTTP " + std::to_string(answer->status) +
@@ -221,6 +233,10 @@ std::expected<std::vector<HeldRange>, WsFailure> read_pulsar_tail(const PulsarTa
     if (w->reached_after || g == 0) {
       for (const HeldRange& r : w->ranges) {
         if (r.last > after) held.push_back(r);
+      }
+      if (window > 8) {
+        spdlog::info("Pulsar read-back of {}: looked {} entries back to find this gateway's batches",
+                     q.topic, ledgers->total - g);
       }
       return held;
     }

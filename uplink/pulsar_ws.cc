@@ -261,7 +261,9 @@ struct WsClient::Impl {
       const int status = static_cast<int>(res.result_int());
       if (status == 401 || status == 403) {
         return std::unexpected(WsFailure{make_error_code(errc::unauthorized), status,
-                                         "upgrade refused with HTTP " + std::to_string(status) + " (token rejected)"});
+                                         "upgrade refused with HTTP " + std::to_string(status) +
+                                             (status == 401 ? " (token rejected)"
+                                                            : " (the token's role lacks permission on the topic)")});
       }
       if (status == 409) {
         return std::unexpected(WsFailure{make_error_code(errc::protocol), status,
