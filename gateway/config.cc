@@ -427,8 +427,10 @@ const std::vector<Key>& keys() {
                  "Password of the private key (empty: none).", true),
       string_key("uplink.pulsar.service_url", [](Config& c) -> auto& { return c.pulsar.service_url; },
                  "Pulsar WebSocket service ws://HOST:PORT or wss://HOST:PORT[/PREFIX] (a broker with "
-                 "webSocketServiceEnabled, or a WebSocket proxy): telemetry batches go to its producer endpoint, "
-                 "at least once (downstream dedup by gateway id and seq). Empty: no Pulsar sink.",
+                 "webSocketServiceEnabled, or a WebSocket proxy): telemetry batches go to its producer endpoint; after "
+                 "each connect the topic's end is read back (admin API on the same port, reader API) so that no "
+                 "batch is sent twice (a separate proxy has no admin API: then at least once). Empty: no Pulsar "
+                 "sink.",
                  true),
       string_key("uplink.pulsar.tenant", [](Config& c) -> auto& { return c.pulsar.tenant; }, "Pulsar tenant."),
       string_key("uplink.pulsar.namespace", [](Config& c) -> auto& { return c.pulsar.ns; }, "Pulsar namespace."),
