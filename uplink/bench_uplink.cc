@@ -1,6 +1,6 @@
 // bench-uplink: bytes per record on the wire, and delivery throughput of the Kafka sink.
 //
-//   bench-uplink [--quick] [--data DIR] [--records N] [--brokers HOST:PORT]
+//   bench-uplink [--quick] [--data DIR] [--records N] [--brokers HOST:PORT] [--pulsar ws://HOST:PORT]
 //   bench-uplink --rates [--seconds S] [--lingers 100ms,1s,...]
 //
 // Sizes, on two data sets (the simulator's standard mix, and the Intel Lab sensor data replayed as
@@ -13,6 +13,9 @@
 // and the sink with exactly_once (transactions) against the same records. --brokers sends to a real
 // Kafka instead of the mock (topics uplink-idempotent, uplink-exactly-once, plain-per-record and
 // plain-batches, created by the caller or by the broker's auto-creation: tests/bench/uplink_real.sh).
+// The Pulsar sink sends the same records to the tests' WebSocket protocol server (built with the
+// tests: it answers at once and keeps messages in memory, so that measures the sink alone), or with
+// --pulsar to a real Pulsar's WebSocket service (topic uplink-pulsar).
 //
 // --rates: what a small fleet costs on the link. Records are stored at a paced 10, 100, 1,000 and
 // 10,000 events/s (the simulator's mix, each stamped with the time it is stored) for S seconds
@@ -224,7 +227,33 @@ double sink_rate(gw::buffer::Ring& ring, const std::string& bootstrap, const std
   return static_cast<double>(st.records_acked) / s;
 }
 
-void throughput(const std::vector<gw::uplink::BatchRecord>& records, std::string bootstrap) {
+// Records/s the Pulsar sink delivers from `ring` through cursor uplink.pulsar to `service_url`,
+// timed from its first read-back (the start-up: connect, the topic's end), as the Kafka sink's.
+double pulsar_rate(gw::buffer::Ring& ring, const std::string& service_url) {
+  gw::uplink::PulsarOptions opt;
+  opt.service_url = service_url;
+  opt.topic = "uplink-pulsar";
+  opt.linger = 0ms;
+  auto sink = gw::uplink::PulsarUplink::create(opt, "edge-1", ring);
+  if (!sink || !(*sink)->start()) std::exit(1);
+  const gw::buffer::Seq last = ring.last_seq();
+  const auto deadline = Clock::now() + 300s;
+  while ((*sink)->stats().read_backs == 0 && Clock::now() < deadline) std::this_thread::sleep_for(1ms);
+  const auto t0 = Clock::now();
+  while ((*sink)->stats().last_acked < last && Clock::now() < deadline) std::this_thread::sleep_for(1ms);
+  const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  const auto st = (*sink)->stats();
+  (*sink)->stop();
+  if (st.last_acked < last) {
+    std::fprintf(stderr, "bench-uplink: the Pulsar sink delivered up to seq %llu of %llu in 300 s\n",
+                 static_cast<unsigned long long>(st.last_acked.value), static_cast<unsigned long long>(last.value));
+    std::exit(1);
+  }
+  return static_cast<double>(st.records_acked) / s;
+}
+
+void throughput(const std::vector<gw::uplink::BatchRecord>& records, std::string bootstrap,
+                const std::string& pulsar_url) {
   std::unique_ptr<gw::uplink::MockCluster> mock;
   if (bootstrap.empty()) {
     auto cluster = gw::uplink::MockCluster::create(1);
@@ -276,28 +305,18 @@ void throughput(const std::vector<gw::uplink::BatchRecord>& records, std::string
   gw::uplink::SinkStats st, eo_st;
   const double ours = sink_rate(*ring, bootstrap, "uplink-idempotent", "uplink.idempotent", false, st);
   const double eo = sink_rate(*ring, bootstrap, "uplink-exactly-once", "uplink.exactly_once", true, eo_st);
+  if (!pulsar_url.empty()) {
+    const double pulsar = pulsar_rate(*ring, pulsar_url);
+    bench("deliver.pulsar_uplink_real_pulsar", pulsar, "records/s");
+    ratio("deliver.pulsar_uplink_vs_kafka_uplink" + where, pulsar / ours);
+  }
 #ifdef GW_BENCH_PULSAR
-  const gw::buffer::Seq last = ring->last_seq();
-#endif
-#ifdef GW_BENCH_PULSAR
-  // The Pulsar sink to the tests' WebSocket protocol server on loopback (not a broker: it keeps
-  // messages in memory and answers at once, so this measures the sink, not Pulsar).
-  auto server = gw::test::PulsarWsServer::start();
-  gw::uplink::PulsarOptions popt;
-  popt.service_url = server->url();
-  popt.linger = 0ms;
-  auto psink = gw::uplink::PulsarUplink::create(popt, "edge-1", *ring);
-  if (!psink) std::exit(1);
-  const auto p0 = Clock::now();
-  if (!(*psink)->start()) std::exit(1);
-  while ((*psink)->stats().last_acked < last && Clock::now() < p0 + 300s) std::this_thread::sleep_for(1ms);
-  const double ps = std::chrono::duration<double>(Clock::now() - p0).count();
-  const auto pst = (*psink)->stats();
-  (*psink)->stop();
-  psink->reset();
-  const double pulsar = static_cast<double>(pst.records_acked) / ps;
-  bench("deliver.pulsar_uplink_ws_test_server", pulsar, "records/s");
-  ratio("deliver.pulsar_uplink_vs_kafka_uplink", pulsar / ours);
+  if (pulsar_url.empty()) {
+    auto server = gw::test::PulsarWsServer::start();
+    const double pulsar = pulsar_rate(*ring, server->url());
+    bench("deliver.pulsar_uplink_ws_test_server", pulsar, "records/s");
+    ratio("deliver.pulsar_uplink_vs_kafka_uplink", pulsar / ours);
+  }
 #endif
   ring.reset();
   fs::remove_all(dir);
@@ -375,6 +394,8 @@ int main(int argc, char** argv) {
   app.add_option("--records", n, "records per data set (default 100000, --quick 20000)");
   std::string brokers;
   app.add_option("--brokers", brokers, "deliver to this Kafka instead of an in-process mock cluster");
+  std::string pulsar;
+  app.add_option("--pulsar", pulsar, "the Pulsar sink delivers to this WebSocket service (a real Pulsar)");
   bool rates = false;
   int seconds = 10;
   std::vector<std::string> lingers{"100ms", "1s", "5s"};
@@ -406,6 +427,6 @@ int main(int argc, char** argv) {
   } else {
     std::fprintf(stderr, "bench-uplink: no Intel Lab data in %s (--data DIR); skipped\n", data.c_str());
   }
-  throughput(sim, brokers);
+  throughput(sim, brokers, pulsar);
   return 0;
 }
