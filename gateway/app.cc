@@ -65,12 +65,24 @@ class GatewayApp final : public App {
         return std::unexpected("buffer: cannot register the aggregates cursor: " + r.error().message());
       }
     }
+    if (pulsar_aggregates_enabled()) {
+      if (auto r = ring_->register_cursor(pulsar_aggregates_options().cursor); !r) {
+        return std::unexpected("buffer: cannot register the Pulsar aggregates cursor: " + r.error().message());
+      }
+    }
     // The Pulsar sink's cursor, like the aggregates cursor, exists before the Kafka sink acks.
     if (!config_.pulsar.service_url.empty()) {
       auto sink = uplink::PulsarUplink::create(config_.pulsar, config_.gateway_id, *ring_);
       if (!sink) return std::unexpected("uplink.pulsar: " + sink.error().message());
       pulsar_ = std::move(*sink);
       if (auto r = pulsar_->start(); !r) return std::unexpected("uplink.pulsar: " + r.error().message());
+    }
+    if (pulsar_aggregates_enabled()) {
+      uplink::PulsarOptions options = pulsar_aggregates_options();
+      auto sink = uplink::PulsarUplink::create(options, config_.gateway_id, *ring_);
+      if (!sink) return std::unexpected(options.cursor + ": " + sink.error().message());
+      pulsar_aggregates_ = std::move(*sink);
+      if (auto r = pulsar_aggregates_->start(); !r) return std::unexpected(options.cursor + ": " + r.error().message());
     }
     if (kafka_enabled()) {
       auto kafka = uplink::KafkaUplink::create(config_.kafka, config_.gateway_id, *ring_);
@@ -154,6 +166,7 @@ class GatewayApp final : public App {
     if (workers_) workers_->stop();
     if (kafka_aggregates_) kafka_aggregates_->stop();  // stopped in reverse order of starting
     if (kafka_) kafka_->stop();
+    if (pulsar_aggregates_) pulsar_aggregates_->stop();
     if (pulsar_) pulsar_->stop();
     if (windowing_) windowing_->stop();
     if (http_) http_->stop();
@@ -177,6 +190,21 @@ class GatewayApp final : public App {
     o.topic = config_.kafka_aggregates_topic;
     o.cursor = "uplink.kafka.aggregates";
     o.records = buffer::RecordType::aggregate;
+    return o;
+  }
+
+  bool pulsar_aggregates_enabled() const {
+    return !config_.pulsar.service_url.empty() && !config_.pulsar_aggregates_topic.empty();
+  }
+
+  // The Pulsar aggregates sink: the Pulsar sink's options with its own topic, cursor, record type
+  // (and so its own producer name).
+  uplink::PulsarOptions pulsar_aggregates_options() const {
+    uplink::PulsarOptions o = config_.pulsar;
+    o.topic = config_.pulsar_aggregates_topic;
+    o.cursor = "uplink.pulsar.aggregates";
+    o.records = buffer::RecordType::aggregate;
+    if (!o.producer_name.empty()) o.producer_name += ".aggregate";
     return o;
   }
 
@@ -238,6 +266,14 @@ class GatewayApp final : public App {
       p.topic = "persistent://" + config_.pulsar.tenant + "/" + config_.pulsar.ns + "/" + config_.pulsar.topic;
       p.cursor = config_.pulsar.cursor;
       p.batch_max_records = config_.pulsar.batch_max_records;
+      p.max_bytes_per_s = config_.pulsar.max_bytes_per_s;
+      if (pulsar_aggregates_) {
+        Snapshot::Kafka a = p;
+        a.stats = pulsar_aggregates_->stats();
+        a.topic = "persistent://" + config_.pulsar.tenant + "/" + config_.pulsar.ns + "/" + config_.pulsar_aggregates_topic;
+        a.cursor = pulsar_aggregates_options().cursor;
+        s.pulsar_aggregates = std::move(a);
+      }
       s.pulsar = std::move(p);
     }
     if (http_) s.http = http_->stats();
@@ -263,6 +299,7 @@ class GatewayApp final : public App {
   std::unique_ptr<windowing::Stage> windowing_;
   std::unique_ptr<uplink::KafkaUplink> kafka_;
   std::unique_ptr<uplink::KafkaUplink> kafka_aggregates_;  // null: aggregates_topic is empty
+  std::unique_ptr<uplink::PulsarUplink> pulsar_aggregates_;  // null: no Pulsar, or its aggregates_topic is empty
   std::unique_ptr<uplink::PulsarUplink> pulsar_;  // null: [uplink.pulsar] service_url is empty
   std::unique_ptr<ingest::DeadLetters> dead_letters_;  // before source_: outlives it
   std::unique_ptr<ingest::EventStore> local_store_;  // before source_ and workers_: outlives them

@@ -436,6 +436,10 @@ const std::vector<Key>& keys() {
       string_key("uplink.pulsar.namespace", [](Config& c) -> auto& { return c.pulsar.ns; }, "Pulsar namespace."),
       string_key("uplink.pulsar.topic", [](Config& c) -> auto& { return c.pulsar.topic; },
                  "Persistent topic of the raw batches: persistent://TENANT/NAMESPACE/TOPIC."),
+      string_key("uplink.pulsar.aggregates_topic", [](Config& c) -> auto& { return c.pulsar_aggregates_topic; },
+                 "Persistent topic of the aggregate batches (closed windows, gw-record-type aggregate), sent by a "
+                 "second Pulsar sink with its own cursor (uplink.pulsar.aggregates) and producer name; \"\": no "
+                 "aggregates to Pulsar."),
       string_key("uplink.pulsar.producer_name", [](Config& c) -> auto& { return c.pulsar.producer_name; },
                  "producerName of the WebSocket producer (unique per topic and fixed: the broker then fences a previous producer of this gateway before the read-back); empty: edge-gateway.GATEWAY_ID.telemetry.", true),
       string_key("uplink.pulsar.token", [](Config& c) -> auto& { return c.pulsar.token; },
@@ -473,12 +477,13 @@ const std::vector<Key>& keys() {
       duration_key("uplink.pulsar.retry_backoff_max", [](Config& c) -> auto& { return c.pulsar.retry_backoff_max; },
                    milliseconds(1), "Longest wait between retries (at least retry_backoff)."),
       bytes_key("uplink.max_bytes_per_s", [](Config& c) -> auto& { return c.kafka.max_bytes_per_s; }, 0,
-                "Cap on the compressed bytes per second sent upstream, backlog drains included (metered links); "
-                "0: no cap."),
+                "Cap on the compressed bytes per second sent upstream by each sink, backlog drains included "
+                "(metered links); 0: no cap."),
       int_key("uplink.drain_max_records_per_s", [](Config& c) -> auto& { return c.kafka.drain_max_records_per_s; }, 0,
               100000000,
-              "While a backlog drains (after an outage), send at most this many records per second, so that the "
-              "drain leaves CPU and disk to ingest; live traffic below it is never held back. 0: no limit."),
+              "While a backlog drains (after an outage), each sink sends at most this many records per second, so "
+              "that the drain leaves CPU and disk to ingest; live traffic below it is never held back. 0: no "
+              "limit."),
 
       string_key("http.listen", [](Config& c) -> auto& { return c.http.listen; },
                  "HOST:PORT of the HTTP status server (port 0: a free port, logged)."),
@@ -634,6 +639,9 @@ std::expected<Config, ConfigError> parse_config(std::string_view text, const std
                                       "expected ws://HOST[:PORT][/PREFIX] or wss://HOST[:PORT][/PREFIX]"));
     }
   }
+  // The [uplink] budgets hold for every sink.
+  config.pulsar.max_bytes_per_s = config.kafka.max_bytes_per_s;
+  config.pulsar.drain_max_records_per_s = config.kafka.drain_max_records_per_s;
   if (config.pulsar.retry_backoff_max < config.pulsar.retry_backoff) {
     const toml::node* node = root.at_path("uplink.pulsar.retry_backoff_max").node();
     return std::unexpected(error_at(file, node ? node->source() : toml::source_region{},

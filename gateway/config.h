@@ -45,6 +45,9 @@ struct Config {
   // Topic of the windowing stage's aggregate records (a second Kafka sink, cursor
   // "uplink.kafka.aggregates"); empty: aggregates are not forwarded (no second sink).
   std::string kafka_aggregates_topic = "telemetry-aggregates";
+  // The Pulsar sink of aggregates (cursor "uplink.pulsar.aggregates"), when the Pulsar sink is on;
+  // empty: none.
+  std::string pulsar_aggregates_topic = "telemetry-aggregates";
   HttpOptions http;
   ReadinessOptions readiness;
 };

@@ -203,6 +203,7 @@ void uplink_metrics(Writer& w, const Snapshot& s) {
   if (s.has_kafka) sinks.emplace_back("kafka", &s.kafka.stats);
   if (s.kafka_aggregates) sinks.emplace_back("kafka_aggregates", &s.kafka_aggregates->stats);
   if (s.pulsar) sinks.emplace_back("pulsar", &s.pulsar->stats);
+  if (s.pulsar_aggregates) sinks.emplace_back("pulsar_aggregates", &s.pulsar_aggregates->stats);
   auto per_sink = [&](std::string_view name, std::string_view type, std::string_view help, auto value) {
     w.family(name, type, help);
     for (const auto& [label, stats] : sinks) w.sample(name, {{"sink", label}}, value(*stats));
@@ -238,16 +239,21 @@ void uplink_metrics(Writer& w, const Snapshot& s) {
            [](const uplink::SinkStats& x) { return x.bytes_raw; });
   per_sink("gw_uplink_errors_total", "counter", "Failed deliveries (each rewinds to the last acknowledged record).",
            [](const uplink::SinkStats& x) { return x.delivery_errors; });
-  counter("gw_uplink_read_backs_total", "Reads of the upstream partition's tail.", k.read_backs);
-  counter("gw_uplink_rate_limited_seconds_total", "Time spent waiting for the max bytes per second budget.",
-          seconds(static_cast<std::int64_t>(k.rate_limited_ms)));
-  counter("gw_uplink_drain_paced_seconds_total", "Time a backlog drain waited for the drain records per second cap.",
-          seconds(static_cast<std::int64_t>(k.drain_paced_ms)));
+  per_sink("gw_uplink_read_backs_total", "counter", "Reads of what the upstream system holds (the tail).",
+           [](const uplink::SinkStats& x) { return x.read_backs; });
+  per_sink("gw_uplink_records_found_upstream_total", "counter",
+           "Records acknowledged without sending because a read-back found them upstream.",
+           [](const uplink::SinkStats& x) { return x.records_found_upstream; });
+  per_sink("gw_uplink_rate_limited_seconds_total", "counter", "Time spent waiting for the max bytes per second budget.",
+           [&](const uplink::SinkStats& x) { return seconds(static_cast<std::int64_t>(x.rate_limited_ms)); });
+  per_sink("gw_uplink_drain_paced_seconds_total", "counter",
+           "Time a backlog drain waited for the drain records per second cap.",
+           [&](const uplink::SinkStats& x) { return seconds(static_cast<std::int64_t>(x.drain_paced_ms)); });
   // Device event time to the upstream acknowledgement, per delivered telemetry record.
   w.family("gw_uplink_e2e_latency_seconds", "histogram",
            "Device event time to the upstream system's acknowledgement, per delivered telemetry record.");
   for (const auto& [label, stats] : sinks) {
-    if (label == "kafka_aggregates") continue;  // telemetry sinks only
+    if (label.ends_with("_aggregates")) continue;  // telemetry sinks only
     const auto& lat = stats->latency;
     for (std::size_t i = 0; i < std::size(uplink::LatencyHistogram::kBounds); ++i) {
       w.sample("gw_uplink_e2e_latency_seconds_bucket",

@@ -217,6 +217,7 @@ std::string status_json(const Snapshot& snap) {
   };
   if (snap.has_kafka) s["uplink"]["kafka"] = telemetry_json(snap.kafka, true);
   if (snap.pulsar) s["uplink"]["pulsar"] = telemetry_json(*snap.pulsar, !snap.has_kafka);
+  if (snap.pulsar_aggregates) s["uplink"]["pulsar_aggregates"] = sink_json(*snap.pulsar_aggregates);
   if (snap.http) {
     const auto& h = *snap.http;
     s["http"] = {{"connections_total", h.connections_total}, {"connections_refused", h.connections_refused},

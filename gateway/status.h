@@ -69,6 +69,7 @@ struct Snapshot {
   // The Pulsar telemetry sink, when [uplink.pulsar] service_url is set (bootstrap = the service URL,
   // topic = persistent://tenant/namespace/topic).
   std::optional<Kafka> pulsar;
+  std::optional<Kafka> pulsar_aggregates;  // the Pulsar aggregates sink, when [uplink.pulsar] aggregates_topic is set
   // The sink whose figures stand for "the uplink" (rates, backlog, down time, readiness): Kafka's
   // telemetry sink when configured, else Pulsar's. Its name: "kafka" or "pulsar".
   const Kafka& primary() const { return has_kafka || !pulsar ? kafka : *pulsar; }

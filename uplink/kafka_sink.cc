@@ -23,6 +23,7 @@
 #include "uplink/batch_source.h"
 #include "uplink/kafka_client.h"
 #include "uplink/kafka_reader.h"
+#include "uplink/pacing.h"
 
 namespace gw::uplink {
 
@@ -131,10 +132,7 @@ struct KafkaUplink::Impl {
   Clock::time_point next_probe{};
   Clock::time_point retry_at{};  // no resume attempt before this
   RetryBackoff backoff;
-  double tokens = 0;  // max_bytes_per_s budget (may go negative: the debt of the last batch)
-  Clock::time_point refilled = Clock::now();
-  double drain_tokens = 0;  // drain_max_records_per_s budget, spent only while a backlog waits
-  Clock::time_point drain_refilled = Clock::now();
+  SendPacing pacing;  // max_bytes_per_s and drain_max_records_per_s
 
   mutable std::mutex mu;
   SinkStats st;
@@ -146,8 +144,7 @@ struct KafkaUplink::Impl {
         security(security_properties(opt)),
         max_records(opt.batch_max_records),
         backoff(opt.retry_backoff, opt.retry_backoff_max),
-        tokens(static_cast<double>(opt.max_bytes_per_s)),
-        drain_tokens(static_cast<double>(opt.drain_max_records_per_s)) {}
+        pacing(opt.max_bytes_per_s, opt.drain_max_records_per_s) {}
 
   bool aggregates() const { return opt.records == buffer::RecordType::aggregate; }
 
@@ -689,8 +686,7 @@ struct KafkaUplink::Impl {
       return false;
     }
     ++next_id;
-    tokens -= static_cast<double>(value.size());
-    if (backlog()) drain_tokens -= static_cast<double>(count + skipped);
+    pacing.spend(value.size(), count + skipped, backlog());
     fifo.push_back({id, batch.first, batch.last, count, false, false, event_times(batch), Clock::now(), value.size()});
     next_after = batch.last;
     // After a halving: back to full batches, or, under a learned size cap, a quarter more each
@@ -800,28 +796,8 @@ struct KafkaUplink::Impl {
     }
   }
 
-  // Refills the max_bytes_per_s budget; true when a batch may be sent.
-  bool budget_ok() {
-    if (opt.max_bytes_per_s == 0) return true;
-    const auto now = Clock::now();
-    const double rate = static_cast<double>(opt.max_bytes_per_s);
-    tokens = std::min(rate, tokens + rate * std::chrono::duration<double>(now - refilled).count());
-    refilled = now;
-    return tokens >= 0;
-  }
-
   // More than two full batches wait behind what was sent: the sink is draining a backlog.
   bool backlog() const { return ring.last_seq().value - next_after.value > 2 * opt.batch_max_records; }
-
-  // Refills the drain budget; true when a batch may be sent (always, without a backlog).
-  bool drain_ok() {
-    if (opt.drain_max_records_per_s == 0) return true;
-    const auto now = Clock::now();
-    const double rate = static_cast<double>(opt.drain_max_records_per_s);
-    drain_tokens = std::min(rate, drain_tokens + rate * std::chrono::duration<double>(now - drain_refilled).count());
-    drain_refilled = now;
-    return drain_tokens >= 0 || !backlog();
-  }
 
   void run() {
     const milliseconds tick{50};
@@ -865,13 +841,13 @@ struct KafkaUplink::Impl {
         rd_kafka_poll(rk, to_int_ms(tick));
         continue;
       }
-      if (!budget_ok()) {
+      if (!pacing.bytes_ok()) {
         rd_kafka_poll(rk, to_int_ms(tick));
         std::lock_guard lock(mu);
         st.rate_limited_ms += static_cast<std::uint64_t>(tick.count());
         continue;
       }
-      if (!drain_ok()) {
+      if (!pacing.drain_ok(backlog())) {
         rd_kafka_poll(rk, 10);
         std::lock_guard lock(mu);
         st.drain_paced_ms += 10;

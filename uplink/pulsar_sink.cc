@@ -26,6 +26,7 @@
 
 #include "uplink/batch.h"
 #include "uplink/batch_source.h"
+#include "uplink/pacing.h"
 #include "uplink/pulsar_tail.h"
 #include "uplink/resume.h"
 
@@ -78,13 +79,19 @@ struct PulsarUplink::Impl {
   buffer::Seq acked;       // the cursor position
   Clock::time_point retry_at{};
   RetryBackoff backoff;
+  SendPacing pacing;
+  bool paced = false;  // this round, a budget held a batch back
   std::optional<Clock::time_point> linger_since;
 
   mutable std::mutex mu;
   SinkStats st;
 
   Impl(PulsarOptions o, std::string id, buffer::Ring& r, ServiceUrl service)
-      : opt(std::move(o)), gateway_id(std::move(id)), ring(r), backoff(opt.retry_backoff, opt.retry_backoff_max) {
+      : opt(std::move(o)),
+        gateway_id(std::move(id)),
+        ring(r),
+        backoff(opt.retry_backoff, opt.retry_backoff_max),
+        pacing(opt.max_bytes_per_s, opt.drain_max_records_per_s) {
     ws_options.service = std::move(service);
     ws_options.target = ws_options.service.prefix + pulsar_topic_path("producer", opt.tenant, opt.ns, opt.topic) +
                         "?sendTimeoutMillis=" + std::to_string(opt.send_timeout.count()) +
@@ -300,6 +307,7 @@ struct PulsarUplink::Impl {
                     .dump();
     f.bytes = value.size();
     f.raw = raw.size();
+    pacing.spend(value.size(), f.records + read->skipped, backlog());
     f.event_times = event_times(batch);
     fifo.push_back(std::move(f));
   }
@@ -324,8 +332,26 @@ struct PulsarUplink::Impl {
 
   // True when a new batch should be read now: room in the window, no failure waiting, and either a
   // full batch waits in the buffer or the first record waiting has lingered long enough.
+  // More than two full batches wait behind what was read: the sink is draining a backlog.
+  bool backlog() const { return ring.last_seq().value - next_after.value > 2 * opt.batch_max_records; }
+
   bool batch_ready() {
     if (fifo.size() >= opt.max_in_flight || Clock::now() < retry_at) return false;
+    if (ring.last_seq() > next_after) {
+      // The budgets hold a batch back (counted per call: the loop comes back within 5 ms).
+      if (!pacing.bytes_ok()) {
+        paced = true;
+        std::lock_guard lock(mu);
+        st.rate_limited_ms += 5;
+        return false;
+      }
+      if (!pacing.drain_ok(backlog())) {
+        paced = true;
+        std::lock_guard lock(mu);
+        st.drain_paced_ms += 5;
+        return false;
+      }
+    }
     const std::uint64_t waiting = ring.last_seq().value - next_after.value;
     if (ring.last_seq() <= next_after) {
       linger_since.reset();
@@ -382,10 +408,13 @@ struct PulsarUplink::Impl {
         }
         need_resume = false;
       }
+      paced = false;
       while (batch_ready()) read_next();
       send_due();
       const bool waiting = std::any_of(fifo.begin(), fifo.end(), [](const InFlight& f) { return !f.ok; });
-      if (!waiting && !linger_since) {
+      if (paced) {
+        pump(milliseconds(5));  // a budget holds the next batch back
+      } else if (!waiting && !linger_since) {
         // Nothing in flight: wait for the buffer, but keep reading the socket (a closed connection).
         ring.wait_for(next_after, tick);
         pump(milliseconds(0));

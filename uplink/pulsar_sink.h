@@ -64,6 +64,10 @@ struct PulsarOptions {
   std::chrono::milliseconds retry_backoff{500};
   std::chrono::milliseconds retry_backoff_max{30000};
   std::chrono::milliseconds stop_timeout{5000};  // stop() waits this long for answers at most
+  // The send budgets of the Kafka sink (uplink/pacing.h): compressed bytes per second (0: no cap),
+  // and records per second while a backlog drains (0: no limit).
+  std::uint64_t max_bytes_per_s = 0;
+  std::uint64_t drain_max_records_per_s = 50000;
 };
 
 class PulsarUplink final : public Sink {

@@ -6,7 +6,8 @@
 # readers, neither deduplicating: Pulsar's own Python client (tests/support/pulsar_verify.py, binary
 # protocol) must find every acknowledged reading once and no gateway seq twice (lost=0
 # duplicates=0), and firmware-sim verify --pulsar (WebSocket consumer API) must remove no copies
-# (duplicates_removed=0).
+# (duplicates_removed=0). The aggregates (closed 1 s windows) go to their own topic through the
+# second Pulsar sink: each aggregate record once.
 #   tests/e2e/pulsar_kill.sh BUILD_DIR SOURCE_DIR [KILLS]
 set -euo pipefail
 build=$1 src=$2 kills=${3:-20}
@@ -29,6 +30,8 @@ client_id = "e2e-pulsar-kill-gateway"
 [buffer]
 path = "$work/buffer"
 durability = "os"
+[windowing]
+size = "1s"
 [uplink.pulsar]
 service_url = "$PULSAR_WS_URL"
 topic = "telemetry"
@@ -75,6 +78,19 @@ gw_log "uplink: $(jq -c '.uplink.pulsar | {last_acked_seq, read_backs, records_f
 
 gw_pulsar_verify "$work/manifest.txt" persistent://public/default/telemetry | tee "$work/pulsar-verify.out" ||
   gw_die "pulsar_verify failed"
+# The closed windows, by the second Pulsar sink (its own cursor, producer and read-back): each
+# aggregate record once.
+for ((i = 0; i < 60; i++)); do
+  status=$(gw_http "http://127.0.0.1:$http_port/status")
+  jq -e '.uplink.pulsar_aggregates.last_acked_seq == .buffer.last_seq' <<<"$status" >/dev/null && break
+  sleep 0.5
+done
+jq -e '.uplink.pulsar_aggregates.last_acked_seq == .buffer.last_seq' <<<"$status" >/dev/null ||
+  gw_die "the aggregates sink did not catch up: $(jq -c '.uplink.pulsar_aggregates' <<<"$status")"
+gw_pulsar_verify "" persistent://public/default/telemetry-aggregates --record-type aggregate |
+  tee "$work/pulsar-verify-aggregates.out" || gw_die "pulsar_verify (aggregates) failed"
+aggregates=$(sed -n 's/.*records=\([0-9]*\).*/\1/p' "$work/pulsar-verify-aggregates.out")
+((aggregates > 100)) || gw_die "too few aggregate records on the topic ($aggregates)"
 "$build/firmware-sim/firmware-sim" verify --manifest "$work/manifest.txt" --pulsar "$PULSAR_WS_URL" \
   --topic telemetry --idle-exit-ms 2000 | tee "$work/verify.out"
 grep -q ' lost=0 duplicates=0 ' "$work/verify.out" || gw_die "firmware-sim verify: $(head -1 "$work/verify.out")"
@@ -85,4 +101,4 @@ resumes=$(grep -c 'resuming after seq' "$work/gateway.log" || true)
 # Batches stored and unanswered when the gateway died, found by a read-back and not sent again.
 found=$(grep -c 'the topic already holds seq' "$work/gateway.log" || true)
 ((found >= 1)) || gw_die "no read-back found a batch the killed gateway had left unanswered: the case was not shown"
-echo "e2e.pulsar_kill: kills=$kills broker_kills=1 resumes=$resumes found_upstream=$found $(head -1 "$work/pulsar-verify.out") OK"
+echo "e2e.pulsar_kill: kills=$kills broker_kills=1 resumes=$resumes found_upstream=$found aggregates=$aggregates $(head -1 "$work/pulsar-verify.out") OK"

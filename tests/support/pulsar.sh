@@ -10,7 +10,8 @@
 #   gw_pulsar_kill / gw_pulsar_restart    SIGKILL the broker / start it again on the same ports and data
 #   gw_pulsar_admin METHOD PATH [CURL ARGS...]   the admin REST API (as the superuser when tokens are on)
 #   gw_pulsar_verify MANIFEST TOPIC [ARGS...]    the independent verifier (pulsar_verify.py: the
-#                                         official Python client, in the venv of toolchains/python-env.sh)
+#                                         official Python client, in the venv of toolchains/python-env.sh;
+#                                         MANIFEST "" with --record-type aggregate)
 # With GW_PULSAR_TOKENS=1, token authentication and authorization are on (a secret key of its own;
 # PULSAR_ADMIN_TOKEN is the superuser's token; gw_pulsar_token ROLE makes a role's token, and
 # gw_pulsar_grant ROLE ACTIONS grants it on public/default). With GW_PULSAR_TLS_PEM and
@@ -137,5 +138,5 @@ gw_pulsar_verify() {
   shift 2
   python=$("$(dirname "${BASH_SOURCE[0]}")/../../toolchains/python-env.sh") || gw_die "making the Python venv failed"
   "$python" "$(dirname "${BASH_SOURCE[0]}")/pulsar_verify.py" --service-url "$PULSAR_URL" --topic "$topic" \
-    --manifest "$manifest" --timeout "$(gw_scaled 120)" ${PULSAR_ADMIN_TOKEN:+--token "$PULSAR_ADMIN_TOKEN"} "$@"
+    ${manifest:+--manifest "$manifest"} --timeout "$(gw_scaled 120)" ${PULSAR_ADMIN_TOKEN:+--token "$PULSAR_ADMIN_TOKEN"} "$@"
 }

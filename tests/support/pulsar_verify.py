@@ -8,13 +8,16 @@ the earliest message with a reader; batch_check.py reads the batches and judges 
 firmware-sim manifest (order per gateway, duplicates, redelivered, lost). Nothing is deduplicated
 here: a batch the topic holds twice shows as duplicates.
 
+With --record-type aggregate it reads the aggregate batches instead (the aggregates topic), without
+a manifest: every aggregate record once (no gateway seq twice), in order; they count as unexpected.
+
 Prints one line
   pulsar-verify: batches=B records=R expected=E lost=L duplicates=D redelivered=X unexpected=U order=ok|broken
 and exits 0 only when lost, duplicates and redelivered are 0 and the order holds (1 otherwise,
 2 on a usage or connection problem).
 
   pulsar_verify.py --service-url pulsar://HOST:PORT --topic persistent://T/NS/NAME --manifest FILE
-                   [--token JWT] [--timeout S]
+                   [--token JWT] [--timeout S] [--record-type telemetry|aggregate]
 """
 import argparse
 import sys
@@ -30,10 +33,13 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--service-url", required=True)
     p.add_argument("--topic", required=True)
-    p.add_argument("--manifest", required=True)
+    p.add_argument("--manifest")
+    p.add_argument("--record-type", default="telemetry", choices=["telemetry", "aggregate"])
     p.add_argument("--token")
     p.add_argument("--timeout", type=float, default=120, help="seconds to reach the end of the topic")
     a = p.parse_args()
+    if a.manifest is None and a.record_type == "telemetry":
+        p.error("--manifest is required for telemetry")
 
     client = pulsar.Client(a.service_url, authentication=pulsar.AuthenticationToken(a.token) if a.token else None,
                            operation_timeout_seconds=30, logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn))
@@ -48,7 +54,7 @@ def main():
                     return 2
                 msg = reader.read_next(timeout_millis=30000)
                 props = msg.properties()
-                if props.get("gw-record-type", "telemetry") != "telemetry":
+                if props.get("gw-record-type", "telemetry") != a.record_type:
                     continue
                 check.batch(0, f"message {msg.message_id()}", props.get("gw-gateway-id"),
                             int(props["gw-first-seq"]), int(props["gw-last-seq"]), msg.data())

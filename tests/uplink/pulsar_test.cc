@@ -177,6 +177,38 @@ TEST_CASE("pulsar: a connection dropped with messages in flight: sent again afte
   CHECK(stored.duplicates() == 400);  // 2 batches x 200 records
 }
 
+TEST_CASE("pulsar: the send budgets hold the sink back - every record once and in order", "[pulsar]") {
+  // The Kafka sink's budgets (uplink/pacing.h): a 3000-record backlog cannot go out in one second's
+  // drain budget, and a byte cap below one batch per second holds every batch after the first.
+  for (const bool bytes : {false, true}) {
+    auto server = gw::test::PulsarWsServer::start();
+    gw::test::TempDir dir;
+    auto ring = open_ring(dir);
+    const auto seqs = append_events(*ring, 1, bytes ? 600 : 3000);
+    auto o = options(*server);
+    if (bytes) {
+      o.max_bytes_per_s = 600;  // about one batch (540 bytes) a second: the third waits
+      o.drain_max_records_per_s = 0;
+    } else {
+      o.drain_max_records_per_s = 1000;
+    }
+    auto sink = gw::uplink::PulsarUplink::create(o, kGateway, *ring);
+    REQUIRE(sink.has_value());
+    REQUIRE((*sink)->start().has_value());
+    REQUIRE(wait_acked(**sink, seqs.back()));
+    const auto st = (*sink)->stats();
+    if (bytes) {
+      INFO("bytes sent " << st.bytes_sent << " in " << st.batches_sent << " batches");
+      CHECK(st.rate_limited_ms > 0);
+    } else {
+      CHECK(st.drain_paced_ms > 0);
+    }
+    const Copies stored = topic_copies(*server);
+    CHECK(stored.per_seq.size() == seqs.size());
+    CHECK(stored.duplicates() == 0);
+  }
+}
+
 TEST_CASE("pulsar: a service that is not there: down, retried, then delivered once it is", "[pulsar]") {
   const int port = gw::test::free_port();
   gw::test::TempDir dir;
