@@ -584,11 +584,8 @@ struct KafkaUplink::Impl {
     held_ahead.clear();
     std::uint64_t found = 0;
     ResumePlan plan = plan_resume(ring, acked, *tail);
-    if (plan.foreign) {
-      spdlog::error("{}: {} [{}] holds seq {} from gateway {} but the buffer ends at seq {} "
-                    "(duplicate gateway_id or replaced buffer?); not skipping", opt.cursor,
-                    opt.topic, partition, plan.newest->value, gateway_id, ring.last_seq().value);
-    } else if (plan.newest) {
+    log_resume_plan(plan, opt.cursor, opt.topic + " [" + std::to_string(partition) + "]", gateway_id, ring.last_seq());
+    if (!plan.foreign && plan.newest) {
       const buffer::Seq before = acked;
       if (plan.upto > acked) {
         if (!ack_to(plan.upto)) return false;
@@ -597,10 +594,6 @@ struct KafkaUplink::Impl {
                      before.value + 1, acked.value);
       }
       held_ahead = std::move(plan.held_ahead);
-      for (const HeldRange& r : held_ahead) {
-        spdlog::warn("{}: the broker holds seq {}..{} but not all before it (a batch failed while a later one "
-                     "was delivered); resending what is missing, not that", opt.cursor, r.first.value, r.last.value);
-      }
     }
     const std::optional<buffer::Seq> newest = plan.newest;
     spdlog::info("{}: {} [{}]: resuming after seq {}", opt.cursor, opt.topic, partition, acked.value);

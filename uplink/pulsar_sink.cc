@@ -157,12 +157,10 @@ struct PulsarUplink::Impl {
       return false;
     }
     ResumePlan plan = plan_resume(ring, acked, *tail);
+    log_resume_plan(plan, opt.cursor, "persistent://" + opt.tenant + "/" + opt.ns + "/" + opt.topic, gateway_id,
+                    ring.last_seq());
     std::uint64_t found = 0;
-    if (plan.foreign) {
-      spdlog::error("{}: the topic holds seq {} from gateway {} but the buffer ends at seq {} "
-                    "(duplicate gateway_id or replaced buffer?); not skipping", opt.cursor, plan.newest->value,
-                    gateway_id, ring.last_seq().value);
-    } else if (plan.newest) {
+    if (!plan.foreign && plan.newest) {
       if (plan.upto > acked) {
         if (auto r = ring.ack(opt.cursor, plan.upto); !r) {
           spdlog::error("{}: ack to seq {} failed: {}", opt.cursor, plan.upto.value, r.error().message());
@@ -176,10 +174,6 @@ struct PulsarUplink::Impl {
         if (auto t = ring.trim(); !t) spdlog::warn("{}: trim failed: {}", opt.cursor, t.error().message());
       }
       held_ahead = std::move(plan.held_ahead);
-      for (const HeldRange& r : held_ahead) {
-        spdlog::warn("{}: the topic holds seq {}..{} but not all before it (a batch failed while a later one "
-                     "was stored); resending what is missing, not that", opt.cursor, r.first.value, r.last.value);
-      }
     }
     spdlog::info("{}: resuming after seq {}", opt.cursor, acked.value);
     std::lock_guard lock(mu);
@@ -330,11 +324,12 @@ struct PulsarUplink::Impl {
     }
   }
 
-  // True when a new batch should be read now: room in the window, no failure waiting, and either a
-  // full batch waits in the buffer or the first record waiting has lingered long enough.
   // More than two full batches wait behind what was read: the sink is draining a backlog.
   bool backlog() const { return ring.last_seq().value - next_after.value > 2 * opt.batch_max_records; }
 
+  // True when a new batch should be read now: room in the window, no failure waiting, no budget
+  // holding it back, and either a full batch waits in the buffer or the first record waiting has
+  // lingered long enough.
   bool batch_ready() {
     if (fifo.size() >= opt.max_in_flight || Clock::now() < retry_at) return false;
     if (ring.last_seq() > next_after) {

@@ -242,8 +242,6 @@ struct WsClient::Impl {
   template <class Stream>
   std::expected<void, WsFailure> handshake(Stream& s, const Options& o, Clock::time_point deadline) {
     if (auto r = open_transport(s.next_layer(), o.service, o.tls, deadline); !r) return r;
-    bool done = false;
-    beast::error_code ec;
     auto& tcp_layer = beast::get_lowest_layer(s);
     s.set_option(websocket::stream_base::decorator([token = o.token](websocket::request_type& req) {
       req.set(beast::http::field::user_agent, "edge-gateway");
@@ -251,7 +249,8 @@ struct WsClient::Impl {
     }));
     s.read_message_max(kMaxBatchBytes * 2);
     websocket::response_type res;
-    done = false;
+    bool done = false;
+    beast::error_code ec;
     s.async_handshake(res, o.service.host + ":" + o.service.port, o.target, [&](const beast::error_code& e) {
       ec = e;
       done = true;

@@ -1,5 +1,7 @@
 #include "uplink/resume.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 
 namespace gw::uplink {
@@ -31,6 +33,18 @@ ResumePlan plan_resume(buffer::Ring& ring, buffer::Seq acked, std::vector<HeldRa
     }
   }
   return plan;
+}
+
+void log_resume_plan(const ResumePlan& plan, std::string_view log_name, std::string_view where,
+                     std::string_view gateway_id, buffer::Seq buffer_last) {
+  if (plan.foreign) {
+    spdlog::error("{}: {} holds seq {} from gateway {} but the buffer ends at seq {} (duplicate gateway_id or "
+                  "replaced buffer?); not skipping", log_name, where, plan.newest->value, gateway_id, buffer_last.value);
+  }
+  for (const HeldRange& r : plan.held_ahead) {
+    spdlog::warn("{}: {} holds seq {}..{} but not all before it (a batch failed while a later one was stored); "
+                 "resending what is missing, not that", log_name, where, r.first.value, r.last.value);
+  }
 }
 
 }  // namespace gw::uplink

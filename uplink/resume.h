@@ -9,6 +9,7 @@
 
 #include <deque>
 #include <optional>
+#include <string_view>
 #include <vector>
 
 #include "buffer/ring.h"
@@ -32,6 +33,12 @@ struct ResumePlan {
 
 // The plan for a cursor at `acked` and the ranges read back (any order).
 ResumePlan plan_resume(buffer::Ring& ring, buffer::Seq acked, std::vector<HeldRange> held);
+
+// Logs what a plan means beyond the acknowledgement: a foreign newest seq (an error: nothing is
+// skipped) and each range held beyond a gap (a warning: what is missing is sent, not that). `log_name`
+// is the sink's cursor, `where` the topic (and partition) read back.
+void log_resume_plan(const ResumePlan& plan, std::string_view log_name, std::string_view where,
+                     std::string_view gateway_id, buffer::Seq buffer_last);
 
 // Whether a batch starting at `first` follows seq `end` without a gap: right after it, or with only
 // records between that are gone from the buffer (trimmed or evicted). A read error counts as a gap:

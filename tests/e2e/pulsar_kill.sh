@@ -93,13 +93,8 @@ gw_pulsar_verify "$work/manifest.txt" persistent://public/default/telemetry | te
   gw_die "pulsar_verify failed"
 # The closed windows, by the second Pulsar sink (its own cursor, producer and read-back): each
 # aggregate record once.
-for ((i = 0; i < 60; i++)); do
-  status=$(gw_http "http://127.0.0.1:$http_port/status")
-  jq -e '.uplink.pulsar_aggregates.last_acked_seq == .buffer.last_seq' <<<"$status" >/dev/null && break
-  sleep 0.5
-done
-jq -e '.uplink.pulsar_aggregates.last_acked_seq == .buffer.last_seq' <<<"$status" >/dev/null ||
-  gw_die "the aggregates sink did not catch up: $(jq -c '.uplink.pulsar_aggregates' <<<"$status")"
+status=$(gw_wait_caught_up "$http_port" 30 pulsar_aggregates) ||
+  gw_die "the aggregates sink did not catch up (see $work/gateway.log)"
 gw_pulsar_verify "" persistent://public/default/telemetry-aggregates --record-type aggregate |
   tee "$work/pulsar-verify-aggregates.out" || gw_die "pulsar_verify (aggregates) failed"
 aggregates=$(sed -n 's/.*records=\([0-9]*\).*/\1/p' "$work/pulsar-verify-aggregates.out")

@@ -13,6 +13,7 @@
 set -euo pipefail
 build=$1 src=$2
 source "$src/tests/e2e/lib.sh"
+source "$src/tests/e2e/uplink_lib.sh"
 source "$src/tests/support/pulsar.sh"
 work=$(mktemp -d /tmp/gw-e2e-pulsar-secure.XXXXXX)
 trap 'gw_stop_all; [[ ${KEEP:-} ]] || rm -rf "$work"' EXIT
@@ -99,15 +100,9 @@ for g in busy quiet; do
   gw_publish_markers "$(<"$work/$g/mqtt.port")" "$work/$g/manifest.txt" "$work/$g" || gw_die "mosquitto_pub failed"
   gw_wait_markers "http://127.0.0.1:$(<"$work/$g/http.port")" "$work/$g" 60 || gw_die "$g: not everything stored"
 done
-for ((i = 0; i < 120; i++)); do
-  done_all=1
-  for g in busy quiet; do
-    jq -e '.uplink.pulsar.last_acked_seq == .buffer.last_seq' <<<"$(status_of $g)" >/dev/null 2>&1 || done_all=0
-  done
-  ((done_all)) && break
-  sleep 0.5
+for g in busy quiet; do
+  gw_wait_caught_up "$(<"$work/$g/http.port")" 60 pulsar >/dev/null || gw_die "$g did not catch up"
 done
-((done_all)) || gw_die "the gateways did not catch up"
 # The quiet gateway's last batch lay further back than the first window of 8 entries at least once.
 widened=$(grep -c 'entries back to find this gateway' "$work/quiet/gateway.log" || true)
 ((widened >= 1)) || gw_die "no read-back of the quiet gateway had to look further back than 8 entries"
