@@ -308,6 +308,27 @@ bool texts_utf8(const Batch& batch) {
   return true;
 }
 
+// Whether every record's metric names, and its tag keys, are distinct: a record is a map of each
+// (ingest refuses a repeated name), so a batch that repeats one is malformed, not a record with two
+// values for one name (readers in other languages hold metrics and tags in maps).
+bool names_distinct(const Batch& batch) {
+  for (const BatchRecord& r : batch.records) {
+    const auto& m = r.event.metrics;
+    for (std::size_t i = 1; i < m.size(); ++i) {
+      for (std::size_t j = 0; j < i; ++j) {
+        if (m[i].name == m[j].name) return false;
+      }
+    }
+    const auto& t = r.event.tags;
+    for (std::size_t i = 1; i < t.size(); ++i) {
+      for (std::size_t j = 0; j < i; ++j) {
+        if (t[i].key == t[j].key) return false;
+      }
+    }
+  }
+  return true;
+}
+
 std::expected<void, std::error_code> decode_aggregates(const fb::Batch& b, Batch& batch) {
   if (b.aggregates() == nullptr) return {};
   batch.aggregates.reserve(b.aggregates()->size());
@@ -530,8 +551,11 @@ std::vector<std::uint8_t> compress_frame(std::span<const std::uint8_t> raw, int 
   return out;
 }
 
-std::expected<Batch, std::error_code> decode_batch(std::span<const std::uint8_t> value) {
-  // Exactly one frame, no trailing bytes, with a declared content size within bounds.
+namespace {
+
+// The checks of a message value up to a verified Batch FlatBuffer: exactly one frame, no trailing
+// bytes, with a declared content size within bounds; the FlatBuffer verified, "GWB1" included.
+std::expected<std::vector<std::uint8_t>, std::error_code> verified_flatbuffer(std::span<const std::uint8_t> value) {
   if (ZSTD_findFrameCompressedSize(value.data(), value.size()) != value.size()) {
     return std::unexpected(make_error_code(errc::bad_compression));
   }
@@ -544,10 +568,43 @@ std::expected<Batch, std::error_code> decode_batch(std::span<const std::uint8_t>
   const std::size_t n = ZSTD_decompress(raw.data(), raw.size(), value.data(), value.size());
   if (ZSTD_isError(n) != 0U || n != raw.size())
     return std::unexpected(make_error_code(errc::bad_compression));
-
-  // VerifyBatchBuffer also checks the "GWB1" identifier, within bounds.
   flatbuffers::Verifier verifier(raw.data(), raw.size());
-  if (raw.size() < 8 || !fb::VerifyBatchBuffer(verifier)) return malformed();
+  if (raw.size() < 8 || !fb::VerifyBatchBuffer(verifier)) return std::unexpected(make_error_code(errc::malformed));
+  return raw;
+}
+
+}  // namespace
+
+std::expected<std::uint16_t, std::error_code> batch_format_version(std::span<const std::uint8_t> value) {
+  auto raw = verified_flatbuffer(value);
+  if (!raw) return std::unexpected(raw.error());
+  return fb::GetBatch(raw->data())->format_version();
+}
+
+std::expected<void, std::error_code> check_batch_headers(const Batch& batch, std::uint16_t format_version,
+                                                         std::span<const std::pair<std::string, std::string>> headers) {
+  const std::pair<std::string_view, std::string> expected[] = {
+      {kHeaderGatewayId, batch.gateway_id},
+      {kHeaderFirstSeq, std::to_string(batch.first.value)},
+      {kHeaderLastSeq, std::to_string(batch.last.value)},
+      {kHeaderSchemaVersion, std::to_string(format_version)},
+      {kHeaderRecordType, std::string(record_type_name(batch.record_type))}};
+  for (const auto& [name, value] : headers) {
+    if (name == kHeaderCodec && value != kCodecZstd) return std::unexpected(make_error_code(errc::unsupported_codec));
+    if (name == kHeaderDictId && value != kNoDictionary) {
+      return std::unexpected(make_error_code(errc::unsupported_codec));
+    }
+    for (const auto& [want_name, want] : expected) {
+      if (name == want_name && value != want) return std::unexpected(make_error_code(errc::header_mismatch));
+    }
+  }
+  return {};
+}
+
+std::expected<Batch, std::error_code> decode_batch(std::span<const std::uint8_t> value) {
+  auto verified = verified_flatbuffer(value);
+  if (!verified) return std::unexpected(verified.error());
+  const std::vector<std::uint8_t>& raw = *verified;
   const fb::Batch* b = fb::GetBatch(raw.data());
   if (b->format_version() > kBatchFormatVersion || b->format_version() < kRowBatchFormatVersion)
     return std::unexpected(make_error_code(errc::unsupported_version));
@@ -563,7 +620,7 @@ std::expected<Batch, std::error_code> decode_batch(std::span<const std::uint8_t>
   } else {
     return std::unexpected(make_error_code(errc::unsupported_version));  // a record type from the future
   }
-  if (!texts_utf8(batch)) return malformed();
+  if (!texts_utf8(batch) || !names_distinct(batch)) return malformed();
   return batch;
 }
 

@@ -33,6 +33,10 @@ class Category final : public std::error_category {
         return "credentials refused by the upstream system";
       case errc::protocol:
         return "protocol error with the upstream system";
+      case errc::header_mismatch:
+        return "a message header disagrees with the batch";
+      case errc::unsupported_codec:
+        return "unsupported codec or dictionary";
     }
     return "unknown uplink error";
   }

@@ -19,6 +19,8 @@ enum class errc {
   already_started,       // start() called twice
   unauthorized,          // the upstream system refused our credentials (Pulsar: HTTP 401 on the upgrade)
   protocol,              // the upstream system answered outside its protocol (TLS failure, bad upgrade, bad JSON)
+  header_mismatch,       // a message header disagrees with the batch it carries (check_batch_headers)
+  unsupported_codec,     // gw-codec is not zstd, or gw-dict-id names a dictionary (none is defined)
 };
 const std::error_category& uplink_category() noexcept;
 std::error_code make_error_code(errc e) noexcept;
