@@ -47,8 +47,9 @@ java_reader() {
   timeout 120 java -cp "$build/consumers/java/target/classes:$(<"$classpath")" dev.edgegateway.batch.example.ConsumerExample \
     --bootstrap "$bootstrap" --idle-exit-ms 3000 "$@"
 }
+# Python with --dedup (each (gateway, seq) once; nothing to remove here), Java without.
 for topic in telemetry telemetry-aggregates; do
-  PYTHONPATH=$site timeout 120 "$py" -m gwbatch --bootstrap "$bootstrap" --topic "$topic" --idle-exit-ms 3000 \
+  PYTHONPATH=$site timeout 120 "$py" -m gwbatch --bootstrap "$bootstrap" --topic "$topic" --idle-exit-ms 3000 --dedup \
     >"$work/python-$topic.jsonl" 2>>"$work/python.log" || gw_die "python -m gwbatch failed (see $work/python.log)"
   java_reader --topic "$topic" >"$work/java-$topic.jsonl" 2>>"$work/java.log" ||
     gw_die "the Java consumer failed (see $work/java.log)"
