@@ -54,7 +54,9 @@ def main(argv=None) -> int:
     p.add_argument("--group", help="read as this consumer group and commit what was printed (default: every "
                    "partition from the beginning, nothing committed)")
     p.add_argument("--dedup", action="store_true", help="print each (gateway id, seq) once")
-    p.add_argument("--idle-exit-ms", type=int, default=0, help="exit when nothing arrived for this long (0: never)")
+    p.add_argument("--idle-exit-ms", type=int, default=0,
+                   help="exit when nothing arrived for this long (0: never); before the first message, at least 30 s "
+                        "(joining and fetching take a while on a busy machine)")
     p.add_argument("--max-records", type=int, default=0, help="exit after this many lines (0: no limit)")
     p.add_argument("-X", action="append", default=[], metavar="KEY=VALUE", help="a librdkafka property")
     a = p.parse_args(argv)
@@ -87,13 +89,16 @@ def main(argv=None) -> int:
         seen: Dict[str, Set[int]] = {}
         printed = skipped = removed = 0
         last_message = time.monotonic()
+        received = False
         while a.max_records == 0 or printed < a.max_records:
             msg = consumer.poll(0.2)
             if msg is None:
-                if a.idle_exit_ms and (time.monotonic() - last_message) * 1000 >= a.idle_exit_ms:
+                limit = a.idle_exit_ms if received else max(a.idle_exit_ms, 30_000)
+                if a.idle_exit_ms and (time.monotonic() - last_message) * 1000 >= limit:
                     break
                 continue
             last_message = time.monotonic()
+            received = True
             if msg.error():
                 if msg.error().code() != KafkaError._PARTITION_EOF:
                     print(f"gwbatch: {msg.error()}", file=sys.stderr)

@@ -72,6 +72,7 @@ public final class ConsumerExample {
       consumer.assign(parts);
       consumer.seekToBeginning(parts);
       long lastMessage = System.nanoTime();
+      boolean received = false;
       outer:
       while (maxRecords == 0 || printed < maxRecords) {
         final Iterable<ConsumerRecord<String, Batch>> polled;
@@ -110,8 +111,10 @@ public final class ConsumerExample {
         System.out.flush();
         if (any) {
           lastMessage = System.nanoTime();
-        } else if (idleExitMs > 0 && (System.nanoTime() - lastMessage) / 1_000_000 >= idleExitMs) {
-          break;
+          received = true;
+        } else if (idleExitMs > 0
+            && (System.nanoTime() - lastMessage) / 1_000_000 >= (received ? idleExitMs : Math.max(idleExitMs, 30_000))) {
+          break;  // before the first message at least 30 s: joining and fetching take a while on a busy machine
         }
       }
     }
