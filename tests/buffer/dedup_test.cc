@@ -1,7 +1,7 @@
 // Tests of duplicate detection in append() (RecordIn::dedup; the window's own rules are in
 // dedup_window_test.cc), side tables with consumer commits, and the summarize overflow policy, over
 // a real LMDB environment.
-#include <catch2/catch.hpp>
+#include "tests/support/catch.h"
 
 #include <algorithm>
 #include <chrono>

@@ -2,7 +2,7 @@
 // form (also the one written by the build before values were compared), and a property test that
 // compares every decision with a brute-force reference (dedup_reference.h) over random mixes of what
 // real devices send.
-#include <catch2/catch.hpp>
+#include "tests/support/catch.h"
 
 #include <algorithm>
 #include <array>

@@ -14,7 +14,7 @@
 #include <string_view>
 #include <cstdio>
 #include <stop_token>
-#include <catch2/catch.hpp>
+#include "tests/support/catch.h"
 #include <chrono>
 #include <filesystem>
 #include <random>

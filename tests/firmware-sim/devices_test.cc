@@ -1,7 +1,7 @@
 // What real devices do, as the simulator reproduces it: the first seq after a boot, a counter that
 // wraps, reboots with and without a boot id - the numbering alone (SimDevice), and what a real
 // mosquitto receives from a publish run, with the manifest and the injected counts it writes.
-#include <catch2/catch.hpp>
+#include "tests/support/catch.h"
 #include <nlohmann/json.hpp>
 #include <pwd.h>
 #include <unistd.h>

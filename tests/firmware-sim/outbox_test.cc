@@ -1,7 +1,7 @@
 // The simulator as a device SDK: with --outbox a reading that was not acknowledged (the broker went
 // away) is published again once the connection is back, the manifest lists every reading handed
 // over, and with --client-per-device each device has its own connection.
-#include <catch2/catch.hpp>
+#include "tests/support/catch.h"
 #include <mqtt/async_client.h>
 
 #include <fstream>

@@ -1,6 +1,6 @@
 // The simulator against a real mosquitto on loopback: what it publishes arrives, the manifest lists
 // exactly the acknowledged messages, and the program's CLI prints its summary and verifies.
-#include <catch2/catch.hpp>
+#include "tests/support/catch.h"
 #include <mqtt/async_client.h>
 
 #include <fstream>

@@ -1,7 +1,7 @@
 // firmware-sim's source formats against the gateway's presets: what a simulated device of each
 // source publishes, mapped by the preset of that name, is exactly the event firmware-sim lists in its
 // manifest and record (stored_event), on the topic the preset subscribes.
-#include <catch2/catch.hpp>
+#include "tests/support/catch.h"
 
 #include <string>
 

@@ -1,6 +1,6 @@
 // The verifier: lost, duplicates and unexpected are counted the way `firmware-sim verify` reports,
 // per identity (device, boot id, seq), as multisets.
-#include <catch2/catch.hpp>
+#include "tests/support/catch.h"
 
 #include <sstream>
 

@@ -1,6 +1,6 @@
 // The HTTP API's routing and parameter checks (gateway/api.h), called directly with fake sources:
 // what each path answers, and that every bad parameter gets a 400 that names it.
-#include <catch2/catch.hpp>
+#include "tests/support/catch.h"
 #include <nlohmann/json.hpp>
 
 #include "gateway/api.h"

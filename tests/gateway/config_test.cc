@@ -1,5 +1,5 @@
 // The config reader: valid files, and every kind of error naming file, line and key.
-#include <catch2/catch.hpp>
+#include "tests/support/catch.h"
 #include <fstream>
 #include <sstream>
 

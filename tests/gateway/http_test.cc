@@ -12,7 +12,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <catch2/catch.hpp>
+#include "tests/support/catch.h"
 #include <thread>
 
 #include "gateway/http_server.h"

@@ -1,6 +1,6 @@
 // One edge-gateway per buffer directory (gateway/instance_lock.h): a second holder is refused with
 // the owner's pid, and a holder killed with SIGKILL leaves nothing stuck.
-#include <catch2/catch.hpp>
+#include "tests/support/catch.h"
 
 #include <csignal>
 #include <sys/wait.h>

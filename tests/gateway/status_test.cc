@@ -1,6 +1,6 @@
 // The status snapshot's derived figures (rates, backlog state and drain ETA, uplink down time),
 // readiness, and the Prometheus text rendering (every line well formed, labels escaped).
-#include <catch2/catch.hpp>
+#include "tests/support/catch.h"
 
 #include <cstring>
 #include <nlohmann/json.hpp>

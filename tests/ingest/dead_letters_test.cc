@@ -1,5 +1,5 @@
 // The dead-letter store: what is kept, in which order, how it is bounded, what survives a reopen.
-#include <catch2/catch.hpp>
+#include "tests/support/catch.h"
 
 #include <string>
 

@@ -4,7 +4,7 @@
 // fails the worker's next store instead of answering it.
 #include <sys/socket.h>
 
-#include <catch2/catch.hpp>
+#include "tests/support/catch.h"
 
 #include <set>
 #include <thread>

@@ -1,6 +1,6 @@
 // The mapping engine (ingest/mapping.h): topic filters, field references, time forms, metric
 // flattening, include/exclude, tags, the counter, and what a payload that does not fit gets.
-#include <catch2/catch.hpp>
+#include "tests/support/catch.h"
 
 #include <string>
 

@@ -2,7 +2,7 @@
 // at QoS 1 ends up in the ring exactly as sent; bad payloads are counted, not stored; the persistent
 // session carries messages across a restart of the source; a failing append holds the
 // acknowledgement, and a message still unstored at stop() is redelivered to the next source.
-#include <catch2/catch.hpp>
+#include "tests/support/catch.h"
 #include <mqtt/async_client.h>
 
 #include <atomic>

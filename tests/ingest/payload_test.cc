@@ -1,6 +1,6 @@
 // Payload formats beyond the basic codec: schema evolution in both directions (version 1 readers
 // and writers against this build), the JSON form, format sniffing, and validation limits.
-#include <catch2/catch.hpp>
+#include "tests/support/catch.h"
 
 #include <string>
 

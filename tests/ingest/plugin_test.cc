@@ -5,7 +5,7 @@
 #ifdef GW_MOSQUITTO_PLUGIN
 #include <mqtt/async_client.h>
 
-#include <catch2/catch.hpp>
+#include "tests/support/catch.h"
 #include <chrono>
 #include <string>
 #include <thread>

@@ -3,7 +3,7 @@
 // notifications without readings, ChirpStack's counter 0 left out and its uplinks heard by several
 // radio gateways, The Things Stack's session keys). The last case runs ChirpStack copies through
 // admit() and a real ring: dedup drops them by fCnt.
-#include <catch2/catch.hpp>
+#include "tests/support/catch.h"
 
 #include <string>
 

@@ -1,7 +1,7 @@
 // Sparkplug B (ingest/sparkplug.h) with payloads written from the specification: BIRTH names and
 // aliases, DATA by alias, unknown aliases refused with a reason, sessions read back after a restart,
 // NDEATH and DDEATH counted, data types, and the node's 8-bit seq through admit() and a real ring.
-#include <catch2/catch.hpp>
+#include "tests/support/catch.h"
 
 #include <string>
 

@@ -1,5 +1,5 @@
 // The Telemetry FlatBuffer codec: round trip, and every kind of bad input is an error, never a crash.
-#include <catch2/catch.hpp>
+#include "tests/support/catch.h"
 
 #include <algorithm>
 #include <cmath>

@@ -3,7 +3,7 @@
 
 #include <zstd.h>
 
-#include <catch2/catch.hpp>
+#include "tests/support/catch.h"
 #include <bit>
 #include <cmath>
 #include <cstdint>

@@ -3,7 +3,7 @@
 // Thread-safety: plain functions; a Ring's own rules apply.
 #pragma once
 
-#include <catch2/catch.hpp>
+#include "tests/support/catch.h"
 #include <cstdint>
 #include <memory>
 #include <string>

@@ -1,6 +1,6 @@
 // Tests of the Kafka sink and reader against an in-process librdkafka mock cluster
 // (uplink/kafka_mock.h) and a real LMDB ring in a temporary directory.
-#include <catch2/catch.hpp>
+#include "tests/support/catch.h"
 #include <chrono>
 #include <csignal>
 #include <filesystem>

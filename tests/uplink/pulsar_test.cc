@@ -4,7 +4,7 @@
 // do on cue: answer chosen sends with send-error, store batches and reset the connection without
 // answering them, and be absent at first. Delivery, the read-back after kills, tokens, TLS and a
 // shared topic run against a real Apache Pulsar: e2e.pulsar_kill and e2e.pulsar_secure.
-#include <catch2/catch.hpp>
+#include "tests/support/catch.h"
 
 #include <chrono>
 #include <map>

@@ -3,7 +3,7 @@
 // events, idle devices, clocks that run ahead and tag changes; and save/restore determinism.
 #include "windowing/engine.h"
 
-#include <catch2/catch.hpp>
+#include "tests/support/catch.h"
 #include <cmath>
 #include <map>
 #include <random>

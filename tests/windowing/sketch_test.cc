@@ -2,7 +2,7 @@
 // error of the exact rank value, for single, merged and re-decoded sketches.
 #include "windowing/sketch.h"
 
-#include <catch2/catch.hpp>
+#include "tests/support/catch.h"
 #include <algorithm>
 #include <cmath>
 #include <random>

@@ -3,7 +3,7 @@
 #include "windowing/stage.h"
 
 #include <atomic>
-#include <catch2/catch.hpp>
+#include "tests/support/catch.h"
 #include <chrono>
 #include <string>
 #include <thread>
