@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs, with apt-get, every Debian 12 package that building, testing and running the demo of
-# edge-gateway need. Non-interactive and idempotent: packages already present are left alone, and
+# Installs, with apt-get, every Debian package that building, testing and running the demo of
+# edge-gateway need, on Debian 12 (bookworm) or 13 (trixie; the names that differ are chosen below). Non-interactive and idempotent: packages already present are left alone, and
 # `apt-get update` runs only when something is missing. Run as root (or through sudo).
 #
 #   toolchains/setup.sh            native build, tests, demo
@@ -29,8 +29,9 @@ packages=(
   catch2
   # Sparkplug B payloads (ingest/sparkplug.proto): the runtime library and the host's protoc
   libprotobuf-dev protobuf-compiler
-  # tests and demo: a real broker, a real Kafka client, the format tools
-  mosquitto mosquitto-clients kcat zstd lmdb-utils curl jq procps python3
+  # tests and demo: a real broker, a real Kafka client, the format tools; python3-venv for the
+  # venv of the tests' Python clients (toolchains/python-env.sh)
+  mosquitto mosquitto-clients kcat zstd lmdb-utils curl jq procps python3 python3-venv
   # the mosquitto plugin (ingest mode "plugin"): the broker's plugin API v5 headers
   mosquitto-dev libmosquitto-dev
   # e2e.plugin_order traces mosquitto and the gateway
@@ -42,10 +43,18 @@ packages=(
   e2fsprogs mount
   # HTTP tests and benchmark: promtool (checks /metrics), headless Chromium (the status page), wrk
   prometheus chromium chromium-driver wrk
-  # fuzzing (tests/fuzz): clang 16 and its libFuzzer/sanitizer runtimes (Debian's default clang 14
-  # cannot compile libstdc++ 12's std::expected; see GW_FUZZ in CMakeLists.txt)
-  clang-16 libclang-rt-16-dev
+  # fuzzing (tests/fuzz): clang and its libFuzzer/sanitizer runtimes (below: the release's)
 )
+
+# What differs between the releases. Debian 12: clang 16 (its default clang 14 cannot compile
+# libstdc++ 12's std::expected; see GW_FUZZ in CMakeLists.txt). Debian 13: clang 19 (16 is gone).
+codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+case $codename in
+  bookworm) packages+=(clang-16 libclang-rt-16-dev) ;;
+  trixie) packages+=(clang-19 libclang-rt-19-dev) ;;
+  *) echo "setup.sh: Debian '$codename' is not one this project knows (bookworm, trixie); trying bookworm's names" >&2
+     packages+=(clang-16 libclang-rt-16-dev) ;;
+esac
 
 # The architecture-dependent libraries: a cross build needs the :ARCH package of each of them.
 cross_libs=(

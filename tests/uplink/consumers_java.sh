@@ -6,7 +6,7 @@
 # (BUILD/consumers/java/classpath.txt).
 #   tests/uplink/consumers_java.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
-build=$1 src=$2
+build=$(cd "$1" && pwd) src=$(cd "$2" && pwd)
 out=$build/consumers/java
 command -v mvn >/dev/null || { echo "consumers_java: Maven is missing (toolchains/setup.sh installs it)" >&2; exit 1; }
 flatbuffers=$(flatc --version | awk '{print $NF}')
@@ -15,5 +15,5 @@ mvn -q -B -Dstyle.color=never -f "$src/uplink/consumers/java/pom.xml" -Dgw.build
   -Dflatbuffers.version="$flatbuffers" -Dgw.batch.vectors="$build/batch-vectors" \
   package dependency:build-classpath -Dmdep.outputFile="$out/classpath.txt" -Dmdep.includeScope=compile
 tests=$(cat "$out"/target/surefire-reports/TEST-*.xml | grep -o '<testsuite [^>]*' | grep -o ' tests="[0-9]*"' |
-  grep -o '[0-9]*' | paste -sd+ | bc)
+  awk -F'"' '{ n += $2 } END { print n }')
 echo "consumers_java: JUnit $tests tests passed (flatbuffers-java $flatbuffers), jar $(ls "$out"/target/*.jar)"

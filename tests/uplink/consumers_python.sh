@@ -5,7 +5,7 @@
 # wrote. The venv is the tests' (toolchains/python-env.sh: pytest, pandas, pinned).
 #   tests/uplink/consumers_python.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
-build=$1 src=$2
+build=$(cd "$1" && pwd) src=$(cd "$2" && pwd)
 py=$("$src/toolchains/python-env.sh")
 work=$build/consumers/python
 rm -rf "$work"
