@@ -18,7 +18,7 @@ set -euo pipefail
 
 packages=(
   # build
-  build-essential cmake ninja-build pkgconf git
+  build-essential cmake ninja-build pkgconf git ca-certificates
   # libraries (PahoMqttCpp's CMake config needs libssl-dev although it does not declare it)
   libpaho-mqttpp-dev libpaho-mqtt-dev libssl-dev
   liblmdb-dev libzstd-dev libflatbuffers-dev flatbuffers-compiler

@@ -160,7 +160,7 @@ Mosquitto::Mosquitto(int port, std::filesystem::path binary, const std::string& 
     out << extra;
     if (!out) throw std::runtime_error("cannot write " + conf.string());
   }
-  process_.emplace(std::vector<std::string>{binary.string(), "-c", conf.string()});
+  process_ = std::make_unique<ChildProcess>(std::vector<std::string>{binary.string(), "-c", conf.string()});
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (std::chrono::steady_clock::now() < deadline) {
     if (wait_for_port(port_, std::chrono::milliseconds(200))) return;

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <sys/types.h>
@@ -80,7 +81,7 @@ class Mosquitto {
  private:
   TempDir dir_;
   int port_ = 0;
-  std::optional<ChildProcess> process_;
+  std::unique_ptr<ChildProcess> process_;  // (not optional: GCC 14 warns of its pid as uninitialised)
 };
 
 }  // namespace gw::test

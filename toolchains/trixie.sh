@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Debian 13 (trixie), the release Raspberry Pi OS is built on since late 2025, on this Debian 12
+# machine: makes (or reuses) a trixie root with debootstrap in DIR/root, installs the project's
+# packages there with the project's own toolchains/setup.sh, builds with warnings as errors and runs
+# ctest, all inside the root (chroot). The source tree is bind-mounted read-only at /src; the
+# build tree is DIR/root/build; caches (apt, the Maven repository with the real brokers, the Python
+# venv) stay in the root between runs. Nothing outside DIR changes (the mounts last the run).
+#
+#   toolchains/trixie.sh [DIR] [--build-only | --armhf] [-- ctest args...]
+#     DIR          default build-trixie in the source tree (ignored by git)
+#     --build-only configure and build, no tests
+#     --armhf      cross-build for 32-bit ARM in the root (trixie's armhf index; see
+#                  toolchains/cross-test.sh) and run the tests under qemu-arm
+#
+# Needs root (debootstrap, chroot, mounts) and debootstrap (toolchains/setup.sh installs it).
+set -euo pipefail
+src=$(cd "$(dirname "$0")/.." && pwd)
+dir=$src/build-trixie
+mode=native
+ctest_args=()
+while (($#)); do
+  case $1 in
+    --build-only) mode=build-only ;;
+    --armhf) mode=armhf ;;
+    --) shift; ctest_args=("$@"); break ;;
+    -*) echo "trixie.sh: unknown option $1" >&2; exit 2 ;;
+    *) dir=$1 ;;
+  esac
+  shift
+done
+mkdir -p "$dir"
+dir=$(cd "$dir" && pwd)
+root=$dir/root
+mirror=${GW_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+[[ $(id -u) -eq 0 ]] || { echo "trixie.sh: needs root (debootstrap, chroot, mounts)" >&2; exit 1; }
+
+if [[ ! -f $root/.gw-debootstrap-complete ]]; then
+  command -v debootstrap >/dev/null || { echo "trixie.sh: debootstrap is missing (apt-get install debootstrap)" >&2; exit 1; }
+  rm -rf "$root"
+  echo "trixie.sh: debootstrap --variant=minbase trixie $root $mirror" >&2
+  start=$SECONDS
+  debootstrap --variant=minbase trixie "$root" "$mirror" >"$dir/debootstrap.log" 2>&1 ||
+    { tail -20 "$dir/debootstrap.log" >&2; exit 1; }
+  # Security updates too, as on a real trixie system (Multi-Arch: same libraries must match).
+  cat >"$root/etc/apt/sources.list" <<EOF
+deb $mirror trixie main
+deb $mirror trixie-updates main
+deb http://deb.debian.org/debian-security trixie-security main
+EOF
+  touch "$root/.gw-debootstrap-complete"
+  echo "trixie.sh: root made in $((SECONDS - start)) s" >&2
+fi
+
+mounts=()
+cleanup() {
+  local i
+  for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do umount -l "${mounts[i]}" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+bind() {  # bind SOURCE TARGET [ro]
+  mkdir -p "$2"
+  mount --rbind "$1" "$2"
+  mount --make-rslave "$2"
+  mounts+=("$2")
+  if [[ ${3:-} == ro ]]; then mount -o remount,bind,ro "$2"; fi
+}
+bind /dev "$root/dev"
+bind /sys "$root/sys"
+mkdir -p "$root/proc" "$root/src" "$root/dev/shm"
+mount -t proc proc "$root/proc" && mounts+=("$root/proc")
+bind "$src" "$root/src" ro
+cp -L /etc/resolv.conf "$root/etc/resolv.conf"
+
+in_root() {
+  chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    LANG=C.UTF-8 TERM=dumb CI="${CI:-}" GW_TEST_TIME_SCALE="${GW_TEST_TIME_SCALE:-}" /bin/bash -c "$1"
+}
+
+start=$SECONDS
+setup_args=""
+[[ $mode == armhf ]] && setup_args=--armhf
+in_root "/src/toolchains/setup.sh $setup_args" | tail -3
+echo "trixie.sh: packages ready in $((SECONDS - start)) s" >&2
+
+case $mode in
+  armhf)
+    in_root "cd /src && ./toolchains/cross-test.sh --armhf /build-armhf -- ${ctest_args[*]:-}"
+    ;;
+  *)
+    start=$SECONDS
+    in_root "cd / && CI=true /src/toolchains/build.sh /build"
+    echo "trixie.sh: built in $((SECONDS - start)) s ($(in_root 'g++ --version | head -1'))" >&2
+    if [[ $mode == native ]]; then
+      in_root "/src/toolchains/fetch-brokers.sh kafka pulsar >/dev/null && /src/toolchains/python-env.sh >/dev/null"
+      in_root "cd /build && ctest --output-on-failure --timeout 600 -LE '^sanitizer_only\$' ${ctest_args[*]:-}"
+    fi
+    ;;
+esac
