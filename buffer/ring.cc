@@ -17,6 +17,7 @@
 #include <lmdb.h>
 #include <spdlog/spdlog.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -1752,8 +1753,36 @@ const std::error_category& buffer_category() noexcept {
 
 std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), buffer_category()}; }
 
+std::optional<std::string> map_size_problem(std::uint64_t max_bytes, unsigned pointer_bits) {
+  if (pointer_bits >= 64) return std::nullopt;
+  constexpr std::uint64_t kMax32BitMapBytes = 2ull << 30;
+  if (max_bytes > kMax32BitMapBytes) {
+    return fmt::format("buffer.max_bytes {} is more than a 32-bit process can map (at most {} bytes, 2 GiB: the map "
+                       "is one contiguous range of its 3 GiB of address space); lower buffer.max_bytes",
+                       max_bytes, kMax32BitMapBytes);
+  }
+  if (pointer_bits == sizeof(void*) * 8) {
+    // The whole range, and 256 MiB more for what the process maps later (thread stacks, libraries,
+    // heap), must be free now: reserve it without memory, then give it back.
+    const std::size_t probe = static_cast<std::size_t>(max_bytes + (256ull << 20));
+    void* p = ::mmap(nullptr, probe, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {
+      return fmt::format("buffer.max_bytes {} does not fit in this 32-bit process's free address space (no free "
+                         "range of {} bytes: the map and room for what the process maps later); lower "
+                         "buffer.max_bytes",
+                         max_bytes, probe);
+    }
+    ::munmap(p, probe);
+  }
+  return std::nullopt;
+}
+
 std::expected<std::unique_ptr<Ring>, std::error_code> Ring::open(const Options& options) {
   if (options.path.empty()) return std::unexpected(make_error_code(errc::invalid_argument));
+  if (auto problem = map_size_problem(options.max_bytes); problem) {
+    spdlog::error("buffer: {}", *problem);
+    return std::unexpected(make_error_code(errc::invalid_argument));
+  }
   if (options.durability == Durability::os && options.sync_interval.count() <= 0) {
     return std::unexpected(make_error_code(errc::invalid_argument));
   }

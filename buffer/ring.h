@@ -110,6 +110,13 @@ struct Options {
 // pages): the most Options::consumer_tables_bytes should be, so that records keep the other half.
 std::uint64_t side_tables_budget(std::uint64_t max_bytes);
 
+// Why a store of max_bytes cannot be mapped by a process with pointers of pointer_bits bits, or
+// nullopt. 64-bit: never. 32-bit: above 2 GiB (the LMDB map is one contiguous range of a 3 GiB
+// address space, its size a 32-bit size_t), or, in a 32-bit process asking about itself, when no
+// free range of max_bytes + 256 MiB exists now. Ring::open refuses such a store (invalid_argument,
+// the reason logged); the map starts at initial_map_bytes and doubles, each step within max_bytes.
+std::optional<std::string> map_size_problem(std::uint64_t max_bytes, unsigned pointer_bits = sizeof(void*) * 8);
+
 // Identifies a record for duplicate detection: the source's own numbering (buffer/dedup.h).
 struct DedupKey {
   std::string_view source;     // e.g. the device id; 1..255 bytes

@@ -76,10 +76,19 @@ in_root() {
     LANG=C.UTF-8 TERM=dumb CI="${CI:-}" GW_TEST_TIME_SCALE="${GW_TEST_TIME_SCALE:-}" /bin/bash -c "$1"
 }
 
+# The machine's own trust anchors (a site CA in /usr/local/share/ca-certificates, e.g. of a proxy
+# that inspects TLS) are the root's too, so that apt, pip and Maven reach what the machine reaches.
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+  mkdir -p "$root/usr/local/share/ca-certificates"
+  cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+  if [[ -x $root/usr/sbin/update-ca-certificates ]]; then in_root "update-ca-certificates >/dev/null 2>&1" || true; fi
+fi
+
 start=$SECONDS
 setup_args=""
 [[ $mode == armhf ]] && setup_args=--armhf
 in_root "/src/toolchains/setup.sh $setup_args" | tail -3
+in_root "update-ca-certificates >/dev/null 2>&1" || true
 echo "trixie.sh: packages ready in $((SECONDS - start)) s" >&2
 
 case $mode in

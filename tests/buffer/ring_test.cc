@@ -839,3 +839,55 @@ TEST_CASE("overflow block at the smallest max_bytes: a large consumer commit doe
   Appender appender(*ring);
   CHECK(eventually([&] { return appender.appended() >= 100; }, std::chrono::seconds(5)));
 }
+
+TEST_CASE("a 32-bit process refuses a map it cannot hold and grows the map in steps within max_bytes") {
+  // The rule, whatever this process's pointers: 64-bit never objects; 32-bit refuses above 2 GiB
+  // and says so.
+  CHECK_FALSE(gw::buffer::map_size_problem(64ull << 30, 64).has_value());
+  CHECK_FALSE(gw::buffer::map_size_problem(2ull << 30, 32).has_value());
+  const auto problem = gw::buffer::map_size_problem((2ull << 30) + 1, 32);
+  REQUIRE(problem.has_value());
+  CHECK_THAT(*problem, Catch::Contains("more than a 32-bit process can map") && Catch::Contains("buffer.max_bytes"));
+
+  TempDir dir;
+  Options o;
+  o.path = dir.str();
+  o.durability = Durability::os;
+  o.max_bytes = 8ull << 30;  // 8 GiB: opens on 64-bit; refused at start on 32-bit
+  auto big = Ring::open(o);
+  if constexpr (sizeof(void*) == 4) {
+    REQUIRE_FALSE(big.has_value());
+    CHECK(big.error() == gw::buffer::errc::invalid_argument);
+  } else {
+    REQUIRE(big.has_value());
+  }
+  big = std::unexpected(std::error_code{});  // closed
+
+  // 64 MiB, starting at 16 MiB: 40 MiB of records make the map double twice (32, then 64 MiB), each
+  // step within max_bytes; sequences and byte counters are 64-bit whatever the process.
+  TempDir grow_dir;
+  o.path = grow_dir.str();
+  o.max_bytes = 64ull << 20;
+  o.initial_map_bytes = 16ull << 20;
+  auto ring = open_ring(o);
+  CHECK(ring->stats().map_bytes == (16ull << 20));
+  const std::vector<std::uint8_t> payload(1000, 0x5a);
+  const std::vector<RecordIn> batch(100, RecordIn{RecordType::telemetry, payload});
+  std::uint64_t previous_map = ring->stats().map_bytes;
+  std::vector<std::uint64_t> steps;
+  for (int i = 0; i < 400; ++i) {
+    REQUIRE(ring->append(batch).has_value());
+    const auto s = ring->stats();
+    if (s.map_bytes != previous_map) {
+      steps.push_back(s.map_bytes);
+      previous_map = s.map_bytes;
+    }
+  }
+  const auto s = ring->stats();
+  CHECK(s.records == 40'000);
+  CHECK(s.last.value == 40'000);
+  CHECK(s.bytes > (40ull << 20));
+  REQUIRE_FALSE(steps.empty());
+  for (std::uint64_t step : steps) CHECK(step <= o.max_bytes);
+  CHECK(steps.back() == (64ull << 20));
+}
