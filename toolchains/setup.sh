@@ -36,9 +36,10 @@ packages=(
   mosquitto-dev libmosquitto-dev
   # e2e.plugin_order traces mosquitto and the gateway
   strace
-  # the real brokers the tests run (Apache Kafka; toolchains/fetch-brokers.sh resolves them from
-  # Maven Central with Maven; they run on the JRE)
-  default-jre-headless maven
+  # the real brokers the tests run (Apache Kafka and Pulsar; toolchains/fetch-brokers.sh resolves
+  # them from Maven Central with Maven) and the Java batch reader (uplink/consumers/java: compiled,
+  # so the JDK)
+  default-jdk-headless maven
   # the disk-full test: an ext4 image on a loop device (mkfs.ext4; mount and losetup from mount)
   e2fsprogs mount
   # HTTP tests and benchmark: promtool (checks /metrics), headless Chromium (the status page), wrk
@@ -79,6 +80,14 @@ for arch in "${arches[@]}"; do
   packages+=(crossbuild-essential-"$arch" pkgconf:"$arch" qemu-user-static)
   for lib in "${cross_libs[@]}"; do packages+=("$lib:$arch"); done
 done
+# Debian 13's Catch2 3 is a compiled library (libcatch2-dev, /usr/lib/libCatch2.a, not Multi-Arch):
+# a cross build's tests need the target's, which replaces the build machine's. So a trixie system
+# set up for one cross architecture builds that architecture's tests, not native ones (trixie.sh
+# keeps a root of its own for it).
+if [[ $codename == trixie ]] && ((${#arches[@]})); then
+  ((${#arches[@]} == 1)) || { echo "setup.sh: on trixie, one cross architecture at a time (Catch2 3)" >&2; exit 2; }
+  for i in "${!packages[@]}"; do [[ ${packages[i]} == catch2 ]] && packages[i]=libcatch2-dev:${arches[0]}; done
+fi
 
 added=()
 for arch in "${arches[@]}"; do

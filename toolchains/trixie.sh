@@ -9,8 +9,9 @@
 #   toolchains/trixie.sh [DIR] [--build-only | --armhf] [-- ctest args...]
 #     DIR          default build-trixie in the source tree (ignored by git)
 #     --build-only configure and build, no tests
-#     --armhf      cross-build for 32-bit ARM in the root (trixie's armhf index; see
-#                  toolchains/cross-test.sh) and run the tests under qemu-arm
+#     --armhf      cross-build for 32-bit ARM (armhf) in a second root, DIR/root-armhf (trixie's
+#                  armhf index resolves where bookworm's does not), with toolchains/cross-test.sh,
+#                  and run the tests there under qemu-arm
 #
 # Needs root (debootstrap, chroot, mounts) and debootstrap (toolchains/setup.sh installs it).
 set -euo pipefail
@@ -31,6 +32,9 @@ done
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 root=$dir/root
+# A cross build's tests link the target's Catch2 3 library, which replaces the native one
+# (setup.sh): the armhf tree has a root of its own.
+[[ $mode == armhf ]] && root=$dir/root-armhf
 mirror=${GW_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 [[ $(id -u) -eq 0 ]] || { echo "trixie.sh: needs root (debootstrap, chroot, mounts)" >&2; exit 1; }
 
