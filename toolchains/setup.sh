@@ -19,6 +19,8 @@ set -euo pipefail
 packages=(
   # build
   build-essential cmake ninja-build pkgconf git ca-certificates
+  # packages (CPack's DEB generator: dpkg-shlibdeps for the dependencies, file to find the ELF files)
+  dpkg-dev file
   # libraries (PahoMqttCpp's CMake config needs libssl-dev although it does not declare it)
   libpaho-mqttpp-dev libpaho-mqtt-dev libssl-dev
   liblmdb-dev libzstd-dev libflatbuffers-dev flatbuffers-compiler

@@ -73,6 +73,8 @@ bind /sys "$root/sys"
 mkdir -p "$root/proc" "$root/src" "$root/dev/shm"
 mount -t proc proc "$root/proc" && mounts+=("$root/proc")
 bind "$src" "$root/src" ro
+# The sensor data the tests and the demo read beside the checkout (../shared), where it is.
+if [[ -d $src/../shared ]]; then bind "$(cd "$src/../shared" && pwd)" "$root/shared" ro; fi
 cp -L /etc/resolv.conf "$root/etc/resolv.conf"
 
 in_root() {

@@ -175,7 +175,7 @@ run_policy() {
         sleep 0.2
       done
       sleep 1.5
-      kill -KILL "$gateway_pid"; wait "$gateway_pid" 2>/dev/null || true; kills=$((kills + 1)); start_gateway
+      kill -KILL "$gateway_pid"; wait "$gateway_pid" 2>/dev/null || true; kills=$((kills + 1)); gw_start_gateway "$build" "$work"
       sleep 1.5
       brokers_back
       gw_log "chaos[$policy]: full outage done (full=$full_seen)"
