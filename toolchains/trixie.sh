@@ -68,6 +68,9 @@ bind() {  # bind SOURCE TARGET [ro]
   mounts+=("$2")
   if [[ ${3:-} == ro ]]; then mount -o remount,bind,ro "$2"; fi
 }
+# The root is a mount point of its own, so that the mount table seen inside has an entry for "/"
+# (Java's FileStore, which Pulsar's bookie asks, fails with "Mount point not found" otherwise).
+bind "$root" "$root"
 bind /dev "$root/dev"
 bind /sys "$root/sys"
 mkdir -p "$root/proc" "$root/src" "$root/dev/shm"
@@ -79,7 +82,7 @@ cp -L /etc/resolv.conf "$root/etc/resolv.conf"
 
 in_root() {
   chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    LANG=C.UTF-8 TERM=dumb CI="${CI:-}" GW_TEST_TIME_SCALE="${GW_TEST_TIME_SCALE:-}" /bin/bash -c "$1"
+    LANG=C.UTF-8 TERM=dumb CI="${CI:-}" GW_TEST_TIME_SCALE="${GW_TEST_TIME_SCALE:-}" KEEP="${KEEP:-}" /bin/bash -c "$1"
 }
 
 # The machine's own trust anchors (a site CA in /usr/local/share/ca-certificates, e.g. of a proxy
@@ -97,9 +100,11 @@ in_root "/src/toolchains/setup.sh $setup_args" | tail -3
 in_root "update-ca-certificates >/dev/null 2>&1" || true
 echo "trixie.sh: packages ready in $((SECONDS - start)) s" >&2
 
+quoted_args=""
+((${#ctest_args[@]})) && quoted_args=$(printf '%q ' "${ctest_args[@]}")
 case $mode in
   armhf)
-    in_root "cd /src && ./toolchains/cross-test.sh --armhf /build-armhf -- ${ctest_args[*]:-}"
+    in_root "cd /src && ./toolchains/cross-test.sh --armhf /build-armhf -- $quoted_args"
     ;;
   *)
     start=$SECONDS
@@ -107,7 +112,7 @@ case $mode in
     echo "trixie.sh: built in $((SECONDS - start)) s ($(in_root 'g++ --version | head -1'))" >&2
     if [[ $mode == native ]]; then
       in_root "/src/toolchains/fetch-brokers.sh kafka pulsar >/dev/null && /src/toolchains/python-env.sh >/dev/null"
-      in_root "cd /build && ctest --output-on-failure --timeout 600 -LE '^sanitizer_only\$' ${ctest_args[*]:-}"
+      in_root "cd /build && ctest --output-on-failure --timeout 600 -LE '^sanitizer_only\$' $quoted_args"
     fi
     ;;
 esac
