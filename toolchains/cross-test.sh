@@ -32,46 +32,10 @@ cmake -S "$root" -B "$build" "${args[@]}" >/dev/null
 cmake --build "$build" -j "$(nproc)"
 echo "cross-test: $arch build took $((SECONDS - start)) s"
 
-binfmt_conf=/usr/lib/binfmt.d/qemu-$qemu.conf
-
-# with_binfmt CMD...: runs CMD where the kernel starts $arch ELF files under qemu.
-with_binfmt() {
-  if [[ -r /proc/sys/fs/binfmt_misc/qemu-$qemu ]] && grep -qx enabled "/proc/sys/fs/binfmt_misc/qemu-$qemu"; then
-    "$@"
-    return
-  fi
-  if [[ $(id -u) -eq 0 ]] && unshare --user --map-root-user --mount \
-    sh -c 'mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc' 2>/dev/null; then
-    # The namespace maps every uid and gid to itself (mosquitto drops to its own user), which
-    # only root may write; the child waits on a fifo until the maps are in place.
-    local fifo pid i
-    fifo=$(mktemp -u /tmp/gw-cross.XXXXXX)
-    mkfifo "$fifo"
-    unshare --user --mount -- bash -c '
-      read -r _ <"$0"
-      mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
-      grep -v "^#" "$1" >/proc/sys/fs/binfmt_misc/register
-      shift
-      exec "$@"' "$fifo" "$binfmt_conf" "$@" &
-    pid=$!
-    for ((i = 0; i < 100; i++)); do
-      [[ $(readlink "/proc/$pid/ns/user") != $(readlink /proc/self/ns/user) ]] && break
-      sleep 0.05
-    done
-    echo "0 0 4294967295" >"/proc/$pid/uid_map"
-    echo "0 0 4294967295" >"/proc/$pid/gid_map"
-    echo go >"$fifo"
-    rm -f "$fifo"
-    wait "$pid"
-    return
-  fi
-  echo "cross-test: no binfmt_misc registration for qemu-$qemu; tests that start $arch programs" \
-    "themselves will fail (register it: apt-get install binfmt-support, or run as root)" >&2
-  "$@"
-}
+source "$root/toolchains/binfmt.sh"
 
 start=$SECONDS
 rc=0
-with_binfmt ctest --test-dir "$build" --output-on-failure --timeout 600 "$@" || rc=$?
+gw_with_binfmt "$qemu" ctest --test-dir "$build" --output-on-failure --timeout 600 "$@" || rc=$?
 echo "cross-test: $arch tests under qemu took $((SECONDS - start)) s"
 exit $rc

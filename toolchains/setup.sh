@@ -89,6 +89,12 @@ done
 if [[ $codename == trixie ]] && ((${#arches[@]})); then
   ((${#arches[@]} == 1)) || { echo "setup.sh: on trixie, one cross architecture at a time (Catch2 3)" >&2; exit 2; }
   for i in "${!packages[@]}"; do [[ ${packages[i]} == catch2 ]] && packages[i]=libcatch2-dev:${arches[0]}; done
+  # Nor the native -dev libraries: some cannot sit beside the target's (libsasl2-dev, which
+  # librdkafka-dev needs, is not Multi-Arch there), and only the target's are built against.
+  for lib in "${cross_libs[@]}"; do
+    for i in "${!packages[@]}"; do [[ ${packages[i]} == "$lib" ]] && unset 'packages[i]'; done
+  done
+  packages=("${packages[@]}")
 fi
 
 added=()

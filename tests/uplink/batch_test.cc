@@ -209,10 +209,17 @@ TEST_CASE("decode_batch refuses a vector of 8-byte values that is not 8-byte ali
   REQUIRE(in);
   const std::vector<std::uint8_t> value((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   std::vector<std::uint8_t> raw(ZSTD_getFrameContentSize(value.data(), value.size()));
-  REQUIRE(ZSTD_decompress(raw.data(), raw.size(), value.data(), value.size()) == raw.size());
-  flatbuffers::Verifier verifier(raw.data(), raw.size());
-  REQUIRE(gw::uplink::fb::VerifyBatchBuffer(verifier));  // what only decode_batch's own check refuses
-  CHECK(gw::uplink::decode_batch(value).error() == errc::malformed);
+  const std::size_t n = ZSTD_decompress(raw.data(), raw.size(), value.data(), value.size());
+  if (ZSTD_isError(n) != 0U) {
+    // Debian 13's libzstd on 32-bit ARM (under qemu-arm) finds this fuzzer-made frame corrupt
+    // (error 20), where 64-bit builds decompress it: refused there before any FlatBuffer is read.
+    CHECK(gw::uplink::decode_batch(value).error() == errc::bad_compression);
+  } else {
+    REQUIRE(n == raw.size());
+    flatbuffers::Verifier verifier(raw.data(), raw.size());
+    REQUIRE(gw::uplink::fb::VerifyBatchBuffer(verifier));  // what only decode_batch's own check refuses
+    CHECK(gw::uplink::decode_batch(value).error() == errc::malformed);
+  }
   // FlatBufferBuilder leaves an empty vector unaligned: a batch without records still decodes (the
   // first version of the check refused it; fuzz_batch's round trip found that too).
   for (const std::string id : {"g", "gw"}) {
