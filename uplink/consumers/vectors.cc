@@ -398,22 +398,22 @@ void write_vectors(const fs::path& dir) {
   root[0] = 0xf0, root[1] = 0xff, root[2] = 0xff, root[3] = 0x7f;  // the root offset points far beyond the buffer
   w.bad("bad_root_offset", "the root table offset points beyond the buffer", frame(root), "malformed");
   {
-    Batch b = basic();
-    Bytes raw = flatbuffer_of(b);
-    // run_lengths[0] + 1: the runs claim one record more than the per-record vectors hold.
-    const fb::Batch* fbb = fb::GetBatch(raw.data());
-    const auto* lengths = fbb->run_lengths();
-    const auto at = static_cast<std::size_t>(reinterpret_cast<const std::uint8_t*>(lengths->Data()) - raw.data());
-    raw[at] = static_cast<std::uint8_t>(raw[at] + 1);
-    w.bad("bad_run_lengths", "run_lengths sum to one record more than seq_deltas holds", frame(raw), "malformed");
-  }
-  {
-    Bytes raw = flatbuffer_of(basic());
-    const fb::Batch* fbb = fb::GetBatch(raw.data());
-    const auto at =
-        static_cast<std::size_t>(reinterpret_cast<const std::uint8_t*>(fbb->shape_ids()->Data()) - raw.data());
-    raw[at] = 200;  // shape 200 of 2
-    w.bad("bad_shape_index", "a record's shape id beyond the shapes", frame(raw), "malformed");
+    // The first byte of a vector of a valid batch, changed: run_lengths[0] + 1 (the runs claim one
+    // record more than the per-record vectors hold), shape_ids[0] = 200 (of 2 shapes).
+    auto patched = [](auto vector_of, auto change) {
+      Bytes raw = flatbuffer_of(basic());
+      const auto* data = reinterpret_cast<const std::uint8_t*>(vector_of(*fb::GetBatch(raw.data()))->Data());
+      std::uint8_t& first = raw[static_cast<std::size_t>(data - raw.data())];
+      first = change(first);
+      return frame(raw);
+    };
+    w.bad("bad_run_lengths", "run_lengths sum to one record more than seq_deltas holds",
+          patched([](const fb::Batch& b) { return b.run_lengths(); },
+                  [](std::uint8_t v) { return static_cast<std::uint8_t>(v + 1); }),
+          "malformed");
+    w.bad("bad_shape_index", "a record's shape id beyond the shapes",
+          patched([](const fb::Batch& b) { return b.shape_ids(); }, [](std::uint8_t) { return std::uint8_t{200}; }),
+          "malformed");
   }
   {
     Batch b = rows();
