@@ -80,9 +80,14 @@ bind "$src" "$root/src" ro
 if [[ -d $src/../shared ]]; then bind "$(cd "$src/../shared" && pwd)" "$root/shared" ro; fi
 cp -L /etc/resolv.conf "$root/etc/resolv.conf"
 
+# in_root [WRAPPER...] -- COMMAND: COMMAND by bash in the root, with a clean environment (WRAPPER runs
+# the chroot, e.g. gw_with_binfmt arm).
 in_root() {
-  chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    LANG=C.UTF-8 TERM=dumb CI="${CI:-}" GW_TEST_TIME_SCALE="${GW_TEST_TIME_SCALE:-}" KEEP="${KEEP:-}" /bin/bash -c "$1"
+  local wrapper=()
+  while [[ $1 != -- ]]; do wrapper+=("$1"); shift; done
+  "${wrapper[@]}" chroot "$root" /usr/bin/env -i HOME=/root \
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 TERM=dumb CI="${CI:-}" \
+    GW_TEST_TIME_SCALE="${GW_TEST_TIME_SCALE:-}" KEEP="${KEEP:-}" /bin/bash -c "$2"
 }
 
 # The machine's own trust anchors (a site CA in /usr/local/share/ca-certificates, e.g. of a proxy
@@ -90,14 +95,14 @@ in_root() {
 if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
   mkdir -p "$root/usr/local/share/ca-certificates"
   cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
-  if [[ -x $root/usr/sbin/update-ca-certificates ]]; then in_root "update-ca-certificates >/dev/null 2>&1" || true; fi
+  if [[ -x $root/usr/sbin/update-ca-certificates ]]; then in_root -- "update-ca-certificates >/dev/null 2>&1" || true; fi
 fi
 
 start=$SECONDS
 setup_args=""
 [[ $mode == armhf ]] && setup_args=--armhf
-in_root "/src/toolchains/setup.sh $setup_args" | tail -3
-in_root "update-ca-certificates >/dev/null 2>&1" || true
+in_root -- "/src/toolchains/setup.sh $setup_args" | tail -3
+in_root -- "update-ca-certificates >/dev/null 2>&1" || true
 echo "trixie.sh: packages ready in $((SECONDS - start)) s" >&2
 
 quoted_args=""
@@ -107,23 +112,21 @@ case $mode in
     # Built inside (cross-test.sh; `ctest -N` only lists). The tests run from here: a chrooted
     # process may not make the user namespace that holds a binfmt_misc instance of its own, so the
     # namespace comes first and the chroot inside it (toolchains/binfmt.sh).
-    in_root "cd /src && GW_BINFMT_QUIET=1 ./toolchains/cross-test.sh --armhf /build-armhf -- -N >/dev/null"
+    in_root -- "cd /src && GW_BINFMT_QUIET=1 ./toolchains/cross-test.sh --armhf /build-armhf -- -N >/dev/null"
     source "$src/toolchains/binfmt.sh"
     start=$SECONDS
     rc=0
-    gw_with_binfmt arm chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 \
-      GW_TEST_TIME_SCALE="${GW_TEST_TIME_SCALE:-}" /bin/bash -c \
-      "cd /build-armhf && ctest --output-on-failure --timeout 600 $quoted_args" || rc=$?
+    in_root gw_with_binfmt arm -- "cd /build-armhf && ctest --output-on-failure --timeout 600 $quoted_args" || rc=$?
     echo "trixie.sh: armhf tests under qemu-arm took $((SECONDS - start)) s" >&2
     exit $rc
     ;;
   *)
     start=$SECONDS
-    in_root "cd / && CI=true /src/toolchains/build.sh /build"
-    echo "trixie.sh: built in $((SECONDS - start)) s ($(in_root 'g++ --version | head -1'))" >&2
+    in_root -- "cd / && CI=true /src/toolchains/build.sh /build"
+    echo "trixie.sh: built in $((SECONDS - start)) s ($(in_root -- 'g++ --version | head -1'))" >&2
     if [[ $mode == native ]]; then
-      in_root "/src/toolchains/fetch-brokers.sh kafka pulsar >/dev/null && /src/toolchains/python-env.sh >/dev/null"
-      in_root "cd /build && ctest --output-on-failure --timeout 600 -LE '^sanitizer_only\$' $quoted_args"
+      in_root -- "/src/toolchains/fetch-brokers.sh kafka pulsar >/dev/null && /src/toolchains/python-env.sh >/dev/null"
+      in_root -- "cd /build && ctest --output-on-failure --timeout 600 -LE '^sanitizer_only\$' $quoted_args"
     fi
     ;;
 esac

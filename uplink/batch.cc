@@ -551,36 +551,6 @@ std::vector<std::uint8_t> compress_frame(std::span<const std::uint8_t> raw, int 
   return out;
 }
 
-namespace {
-
-// The checks of a message value up to a verified Batch FlatBuffer: exactly one frame, no trailing
-// bytes, with a declared content size within bounds; the FlatBuffer verified, "GWB1" included.
-std::expected<std::vector<std::uint8_t>, std::error_code> verified_flatbuffer(std::span<const std::uint8_t> value) {
-  if (ZSTD_findFrameCompressedSize(value.data(), value.size()) != value.size()) {
-    return std::unexpected(make_error_code(errc::bad_compression));
-  }
-  const unsigned long long size = ZSTD_getFrameContentSize(value.data(), value.size());
-  if (size == ZSTD_CONTENTSIZE_UNKNOWN || size == ZSTD_CONTENTSIZE_ERROR) {
-    return std::unexpected(make_error_code(errc::bad_compression));
-  }
-  if (size > kMaxBatchBytes) return std::unexpected(make_error_code(errc::too_large));
-  std::vector<std::uint8_t> raw(static_cast<std::size_t>(size));
-  const std::size_t n = ZSTD_decompress(raw.data(), raw.size(), value.data(), value.size());
-  if (ZSTD_isError(n) != 0U || n != raw.size())
-    return std::unexpected(make_error_code(errc::bad_compression));
-  flatbuffers::Verifier verifier(raw.data(), raw.size());
-  if (raw.size() < 8 || !fb::VerifyBatchBuffer(verifier)) return std::unexpected(make_error_code(errc::malformed));
-  return raw;
-}
-
-}  // namespace
-
-std::expected<std::uint16_t, std::error_code> batch_format_version(std::span<const std::uint8_t> value) {
-  auto raw = verified_flatbuffer(value);
-  if (!raw) return std::unexpected(raw.error());
-  return fb::GetBatch(raw->data())->format_version();
-}
-
 std::expected<void, std::error_code> check_batch_headers(const Batch& batch, std::uint16_t format_version,
                                                          std::span<const std::pair<std::string, std::string>> headers) {
   const std::pair<std::string_view, std::string> expected[] = {
@@ -601,10 +571,24 @@ std::expected<void, std::error_code> check_batch_headers(const Batch& batch, std
   return {};
 }
 
-std::expected<Batch, std::error_code> decode_batch(std::span<const std::uint8_t> value) {
-  auto verified = verified_flatbuffer(value);
-  if (!verified) return std::unexpected(verified.error());
-  const std::vector<std::uint8_t>& raw = *verified;
+std::expected<Batch, std::error_code> decode_batch(std::span<const std::uint8_t> value, std::uint16_t* format_version) {
+  // Exactly one frame, no trailing bytes, with a declared content size within bounds.
+  if (ZSTD_findFrameCompressedSize(value.data(), value.size()) != value.size()) {
+    return std::unexpected(make_error_code(errc::bad_compression));
+  }
+  const unsigned long long size = ZSTD_getFrameContentSize(value.data(), value.size());
+  if (size == ZSTD_CONTENTSIZE_UNKNOWN || size == ZSTD_CONTENTSIZE_ERROR) {
+    return std::unexpected(make_error_code(errc::bad_compression));
+  }
+  if (size > kMaxBatchBytes) return std::unexpected(make_error_code(errc::too_large));
+  std::vector<std::uint8_t> raw(static_cast<std::size_t>(size));
+  const std::size_t n = ZSTD_decompress(raw.data(), raw.size(), value.data(), value.size());
+  if (ZSTD_isError(n) != 0U || n != raw.size())
+    return std::unexpected(make_error_code(errc::bad_compression));
+
+  // VerifyBatchBuffer also checks the "GWB1" identifier, within bounds.
+  flatbuffers::Verifier verifier(raw.data(), raw.size());
+  if (raw.size() < 8 || !fb::VerifyBatchBuffer(verifier)) return malformed();
   const fb::Batch* b = fb::GetBatch(raw.data());
   if (b->format_version() > kBatchFormatVersion || b->format_version() < kRowBatchFormatVersion)
     return std::unexpected(make_error_code(errc::unsupported_version));
@@ -621,6 +605,7 @@ std::expected<Batch, std::error_code> decode_batch(std::span<const std::uint8_t>
     return std::unexpected(make_error_code(errc::unsupported_version));  // a record type from the future
   }
   if (!texts_utf8(batch) || !names_distinct(batch)) return malformed();
+  if (format_version != nullptr) *format_version = b->format_version();
   return batch;
 }
 

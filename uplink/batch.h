@@ -94,20 +94,18 @@ std::vector<std::uint8_t> compress_frame(std::span<const std::uint8_t> bytes, in
 // Reads format versions 1 and 2; the records (or aggregates) come back in increasing seq order.
 // A record type it does not know is errc::unsupported_version.
 // Errors: bad_compression, too_large, malformed, unsupported_version.
-[[nodiscard]] std::expected<Batch, std::error_code> decode_batch(std::span<const std::uint8_t> value);
+// format_version, when given, receives the batch's Batch.format_version (for check_batch_headers).
+[[nodiscard]] std::expected<Batch, std::error_code> decode_batch(std::span<const std::uint8_t> value,
+                                                                std::uint16_t* format_version = nullptr);
 
 // Checks a message's headers (Kafka) or properties (Pulsar) against the batch decoded from its
 // value, as a consumer should: gw-codec must be zstd and gw-dict-id 0 (errc::unsupported_codec);
 // gw-gateway-id, gw-first-seq, gw-last-seq, gw-schema-version and gw-record-type, where present,
 // must equal the batch's (errc::header_mismatch). Absent headers are not an error (gw-record-type
 // is absent in batches written before it existed). format_version: the batch's (decode_batch
-// does not keep it; batch_format_version reads it).
+// gives it).
 [[nodiscard]] std::expected<void, std::error_code> check_batch_headers(
     const Batch& batch, std::uint16_t format_version,
     std::span<const std::pair<std::string, std::string>> headers);
-
-// The format_version of a message value (after the same checks decode_batch makes of the frame
-// and the FlatBuffer), for check_batch_headers.
-[[nodiscard]] std::expected<std::uint16_t, std::error_code> batch_format_version(std::span<const std::uint8_t> value);
 
 }  // namespace gw::uplink

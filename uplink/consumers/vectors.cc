@@ -485,14 +485,13 @@ const char* error_name(const std::error_code& ec) {
 
 // The C++ reader's whole answer for one vector: the batch as JSON, or {"error": kind}.
 Json decode_json(const Bytes& value, const Headers& headers) {
-  auto batch = gw::uplink::decode_batch(value);
+  std::uint16_t version = 0;
+  auto batch = gw::uplink::decode_batch(value, &version);
   if (!batch) return Json{{"error", error_name(batch.error())}};
-  auto version = gw::uplink::batch_format_version(value);
-  if (!version) return Json{{"error", error_name(version.error())}};
-  if (auto ok = gw::uplink::check_batch_headers(*batch, *version, headers); !ok) {
+  if (auto ok = gw::uplink::check_batch_headers(*batch, version, headers); !ok) {
     return Json{{"error", error_name(ok.error())}};
   }
-  return batch_json(*batch, *version);
+  return batch_json(*batch, version);
 }
 
 // Field by field; returns the first difference's path, empty if equal.

@@ -275,14 +275,19 @@ def _check_distinct(names: Sequence[str], what: str) -> None:
         raise BatchError("malformed", f"a record has a {what} twice")
 
 
+def _check_next_seq(seq: int, prev: Optional[int], first: int, last: int, what: str) -> None:
+    """Entries of a rows or aggregate batch: strictly increasing seqs, each within first..last."""
+    if (prev is not None and seq <= prev) or not first <= seq <= last:
+        raise BatchError("malformed", f"{what} seq {seq} out of order or outside {first}..{last}")
+
+
 def _rows(b: _FbBatch, first: int, last: int) -> List[Record]:
     records: List[Record] = []
     prev = None
     for i in range(b.RecordsLength()):
         r = b.Records(i)
         seq = r.Seq()
-        if (seq < first if prev is None else seq <= prev) or seq > last:
-            raise BatchError("malformed", f"record seq {seq} out of order or outside {first}..{last}")
+        _check_next_seq(seq, prev, first, last, "record")
         prev = seq
         names, values = [], []
         for k in range(r.MetricsLength()):
@@ -409,8 +414,7 @@ def _aggregates(b: _FbBatch, first: int, last: int) -> List[Aggregate]:
     for i in range(b.AggregatesLength()):
         a = b.Aggregates(i)
         seq = a.Seq()
-        if (seq < first if prev is None else seq <= prev) or seq > last:
-            raise BatchError("malformed", f"aggregate seq {seq} out of order or outside {first}..{last}")
+        _check_next_seq(seq, prev, first, last, "aggregate")
         prev = seq
         kind, scope = a.Kind(), a.Scope()
         if kind not in _KINDS or scope not in _SCOPES:

@@ -152,14 +152,20 @@ public final class BatchDecoder {
     return Long.compareUnsigned(seq, first) >= 0 && Long.compareUnsigned(seq, last) <= 0;
   }
 
+  /** Entries of a rows or aggregate batch: strictly increasing seqs, each within first..last. */
+  private static void checkNextSeq(long seq, Long previous, long first, long last, String what) {
+    if ((previous != null && Long.compareUnsigned(seq, previous) <= 0) || !inRange(seq, first, last)) {
+      throw malformed(what + " seq out of order or outside the range");
+    }
+  }
+
   private static List<TelemetryRecord> rows(gw.uplink.fb.Batch b, long first, long last) {
     final int n = b.recordsLength();
     final List<TelemetryRecord> out = new ArrayList<>(n);
     for (int i = 0; i < n; ++i) {
       final gw.uplink.fb.Record r = b.records(i);
       final long seq = r.seq();
-      final boolean inOrder = out.isEmpty() || Long.compareUnsigned(seq, out.get(out.size() - 1).seq()) > 0;
-      if (!inOrder || !inRange(seq, first, last)) throw malformed("record seq out of order or outside the range");
+      checkNextSeq(seq, out.isEmpty() ? null : out.get(out.size() - 1).seq(), first, last, "record");
       final Map<String, Double> metrics = new LinkedHashMap<>();
       for (int k = 0; k < r.metricsLength(); ++k) {
         final gw.uplink.fb.Metric m = r.metrics(k);
@@ -303,8 +309,7 @@ public final class BatchDecoder {
     for (int i = 0; i < n; ++i) {
       final gw.uplink.fb.Aggregate a = b.aggregates(i);
       final long seq = a.seq();
-      final boolean inOrder = out.isEmpty() || Long.compareUnsigned(seq, out.get(out.size() - 1).seq()) > 0;
-      if (!inOrder || !inRange(seq, first, last)) throw malformed("aggregate seq out of order or outside the range");
+      checkNextSeq(seq, out.isEmpty() ? null : out.get(out.size() - 1).seq(), first, last, "aggregate");
       final int kind = a.kind(), scope = a.scope();
       if (kind < 1 || kind > 3 || scope < 1 || scope > 2) throw malformed("window kind or scope");
       final String groupTag = a.groupTag();
