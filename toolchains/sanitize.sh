@@ -39,7 +39,7 @@ main() {
     scale=${GW_TEST_TIME_SCALE:-3}
     # Every test binary and every program the tests run; not the benchmarks (bench-*).
     targets=(test_buffer test_ingest test_windowing test_uplink test_gateway test_firmware_sim
-             edge-gateway firmware-sim kafka-mock uplink-cat pulsar-ws-server)
+             edge-gateway firmware-sim kafka-mock uplink-cat pulsar-ws-server batch-vectors)
   else
     scale=${GW_TEST_TIME_SCALE:-5}
     # With their dependencies (add_dependencies): buffer_crash_child, ingest_park_helper, kafka-mock,
@@ -72,7 +72,10 @@ main() {
     label_args=(-LE '^(package|native_only)$')
   else
     export TSAN_OPTIONS="halt_on_error=0:second_deadlock_stack=1:history_size=4:suppressions=$supp/tsan.supp:log_path=$logs/tsan"
-    label_args=(-L '^(buffer|ingest|uplink|windowing|gateway)$' -E '^(uplink\.decode_cli|gateway\.readme_config_reference)$')
+    # Single-threaded checks (the CLI round trip, the batch vectors, the config reference) and the
+    # native_only tests (kill loops, the Python and Java readers) are left out here.
+    label_args=(-L '^(buffer|ingest|uplink|windowing|gateway)$' -LE '^native_only$'
+                -E '^(uplink\.decode_cli|uplink\.vectors_(write|cpp)|gateway\.readme_config_reference)$')
   fi
 
   start=$SECONDS
