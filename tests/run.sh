@@ -12,5 +12,6 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/toolchains/build.sh" "$root/build"
 cd "$root/build"
 # Label sanitizer_only: kafka-mock twins of tests that run here against a real Kafka; they run in
-# the sanitizer builds only (toolchains/sanitize.sh), where no JVM broker does.
-ctest --output-on-failure --timeout 600 -LE '^sanitizer_only$' "$@"
+# the sanitizer builds only (toolchains/sanitize.sh), where no JVM broker does. The Catch2 test
+# cases run two at a time (-j); the scripts run alone (gw_tests_run_alone in CMakeLists.txt).
+ctest --output-on-failure --timeout 600 -j "$(nproc)" -LE '^sanitizer_only$' "$@"

@@ -1,6 +1,7 @@
 # Debian packages with CPack, included by the top CMakeLists.txt:
-#   cmake --build BUILD && (cd BUILD && cpack -G DEB)     -> edge-gateway_<version>_<arch>.deb
-# The same for a cross build (build-arm64: edge-gateway_<version>_arm64.deb). One package holds
+#   cmake --build BUILD && (cd BUILD && cpack -G DEB)  -> edge-gateway_<version>-1~deb<N>_<arch>.deb
+# The same for a cross build (build-arm64: edge-gateway_0.1.0-1~deb12_arm64.deb); every release and
+# architecture at once: toolchains/packages.sh. One package holds
 # edge-gateway, its tools (firmware-sim, uplink-cat, kafka-mock) in /usr/bin, the systemd unit, the
 # default config /etc/edge-gateway/edge-gateway.toml and the mosquitto drop-in
 # /etc/mosquitto/conf.d/edge-gateway.conf (both conffiles); postinst creates the system user
@@ -9,12 +10,28 @@
 # too, as a package would.
 set(_gw_deb ${CMAKE_CURRENT_LIST_DIR}/debian)
 
-install(FILES ${_gw_deb}/edge-gateway.service DESTINATION /lib/systemd/system)
+# The Debian release the package is for: the build system's (a cross build runs on a system of the
+# target's release: toolchains/packages.sh). It names the package's version, 0.1.0-1~deb12 or
+# 0.1.0-1~deb13 (a bookworm package upgrades to the trixie one with the release), and where the
+# systemd files go: Debian 13 has merged /usr and ships units in /usr/lib/systemd, Debian 12 in
+# /lib/systemd. GW_DEB_RELEASE overrides it (a number: 12, 13).
+set(GW_DEB_RELEASE "" CACHE STRING "Debian release the package is built for (default: this system's VERSION_ID)")
+set(_gw_release ${GW_DEB_RELEASE})
+if(NOT _gw_release AND EXISTS /etc/os-release)
+  file(STRINGS /etc/os-release _gw_version_id REGEX "^VERSION_ID=")
+  string(REGEX REPLACE "^VERSION_ID=\"?([0-9]+).*" "\\1" _gw_release "${_gw_version_id}")
+endif()
+set(_gw_systemd /lib/systemd/system)
+if(_gw_release AND _gw_release GREATER_EQUAL 13)
+  set(_gw_systemd /usr/lib/systemd/system)
+endif()
+
+install(FILES ${_gw_deb}/edge-gateway.service DESTINATION ${_gw_systemd})
 install(FILES ${_gw_deb}/edge-gateway.toml DESTINATION /etc/edge-gateway)
 install(FILES ${_gw_deb}/mosquitto-edge-gateway.conf DESTINATION /etc/mosquitto/conf.d
         RENAME edge-gateway.conf)
 # mosquitto starts after the gateway (ingest mode plugin: its plugin connects to the gateway's socket).
-install(FILES ${_gw_deb}/mosquitto-after-edge-gateway.conf DESTINATION /lib/systemd/system/mosquitto.service.d
+install(FILES ${_gw_deb}/mosquitto-after-edge-gateway.conf DESTINATION ${_gw_systemd}/mosquitto.service.d
         RENAME edge-gateway.conf)
 install(FILES ${PROJECT_SOURCE_DIR}/README.md ${PROJECT_SOURCE_DIR}/gateway/edge-gateway.example.toml
         DESTINATION share/doc/edge-gateway)
@@ -22,6 +39,9 @@ install(FILES ${PROJECT_SOURCE_DIR}/README.md ${PROJECT_SOURCE_DIR}/gateway/edge
 set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME edge-gateway)
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
+if(_gw_release)
+  set(CPACK_DEBIAN_PACKAGE_RELEASE "1~deb${_gw_release}")
+endif()
 set(CPACK_PACKAGE_VENDOR "edge-gateway")
 set(CPACK_PACKAGE_CONTACT "edge-gateway maintainers <edge-gateway@localhost>")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY

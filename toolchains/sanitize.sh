@@ -80,7 +80,8 @@ main() {
 
   start=$SECONDS
   rc=0
-  (cd "$build" && ctest --output-on-failure --timeout $((600 * scale)) "${label_args[@]}" "${ctest_args[@]}") || rc=$?
+  # The Catch2 test cases two at a time, the scripts alone (gw_tests_run_alone in CMakeLists.txt).
+  (cd "$build" && ctest --output-on-failure --timeout $((600 * scale)) -j "$(nproc)" "${label_args[@]}" "${ctest_args[@]}") || rc=$?
   echo "sanitize.sh: $mode tests took $((SECONDS - start)) s"
 
   reports=("$logs"/*)

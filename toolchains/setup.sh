@@ -6,6 +6,8 @@
 #   toolchains/setup.sh            native build, tests, demo
 #   toolchains/setup.sh --arm64    also the arm64 cross toolchain, the :arm64 libraries and qemu
 #   toolchains/setup.sh --armhf    also the armhf cross toolchain, the :armhf libraries and qemu
+#   toolchains/setup.sh --build-only   only what building the product and its .deb needs (with
+#                                  --arm64/--armhf: for that architecture), no tests or demo
 #
 # Cross builds use Debian multiarch (no hand-made sysroot): `dpkg --add-architecture ARCH`, the
 # crossbuild-essential-ARCH compilers, pkgconf:ARCH for the cross pkg-config wrapper
@@ -28,16 +30,23 @@ packages=(
   libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   # mapped sources' JSON payloads (ingest/mapping.cc; header-only, Multi-Arch: foreign)
   rapidjson-dev
-  catch2
   # Sparkplug B payloads (ingest/sparkplug.proto): the runtime library and the host's protoc
   libprotobuf-dev protobuf-compiler
+  # the mosquitto plugin (ingest mode "plugin"): the broker's plugin API v5 headers
+  mosquitto-dev libmosquitto-dev
+)
+# Tests, demo and the other builds (--build-only leaves these out: enough to build the product and
+# its packages, as toolchains/packages.sh does in its Debian roots).
+test_packages=(
+  catch2
   # tests and demo: a real broker, a real Kafka client, the format tools; python3-venv for the
   # venv of the tests' Python clients (toolchains/python-env.sh)
   mosquitto mosquitto-clients kcat zstd lmdb-utils curl jq procps python3 python3-venv
-  # the mosquitto plugin (ingest mode "plugin"): the broker's plugin API v5 headers
-  mosquitto-dev libmosquitto-dev
   # e2e.plugin_order traces mosquitto and the gateway
   strace
+  # Debian roots of other releases (toolchains/trixie.sh, toolchains/packages.sh) and running
+  # their foreign-architecture tests (qemu's binfmt_misc entries, from the machine's qemu)
+  debootstrap qemu-user-static
   # the real brokers the tests run (Apache Kafka and Pulsar; toolchains/fetch-brokers.sh resolves
   # them from Maven Central with Maven) and the Java batch reader (uplink/consumers/java: compiled,
   # so the JDK)
@@ -53,10 +62,10 @@ packages=(
 # libstdc++ 12's std::expected; see GW_FUZZ in CMakeLists.txt). Debian 13: clang 19 (16 is gone).
 codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
 case $codename in
-  bookworm) packages+=(clang-16 libclang-rt-16-dev) ;;
-  trixie) packages+=(clang-19 libclang-rt-19-dev) ;;
+  bookworm) test_packages+=(clang-16 libclang-rt-16-dev) ;;
+  trixie) test_packages+=(clang-19 libclang-rt-19-dev) ;;
   *) echo "setup.sh: Debian '$codename' is not one this project knows (bookworm, trixie); trying bookworm's names" >&2
-     packages+=(clang-16 libclang-rt-16-dev) ;;
+     test_packages+=(clang-16 libclang-rt-16-dev) ;;
 esac
 
 # The architecture-dependent libraries: a cross build needs the :ARCH package of each of them.
@@ -66,14 +75,17 @@ cross_libs=(
 )
 
 arches=()
+build_only=
 for arg in "$@"; do
   case $arg in
     --arm64) arches+=(arm64) ;;
     --armhf) arches+=(armhf) ;;
-    -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
-    *) echo "setup.sh: unknown option $arg (use --arm64, --armhf)" >&2; exit 2 ;;
+    --build-only) build_only=1 ;;
+    -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown option $arg (use --arm64, --armhf, --build-only)" >&2; exit 2 ;;
   esac
 done
+[[ $build_only ]] || packages+=("${test_packages[@]}")
 
 sudo_cmd=()
 if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi

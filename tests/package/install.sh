@@ -39,17 +39,25 @@ dpkg-deb -f "$deb" Package Version Architecture Depends
 installed=1
 apt-get install -y -qq --no-install-recommends "$deb" >"$work/apt.log" 2>&1 || { cat "$work/apt.log"; gw_die "apt-get install failed"; }
 
-# 2. What the package put in place.
-unit=/lib/systemd/system/edge-gateway.service
+# 2. What the package put in place: for this system's Debian release (its version names it; Debian
+# 13 has merged /usr and keeps units in /usr/lib/systemd, Debian 12 in /lib/systemd).
+release=$(. /etc/os-release && echo "$VERSION_ID")
+systemd=/lib/systemd/system
+((release >= 13)) && systemd=/usr/lib/systemd/system
+version=$(dpkg-query -W -f='${Version}' edge-gateway)
+[[ $version == *"~deb$release" ]] || gw_die "package version $version does not name Debian $release"
+dpkg -L edge-gateway | grep -qx "$systemd/edge-gateway.service" ||
+  gw_die "the unit is not in $systemd: $(dpkg -L edge-gateway | grep 'edge-gateway.service$')"
+unit=$systemd/edge-gateway.service
 conf=/etc/edge-gateway/edge-gateway.toml
 for f in /usr/bin/edge-gateway /usr/bin/firmware-sim /usr/bin/uplink-cat /usr/bin/kafka-mock "$unit" "$conf" \
   /etc/mosquitto/conf.d/edge-gateway.conf /usr/lib/edge-gateway/edge_gateway_mosquitto.so \
-  /lib/systemd/system/mosquitto.service.d/edge-gateway.conf; do
+  "$systemd/mosquitto.service.d/edge-gateway.conf"; do
   [[ -e $f ]] || gw_die "package did not install $f"
 done
 getent passwd edge-gateway >/dev/null || gw_die "postinst did not create the user edge-gateway"
 id -nG edge-gateway | grep -qw mosquitto || gw_die "postinst did not put edge-gateway in the group mosquitto"
-grep -q '^After=edge-gateway.service' /lib/systemd/system/mosquitto.service.d/edge-gateway.conf ||
+grep -q '^After=edge-gateway.service' "$systemd/mosquitto.service.d/edge-gateway.conf" ||
   gw_die "mosquitto is not ordered after the gateway"
 [[ $(stat -c '%U:%G %a' /var/lib/edge-gateway) == "edge-gateway:edge-gateway 750" ]] ||
   gw_die "/var/lib/edge-gateway is $(stat -c '%U:%G %a' /var/lib/edge-gateway)"
