@@ -43,9 +43,9 @@
 #include "uplink/batch.h"
 #include "uplink/kafka_mock.h"
 #include "uplink/kafka_sink.h"
+#include "uplink/pulsar_sink.h"
 #ifdef GW_BENCH_PULSAR
 #include "tests/support/pulsar_ws_server.h"
-#include "uplink/pulsar_sink.h"
 #endif
 
 namespace {
