@@ -16,7 +16,13 @@
 #include <boost/beast/core/detail/base64.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+// GCC 12 (Debian 12's, for armhf at -O3) warns -Warray-bounds inside Beast's inflate tables
+// (boost/beast/zlib/detail/inflate_stream.ipp, inlined here; a false positive GCC 14 does not
+// make): the warning is about Boost's code, not ours.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Warray-bounds"
 #include <boost/beast/websocket.hpp>
+#pragma GCC diagnostic pop
 #include <boost/beast/websocket/ssl.hpp>
 #include <algorithm>
 #include <charconv>
