@@ -13,9 +13,9 @@
 # machine (Debian 12; arm64 with multiarch, toolchains/setup.sh --arm64), the others in a Debian
 # root made with debootstrap in build-deb/roots/RELEASE-ARCH (toolchains/debian-root.sh; kept for
 # the next run), one per architecture because a multiarch system holds one cross architecture's
-# -dev libraries at a time. Bookworm armhf is built in a root too: on this machine the mirror's
-# bookworm-security armhf index has not resolved, and a root keeps that away from the machine's
-# own apt. Release builds (Release, warnings as errors), product only (GW_BUILD_TESTS=OFF), then
+# -dev libraries at a time. Bookworm armhf is built in a root too: the mirror's bookworm-security
+# armhf index failed here for weeks (it resolved again on 2026-12-07), and a root keeps such a
+# failure away from the machine's own apt. Release builds (Release, warnings as errors), product only (GW_BUILD_TESTS=OFF), then
 # `cpack -G DEB`. The native packages are installed and run by ctest's package.install (the
 # bookworm one here, the trixie one in toolchains/trixie.sh's root). Needs root (apt, chroot).
 set -euo pipefail
