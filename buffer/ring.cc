@@ -18,6 +18,8 @@
 #include <spdlog/spdlog.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -26,6 +28,7 @@
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -103,6 +106,10 @@ constexpr auto kFullRecheck = std::chrono::milliseconds(500);
 constexpr auto kNoSpaceBackoffMin = std::chrono::milliseconds(50);
 constexpr auto kNoSpaceBackoffMax = std::chrono::milliseconds(5000);
 constexpr auto kEvictLogInterval = std::chrono::seconds(10);
+// How often the background thread hands the map's pages back to the page cache (release_map_pages).
+// bench-box at 10,000 msg/s: 1 s keeps the map's share of RSS at 3-5 MB for +0.4 us per message
+// (noise); 250 ms kept it near 1 MB but cost 1.7 us per message in page faults.
+constexpr auto kReleaseInterval = std::chrono::milliseconds(1000);
 
 // Pages kept free of records so that ack() and trim() can always commit once appends are refused:
 // LMDB copies pages on write, so even a delete needs free pages, and a map filled to the last page
@@ -475,7 +482,7 @@ class LmdbRing final : public Ring {
       for (auto& [name, dbi] : tables) tables_.emplace(std::move(name), dbi);
     }
 
-    if (options_.durability == Durability::os) sync_thread_ = std::thread([this] { sync_loop(); });
+    sync_thread_ = std::thread([this] { sync_loop(); });
     return {};
   }
 
@@ -1674,19 +1681,59 @@ class LmdbRing final : public Ring {
     return out;
   }
 
+  // The background thread: in `os` mode syncs every sync_interval; in both modes hands the map's
+  // pages back every kReleaseInterval. The ring walks its file (appends land on pages freed by
+  // trims, wherever they are), so without this every page of the file stays mapped into the process
+  // and its RSS grows to the file's size (measured: 14 MB of map after 60 s at 10,000 msg/s). The
+  // mapping is MAP_SHARED and file-backed, so MADV_DONTNEED drops only the page-table entries: the
+  // pages stay in the page cache (dirty ones are still written back), and the next access maps the
+  // same page again (a minor fault; a few dozen hot pages per interval).
   void sync_loop() {
+    const auto sync_every = options_.durability == Durability::os ? options_.sync_interval : kReleaseInterval;
+    const auto tick = std::min(sync_every, kReleaseInterval);
+    auto next_sync = Clock::now() + sync_every;
+    auto next_release = Clock::now() + kReleaseInterval;
     std::unique_lock lock(sync_mutex_);
     while (!stopping_) {
-      sync_cv_.wait_for(lock, options_.sync_interval, [this] { return stopping_; });
+      sync_cv_.wait_for(lock, tick, [this] { return stopping_; });
       if (stopping_) break;
       lock.unlock();
+      const auto now = Clock::now();
       {
         ReadGuard gate(gate_);
-        if (int rc = mdb_env_sync(env_, 1); rc != 0)
-          spdlog::error("buffer: background sync failed: {}", mdb_strerror(rc));
+        if (options_.durability == Durability::os && now >= next_sync) {
+          next_sync = now + sync_every;
+          if (int rc = mdb_env_sync(env_, 1); rc != 0)
+            spdlog::error("buffer: background sync failed: {}", mdb_strerror(rc));
+        }
+        if (now >= next_release) {
+          next_release = now + kReleaseInterval;
+          release_map_pages();
+        }
       }
       lock.lock();
     }
+  }
+
+  // LMDB does not say where it mapped the file (MDB_envinfo::me_mapaddr is only set with
+  // MDB_FIXEDMAP), so the mapping of the data file is found in /proc/self/maps by its inode.
+  void release_map_pages() const {  // the gate held shared: the map does not move
+    mdb_filehandle_t fd;
+    struct stat st {};
+    if (mdb_env_get_fd(env_, &fd) != 0 || ::fstat(fd, &st) != 0) return;
+    std::FILE* maps = std::fopen("/proc/self/maps", "re");
+    if (maps == nullptr) return;
+    char line[512];
+    while (std::fgets(line, sizeof line, maps) != nullptr) {
+      unsigned long start = 0, end = 0, inode = 0;
+      unsigned dev_major = 0, dev_minor = 0;
+      if (std::sscanf(line, "%lx-%lx %*s %*s %x:%x %lu", &start, &end, &dev_major, &dev_minor, &inode) != 5) continue;
+      if (inode != st.st_ino || ::makedev(dev_major, dev_minor) != st.st_dev) continue;
+      if (::madvise(reinterpret_cast<void*>(start), end - start, MADV_DONTNEED) != 0) {
+        spdlog::debug("buffer: madvise(MADV_DONTNEED) on the map failed: {}", std::strerror(errno));
+      }
+    }
+    std::fclose(maps);
   }
 
   MDB_env* env_;

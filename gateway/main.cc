@@ -1,6 +1,8 @@
 // edge-gateway: the daemon. Parses the command line (CLI11), loads the config, runs the App until
 // SIGINT or SIGTERM, then stops it gracefully. SIGINT/SIGTERM are blocked in every thread and
 // taken with sigwait() here, so no stage is interrupted in the middle of a callback.
+#include <malloc.h>
+
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -40,6 +42,11 @@ std::string plugin_path() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // glibc gives each thread that allocates an arena of its own, up to 8 per core; the gateway has
+  // about 16 threads (Paho, librdkafka, the stages), each arena keeping its own free memory. Two
+  // arenas: bench-box at 10,000 msg/s measured about 1 MB less anonymous RSS (6.2-6.6 -> 5.2-5.5
+  // MB) at the same CPU per message (34.3-34.5 us, within the run-to-run noise).
+  mallopt(M_ARENA_MAX, 2);
   CLI::App cli{"edge-gateway: MQTT -> crash-safe LMDB buffer -> windowed aggregates + zstd batches -> Kafka"};
   std::string config_path, check_path, mosquitto_path;
   bool version = false, help_config = false;

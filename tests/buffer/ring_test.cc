@@ -5,6 +5,7 @@
 #include <sys/mount.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <deque>
@@ -890,4 +891,59 @@ TEST_CASE("a 32-bit process refuses a map it cannot hold and grows the map in st
   REQUIRE_FALSE(steps.empty());
   for (std::uint64_t step : steps) CHECK(step <= o.max_bytes);
   CHECK(steps.back() == (64ull << 20));
+}
+
+namespace {
+// Resident KiB of this process's mappings of `file` (from /proc/self/smaps).
+std::uint64_t mapped_rss_kib(const std::string& file) {
+  std::FILE* smaps = std::fopen("/proc/self/smaps", "re");
+  REQUIRE(smaps != nullptr);
+  std::uint64_t total = 0;
+  bool ours = false;
+  char line[1024];
+  while (std::fgets(line, sizeof line, smaps) != nullptr) {
+    std::string_view l(line);
+    if (!l.empty() && l.back() == '\n') l.remove_suffix(1);
+    unsigned long long kib = 0;
+    unsigned long start = 0, stop = 0;
+    if (std::sscanf(line, "%lx-%lx ", &start, &stop) == 2) {
+      ours = l.ends_with(file);  // a mapping's header line ends with its path
+    } else if (std::sscanf(line, "Rss: %llu kB", &kib) == 1 && ours) {
+      total += kib;
+    }
+  }
+  std::fclose(smaps);
+  return total;
+}
+}  // namespace
+
+TEST_CASE("the map's pages are handed back to the page cache while the data stays readable") {
+  TempDir dir;
+  auto ring = open_ring({.path = dir.str(), .durability = Durability::os});
+  const std::string data_file = dir.str() + "/data.mdb";
+  const std::vector<std::uint8_t> payload(1024, 0x5A);
+  for (int batch = 0; batch < 80; ++batch) {
+    std::vector<RecordIn> in(100, RecordIn{RecordType::telemetry, payload});
+    REQUIRE(ring->append(in).has_value());
+  }
+  auto all = ring->read(Seq{0}, 8000, 64u << 20);
+  REQUIRE(all.has_value());
+  REQUIRE(all->size() == 8000);
+  const std::uint64_t touched = mapped_rss_kib(data_file);
+  INFO("resident KiB of the map after writing and reading 8 MB: " << touched);
+  REQUIRE(touched >= 4096);
+
+  // The background thread releases them about every second; wait at most 5 s.
+  std::uint64_t resident = touched;
+  for (int i = 0; i < 50 && resident > 512; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    resident = mapped_rss_kib(data_file);
+  }
+  INFO("resident KiB of the map afterwards: " << resident);
+  REQUIRE(resident <= 512);
+
+  auto again = ring->read(Seq{0}, 8000, 64u << 20);
+  REQUIRE(again.has_value());
+  REQUIRE(again->size() == 8000);
+  for (const auto& r : *again) REQUIRE(std::equal(r.payload.begin(), r.payload.end(), payload.begin(), payload.end()));
 }
