@@ -107,9 +107,10 @@ constexpr auto kNoSpaceBackoffMin = std::chrono::milliseconds(50);
 constexpr auto kNoSpaceBackoffMax = std::chrono::milliseconds(5000);
 constexpr auto kEvictLogInterval = std::chrono::seconds(10);
 // How often the background thread hands the map's pages back to the page cache (release_map_pages).
-// bench-box at 10,000 msg/s: 1 s keeps the map's share of RSS at 3-5 MB for +0.4 us per message
-// (noise); 250 ms kept it near 1 MB but cost 1.7 us per message in page faults.
-constexpr auto kReleaseInterval = std::chrono::milliseconds(1000);
+// bench-box at 10,000 msg/s, subscribe os (gateway CPU per message; RSS at the end of a run): never
+// 34.3 us, 26.3 MB; 1 s 34.2-35.5 us, 23.3-23.7 MB; 500 ms 34.0-36.2 us, 21.6-22.4 MB; 250 ms
+// 35.5-38.2 us, 19.4-19.8 MB (the hot pages fault back in after each release).
+constexpr auto kReleaseInterval = std::chrono::milliseconds(500);
 
 // Pages kept free of records so that ack() and trim() can always commit once appends are refused:
 // LMDB copies pages on write, so even a delete needs free pages, and a map filled to the last page
