@@ -47,11 +47,14 @@ constexpr std::size_t kMinSizeCap = 1000;
 // the gw-* headers (uplink/FORMAT.md), rounded up.
 constexpr std::size_t kFraming = 256;
 
-// What a read of the partition that works while a batch waits for its acknowledgement says
-// (watch_stall(), the sink's last_delivery_error).
 // exactly_once: librdkafka's transaction.timeout.ms and message.timeout.ms.
 constexpr std::chrono::milliseconds kTransactionTimeout{60000};
 
+// After a stall whose explanation could not be read from the partition, how soon to try again.
+constexpr std::chrono::milliseconds kStallRecheck{5000};
+constexpr int kStallRechecks = 3;  // in a row; then every message_timeout again
+// What a read of the partition that works while a batch waits for its acknowledgement says
+// (watch_stall(), the sink's last_delivery_error).
 constexpr std::string_view kNotAcked =
     ": the partition's leader answers reads but did not acknowledge the writes in time; with acks=all "
     "it waits for min.insync.replicas in-sync replicas, so too few of the topic's replicas may be up";
@@ -111,6 +114,7 @@ struct KafkaUplink::Impl {
   buffer::Seq acked;       // the cursor position
   bool rewind = false;     // a delivery failed: read back and resend once every report is in
   Clock::time_point next_stall_check{};  // watch_stall(): not before this
+  int stall_reads_failed = 0;            // watch_stall(): reads of the partition that failed in a row
   std::size_t size_cap = 0;  // bytes a message may have: the topic's max.message.bytes, or learned
                              // from MSG_SIZE_TOO_LARGE; 0: none
   std::size_t too_large = 0; // the largest message refused as too large since the last rewind
@@ -764,8 +768,16 @@ struct KafkaUplink::Impl {
                       " s (kept in flight and retried)";
     if (auto tail = read_tail(tail_query(), acked)) {
       why += kNotAcked;
+      stall_reads_failed = 0;
     } else {
       why += "; reading the partition failed too (" + tail.error().message() + "): no leader reachable";
+      // Look again soon rather than a whole message_timeout later, a few times: a read that failed
+      // once (a broker restarting, dead bootstrap brokers tried first) may work seconds later, and
+      // /status should then say what holds the batch. Not forever: in an outage each read blocks
+      // this thread for up to read_back_timeout.
+      if (++stall_reads_failed <= kStallRechecks) {
+        next_stall_check = now + std::min<std::chrono::milliseconds>(opt.message_timeout, kStallRecheck);
+      }
     }
     spdlog::warn("{}: {} [{}]: {}", opt.cursor, opt.topic, partition, why);
     std::lock_guard lock(mu);

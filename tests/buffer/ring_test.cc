@@ -930,17 +930,22 @@ TEST_CASE("the map's pages are handed back to the page cache while the data stay
   REQUIRE(all.has_value());
   REQUIRE(all->size() == 8000);
   const std::uint64_t touched = mapped_rss_kib(data_file);
-  INFO("resident KiB of the map after writing and reading 8 MB: " << touched);
-  REQUIRE(touched >= 4096);
-
-  // The background thread releases them about every second; wait at most 5 s.
-  std::uint64_t resident = touched;
-  for (int i = 0; i < 50 && resident > 512; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    resident = mapped_rss_kib(data_file);
+  if (touched == 0) {
+    // qemu-user's /proc/self/smaps reports every mapping with "Rss: 0 kB" (the armhf tests run
+    // there): residency cannot be seen, so only the data is checked. Natively it always shows.
+    WARN("this system's /proc reports no resident pages for the map: residency not checked");
+  } else {
+    INFO("resident KiB of the map after writing and reading 8 MB: " << touched);
+    REQUIRE(touched >= 4096);
+    // The background thread releases them every 500 ms; wait at most 5 s.
+    std::uint64_t resident = touched;
+    for (int i = 0; i < 50 && resident > 512; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      resident = mapped_rss_kib(data_file);
+    }
+    INFO("resident KiB of the map afterwards: " << resident);
+    REQUIRE(resident <= 512);
   }
-  INFO("resident KiB of the map afterwards: " << resident);
-  REQUIRE(resident <= 512);
 
   auto again = ring->read(Seq{0}, 8000, 64u << 20);
   REQUIRE(again.has_value());
