@@ -390,13 +390,13 @@ class LmdbRing final : public Ring {
       std::unique_lock lock(queue_mutex_);
       queue_cv_.wait_for(lock, std::chrono::seconds(30), [&] { return queue_.empty(); });
     }
-    if (sync_thread_.joinable()) {
+    if (background_thread_.joinable()) {
       {
-        std::lock_guard lock(sync_mutex_);
+        std::lock_guard lock(background_mutex_);
         stopping_ = true;
       }
-      sync_cv_.notify_all();
-      sync_thread_.join();
+      background_cv_.notify_all();
+      background_thread_.join();
     }
     if (options_.durability == Durability::os) {
       if (int rc = mdb_env_sync(env_, 1); rc != 0)
@@ -483,7 +483,7 @@ class LmdbRing final : public Ring {
       for (auto& [name, dbi] : tables) tables_.emplace(std::move(name), dbi);
     }
 
-    sync_thread_ = std::thread([this] { sync_loop(); });
+    background_thread_ = std::thread([this] { background_loop(); });
     return {};
   }
 
@@ -1504,7 +1504,10 @@ class LmdbRing final : public Ring {
       }
     }
     int rc = 0;
-    gate_.exclusive([&] { rc = mdb_env_set_mapsize(env_, static_cast<std::size_t>(next * page_size_)); });
+    gate_.exclusive([&] {
+      rc = mdb_env_set_mapsize(env_, static_cast<std::size_t>(next * page_size_));
+      map_moves_.fetch_add(1);  // inside the gate: a reader of the map sees the count of its mapping
+    });
     if (rc != 0) {
       spdlog::error("buffer: growing the map to {} bytes failed: {}", next * page_size_, mdb_strerror(rc));
       return rc;
@@ -1689,21 +1692,21 @@ class LmdbRing final : public Ring {
   // mapping is MAP_SHARED and file-backed, so MADV_DONTNEED drops only the page-table entries: the
   // pages stay in the page cache (dirty ones are still written back), and the next access maps the
   // same page again (a minor fault; a few dozen hot pages per interval).
-  void sync_loop() {
-    const auto sync_every = options_.durability == Durability::os ? options_.sync_interval : kReleaseInterval;
-    const auto tick = std::min(sync_every, kReleaseInterval);
-    auto next_sync = Clock::now() + sync_every;
+  void background_loop() {
+    const bool sync = options_.durability == Durability::os;
+    const auto tick = sync ? std::min(options_.sync_interval, kReleaseInterval) : kReleaseInterval;
+    auto next_sync = Clock::now() + options_.sync_interval;
     auto next_release = Clock::now() + kReleaseInterval;
-    std::unique_lock lock(sync_mutex_);
+    std::unique_lock lock(background_mutex_);
     while (!stopping_) {
-      sync_cv_.wait_for(lock, tick, [this] { return stopping_; });
+      background_cv_.wait_for(lock, tick, [this] { return stopping_; });
       if (stopping_) break;
       lock.unlock();
       const auto now = Clock::now();
       {
         ReadGuard gate(gate_);
-        if (options_.durability == Durability::os && now >= next_sync) {
-          next_sync = now + sync_every;
+        if (sync && now >= next_sync) {
+          next_sync = now + options_.sync_interval;
           if (int rc = mdb_env_sync(env_, 1); rc != 0)
             spdlog::error("buffer: background sync failed: {}", mdb_strerror(rc));
         }
@@ -1716,25 +1719,41 @@ class LmdbRing final : public Ring {
     }
   }
 
+  // The mappings of the data file, as background_loop() last found them (only that thread uses it).
+  struct MapRanges {
+    std::vector<std::pair<void*, std::size_t>> ranges;  // start, length
+    std::uint64_t moves = 0;  // map_moves_ when they were found
+  };
+
   // LMDB does not say where it mapped the file (MDB_envinfo::me_mapaddr is only set with
-  // MDB_FIXEDMAP), so the mapping of the data file is found in /proc/self/maps by its inode.
-  void release_map_pages() const {  // the gate held shared: the map does not move
+  // MDB_FIXEDMAP), so the mappings of the data file are found in /proc/self/maps by its inode, once
+  // per map size.
+  MapRanges find_map() const {
+    MapRanges found{{}, map_moves_.load()};
     mdb_filehandle_t fd;
     struct stat st {};
-    if (mdb_env_get_fd(env_, &fd) != 0 || ::fstat(fd, &st) != 0) return;
+    if (mdb_env_get_fd(env_, &fd) != 0 || ::fstat(fd, &st) != 0) return found;
     std::FILE* maps = std::fopen("/proc/self/maps", "re");
-    if (maps == nullptr) return;
+    if (maps == nullptr) return found;
     char line[512];
     while (std::fgets(line, sizeof line, maps) != nullptr) {
       unsigned long start = 0, end = 0, inode = 0;
       unsigned dev_major = 0, dev_minor = 0;
       if (std::sscanf(line, "%lx-%lx %*s %*s %x:%x %lu", &start, &end, &dev_major, &dev_minor, &inode) != 5) continue;
       if (inode != st.st_ino || ::makedev(dev_major, dev_minor) != st.st_dev) continue;
-      if (::madvise(reinterpret_cast<void*>(start), end - start, MADV_DONTNEED) != 0) {
+      found.ranges.emplace_back(reinterpret_cast<void*>(start), end - start);
+    }
+    std::fclose(maps);
+    return found;
+  }
+
+  void release_map_pages() {  // the gate held shared: the map does not move meanwhile
+    if (map_.ranges.empty() || map_.moves != map_moves_.load()) map_ = find_map();
+    for (const auto& [start, length] : map_.ranges) {
+      if (::madvise(start, length, MADV_DONTNEED) != 0) {
         spdlog::debug("buffer: madvise(MADV_DONTNEED) on the map failed: {}", std::strerror(errno));
       }
     }
-    std::fclose(maps);
   }
 
   MDB_env* env_;
@@ -1743,6 +1762,7 @@ class LmdbRing final : public Ring {
   std::uint64_t cap_pages_;                // max_bytes in pages
   bool writemap_;                          // MDB_WRITEMAP: the map is reserved on disk (reserve_map)
   std::atomic<std::uint64_t> map_pages_;  // current map size; changed only under write_mutex_
+  std::atomic<std::uint64_t> map_moves_{0};  // remaps (grow_map), counted inside the gate
   MDB_dbi records_ = 0;
   MDB_dbi cursors_ = 0;
   MDB_dbi meta_ = 0;
@@ -1786,10 +1806,11 @@ class LmdbRing final : public Ring {
   std::uint64_t tables_bound_pages_ = 0;      // Options::consumer_tables_bytes in pages
   Clock::time_point last_evict_log_{};
 
-  std::mutex sync_mutex_;
-  std::condition_variable sync_cv_;
+  std::mutex background_mutex_;
+  std::condition_variable background_cv_;
   bool stopping_ = false;
-  std::thread sync_thread_;
+  std::thread background_thread_;
+  MapRanges map_;  // background_loop()'s
 };
 
 }  // namespace
